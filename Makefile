@@ -1,0 +1,30 @@
+# Two entry points do all set-up on a fresh machine:
+#   make demo   export vit_b, start the local endpoint, extract holds from a sample wall photo
+#   make test   the whole test suite (fast + slow), as CI runs it
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: venv test test-fast lint demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serving,export,deploy,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check runtime export tests
+	$(PY) -m mypy
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) models model_artifacts out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,219 @@
+"""Export a SAM checkpoint to verified ONNX models: encoder.onnx, decoder.onnx, manifest.json.
+
+    python export/export_sam.py --model-type vit_b --output models/vit_b
+    python export/export_sam.py --model-type vit_b --checkpoint sam_vit_b_01ec64.pth --output models/vit_b
+    python export/export_sam.py --model-type tiny --random-weights --seed 0 --output models/tiny
+
+Without ``--checkpoint`` or ``--random-weights`` the official checkpoint is downloaded
+(SHA-256 checked) into ``SAM_CHECKPOINT_CACHE`` (default ``~/.cache/sam-holds/checkpoints``).
+After writing the models, parity with PyTorch is checked and recorded in the manifest; the
+export fails when fp32 parity is outside tolerance (fp16 parity is recorded only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import torch  # noqa: E402
+from segment_anything import SamPredictor  # noqa: E402
+from segment_anything.modeling import Sam  # noqa: E402
+
+from export import exporters  # noqa: E402
+from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored  # noqa: E402
+from export.parity import ParityError, check_parity, synthetic_image  # noqa: E402
+from export.sam_models import MODEL_TYPES, CheckpointMismatch, CheckpointUnreadable, build_random, load_checkpoint  # noqa: E402
+from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file  # noqa: E402
+
+log = logging.getLogger("export_sam")
+
+DEFAULT_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """A user-facing export failure; ``main`` prints it and exits non-zero."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A SAM model plus a description of where its weights came from (for the manifest)."""
+
+    sam: Sam
+    weights: dict[str, Any]
+
+
+def load_model(model_type: str, checkpoint: Path | None, random_weights: bool, seed: int) -> LoadedModel:
+    """Build ``model_type`` from a checkpoint file, seeded random weights, or the official download."""
+    spec = MODEL_TYPES[model_type]
+    if random_weights:
+        return LoadedModel(build_random(model_type, seed), {"origin": "random", "seed": seed})
+    if checkpoint is None:
+        if spec.checkpoint_url is None or spec.checkpoint_sha256 is None:
+            raise ExportError(f"model type {model_type} has no official checkpoint: pass --checkpoint or --random-weights")
+        try:
+            checkpoint = fetch_checkpoint(mirrored(spec.checkpoint_url), spec.checkpoint_sha256, cache_dir())
+        except CheckpointDownloadError as exc:
+            raise ExportError(str(exc)) from exc
+        origin = "official"
+    else:
+        origin = "checkpoint"
+    if not checkpoint.is_file():
+        raise ExportError(f"checkpoint file {checkpoint} does not exist")
+    try:
+        sam = load_checkpoint(model_type, checkpoint)
+    except (CheckpointMismatch, CheckpointUnreadable) as exc:
+        raise ExportError(str(exc)) from exc
+    except OSError as exc:
+        raise ExportError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
+    return LoadedModel(sam, {"origin": origin, "file": checkpoint.name, "sha256": sha256_of_file(checkpoint)})
+
+
+def _float32_constants(values: torch.Tensor) -> tuple[float, float, float]:
+    """The shortest decimals that round to the buffer's float32 values (123.675, not 123.67500305)."""
+    a, b, c = (float(str(np.float32(v))) for v in values.flatten().tolist())
+    return a, b, c
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("torch", "segment-anything", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _prepare_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"output directory {output} is not writable: {exc.strerror or exc}") from exc
+
+
+def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int = DEFAULT_OPSET,
+                 fp16: bool = False, skip_parity: bool = False, external_data: bool = False) -> Manifest:
+    """Write encoder/decoder (and fp16 variants), check parity, write and return the manifest."""
+    _prepare_output(output)
+    (output / MANIFEST_NAME).unlink(missing_ok=True)
+    sam = loaded.sam
+    log.info("tracing the image encoder (%s)", model_type)
+    encoder_graph = exporters.trace_encoder(sam, opset)
+    log.info("tracing the prompt decoder")
+    decoder_graph = exporters.trace_decoder(sam, opset)
+    models: dict[str, ModelFile] = {
+        "encoder": exporters.save_model(encoder_graph, output / "encoder.onnx", "encoder", "fp32", external_data),
+        "decoder": exporters.save_model(decoder_graph, output / "decoder.onnx", "decoder", "fp32", external_data),
+    }
+    if fp16:
+        log.info("converting to fp16")
+        models["encoder_fp16"] = exporters.save_model(
+            exporters.to_fp16(encoder_graph), output / "encoder_fp16.onnx", "encoder_fp16", "fp16", external_data)
+        models["decoder_fp16"] = exporters.save_model(
+            exporters.to_fp16(decoder_graph), output / "decoder_fp16.onnx", "decoder_fp16", "fp16", external_data)
+    del encoder_graph, decoder_graph
+    parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, output, fp16)
+    manifest = Manifest(
+        model_type=model_type,
+        image_size=sam.image_encoder.img_size,
+        pixel_mean=_float32_constants(sam.pixel_mean),
+        pixel_std=_float32_constants(sam.pixel_std),
+        mask_threshold=float(sam.mask_threshold),
+        num_mask_tokens=int(sam.mask_decoder.num_mask_tokens),
+        models=models,
+        weights=loaded.weights,
+        opset=opset,
+        versions=_versions(),
+        parity=parity,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    (output / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _parity(sam: Sam, output: Path, fp16: bool) -> dict[str, Any]:
+    """fp32 parity (enforced) and fp16 parity (recorded; may not run on CPU)."""
+    log.info("checking parity with PyTorch (SamPredictor)")
+    predictor = SamPredictor(sam)
+    size_hw = (600, 800)
+    with torch.no_grad():
+        predictor.set_image(synthetic_image(size_hw))
+    results: dict[str, Any] = {}
+    fp32 = check_parity(sam, output / "encoder.onnx", output / "decoder.onnx", "fp32", size_hw,
+                        enforce=False, predictor=predictor)
+    results["fp32"] = fp32.to_json()
+    if fp16:
+        try:
+            half = check_parity(sam, output / "encoder_fp16.onnx", output / "decoder_fp16.onnx", "fp16",
+                                size_hw, enforce=False, predictor=predictor)
+            results["fp16"] = {**half.to_json(), "enforced": False}
+        except Exception as exc:  # noqa: BLE001 - recorded, fp16 is not enforced on CPU
+            results["fp16"] = {"enforced": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+    if fp32.failures:
+        raise ParityError("fp32 ONNX models disagree with PyTorch: " + "; ".join(fp32.failures))
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-type", required=True, choices=list(MODEL_TYPES))
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="a SAM checkpoint (.pth) matching --model-type")
+    source.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, offline)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    parser.add_argument("--output", type=Path, required=True, help="directory for the ONNX files and manifest")
+    parser.add_argument("--fp16", action="store_true", help="also write fp16 variants for GPU providers")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--external-data", action="store_true",
+                        help="store weights in <file>.data beside each graph (automatic above 1.8 GB)")
+    parser.add_argument("--skip-parity", action="store_true", help="skip the PyTorch parity check (not advised)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or os.environ.get("CI") is None else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.seed != 0 and not args.random_weights:
+        print("error: --seed only applies with --random-weights", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_model(args.model_type, args.checkpoint, args.random_weights, args.seed)
+        if loaded.weights["origin"] == "random":
+            log.warning("random weights: the exported model is for tests; its masks are meaningless")
+        manifest = export_model(loaded, args.model_type, args.output, args.opset, args.fp16,
+                                args.skip_parity, args.external_data)
+    except (ExportError, ParityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except onnx.checker.ValidationError as exc:
+        print(f"error: the exported graph is invalid: {exc}", file=sys.stderr)
+        return 1
+    fp32 = manifest.parity.get("fp32")
+    summary = "parity skipped" if fp32 is None else (
+        f"parity: embeddings rel err {fp32['embedding_max_rel']:.2e}, "
+        f"worst mask IoU {min(c['mask_iou_min'] for c in fp32['cases']):.4f}"
+    )
+    print(f"exported {args.model_type} to {args.output} ({summary})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

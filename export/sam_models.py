@@ -1,0 +1,129 @@
+"""Registry of SAM model types: architecture builders and official checkpoints.
+
+``MODEL_TYPES`` maps a model type to its ``ModelSpec``; the CLI offers exactly its keys.
+``tiny`` is SAM's own architecture (same prompt encoder and mask decoder, 256x64x64
+embeddings) with a very small ViT, for tests and smoke runs; it has no official weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from segment_anything.build_sam import _build_sam
+from segment_anything.modeling import Sam
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model type: encoder shape and, for real types, its official checkpoint."""
+
+    model_type: str
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    checkpoint_url: str | None = None
+    checkpoint_sha256: str | None = None
+
+    def build(self) -> Sam:
+        """Build the architecture with PyTorch's default (unseeded) initialization."""
+        return _build_sam(
+            encoder_embed_dim=self.encoder_embed_dim,
+            encoder_depth=self.encoder_depth,
+            encoder_num_heads=self.encoder_num_heads,
+            encoder_global_attn_indexes=list(self.encoder_global_attn_indexes),
+            checkpoint=None,
+        )
+
+
+_OFFICIAL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+MODEL_TYPES: dict[str, ModelSpec] = {
+    "vit_b": ModelSpec(
+        "vit_b", 768, 12, 12, (2, 5, 8, 11),
+        _OFFICIAL + "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    ),
+    "vit_l": ModelSpec(
+        "vit_l", 1024, 24, 16, (5, 11, 17, 23),
+        _OFFICIAL + "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+    ),
+    "vit_h": ModelSpec(
+        "vit_h", 1280, 32, 16, (7, 15, 23, 31),
+        _OFFICIAL + "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    ),
+    "tiny": ModelSpec("tiny", 64, 2, 2, (1,)),
+}
+
+#: Patch-embedding width of each type, to name the type a mismatched checkpoint belongs to.
+_TYPE_BY_EMBED_DIM = {spec.encoder_embed_dim: name for name, spec in MODEL_TYPES.items()}
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose tensors do not fit the requested model type."""
+
+
+class CheckpointUnreadable(ValueError):
+    """A file that is not a loadable PyTorch checkpoint (corrupt, truncated, not a state dict)."""
+
+
+def build_random(model_type: str, seed: int) -> Sam:
+    """The architecture with seeded random weights, in eval mode.
+
+    SAM initializes its positional embeddings and relative-position tables to zero; those
+    get small seeded noise too, so that parity checks exercise every path of the graph.
+    """
+    spec = MODEL_TYPES[model_type]
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = spec.build()
+        with torch.no_grad():
+            for param in model.parameters():
+                if not torch.any(param):
+                    param.normal_(0.0, 0.02)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.eval()
+
+
+def load_checkpoint(model_type: str, path: Path) -> Sam:
+    """Build ``model_type`` and load a SAM state dict from ``path`` (strictly), in eval mode.
+
+    Raises ``CheckpointMismatch`` naming the model type the file seems to belong to.
+    """
+    spec = MODEL_TYPES[model_type]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "unreadable"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first_line}") from exc
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise CheckpointMismatch(f"{path} does not hold a state dict")
+    patch = state.get("image_encoder.patch_embed.proj.weight")
+    if patch is None:
+        raise CheckpointMismatch(f"{path} is not a SAM checkpoint (no image_encoder.patch_embed.proj.weight)")
+    embed_dim = int(patch.shape[0])
+    if embed_dim != spec.encoder_embed_dim:
+        guess = _TYPE_BY_EMBED_DIM.get(embed_dim, f"an encoder of width {embed_dim}")
+        raise CheckpointMismatch(
+            f"{path} is a {guess} checkpoint, not {model_type} "
+            f"(encoder width {embed_dim}, {model_type} has {spec.encoder_embed_dim})"
+        )
+    model = spec.build()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[:3]
+        raise CheckpointMismatch(f"{path} does not fit {model_type}: {' '.join(first)}") from exc
+    return model.eval()
+
+
+Builder = Callable[[str, int], Sam]

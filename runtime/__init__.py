@@ -1,0 +1,1 @@
+"""Serving runtime: ONNX Runtime SAM inference with an embedding cache (no torch needed)."""

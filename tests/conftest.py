@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny model exported once per test session through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPORT_CLI = REPO / "export" / "export_sam.py"
+
+
+def run_export(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run ``export/export_sam.py`` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, str(EXPORT_CLI), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SAM (seeded random weights) exported with fp16 variants and verified parity."""
+    out = tmp_path_factory.mktemp("tiny_model")
+    result = run_export("--model-type", "tiny", "--random-weights", "--seed", "3", "--fp16", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sam():  # type: ignore[no-untyped-def]
+    """The PyTorch twin of ``tiny_model_dir`` (same seed), for reference computations."""
+    from export.sam_models import build_random
+
+    return build_random("tiny", 3)
