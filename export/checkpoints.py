@@ -45,7 +45,7 @@ def fetch_checkpoint(url: str, sha256: str, directory: Path, timeout_s: float = 
         target.unlink()
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (fixed https URL)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with partial.open("wb") as out, tqdm(
                 total=total, unit="B", unit_scale=True, desc=target.name

@@ -19,25 +19,26 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import torch  # noqa: E402
-from segment_anything import SamPredictor  # noqa: E402
-from segment_anything.modeling import Sam  # noqa: E402
+import numpy as np
+import onnx
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
 
-from export import exporters  # noqa: E402
-from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored  # noqa: E402
-from export.parity import ParityError, check_parity, synthetic_image  # noqa: E402
-from export.sam_models import MODEL_TYPES, CheckpointMismatch, CheckpointUnreadable, build_random, load_checkpoint  # noqa: E402
-from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file  # noqa: E402
+from export import exporters
+from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored
+from export.parity import ParityError, check_parity, synthetic_image
+from export.sam_models import MODEL_TYPES, CheckpointMismatch, CheckpointUnreadable, build_random, load_checkpoint
+from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
 
 log = logging.getLogger("export_sam")
 
@@ -141,7 +142,7 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
         opset=opset,
         versions=_versions(),
         parity=parity,
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     (output / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest

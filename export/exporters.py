@@ -16,7 +16,15 @@ from onnx import TensorProto
 from segment_anything.modeling import Sam
 
 from export.onnx_wrappers import DecoderWrapper, EncoderWrapper
-from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, ModelFile, TensorSpec, sha256_of_file
+from runtime.manifest import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    ModelFile,
+    TensorSpec,
+    sha256_of_file,
+)
 
 #: Graphs whose weights exceed this many bytes are saved with external data.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000

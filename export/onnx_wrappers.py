@@ -12,8 +12,8 @@ The decoder wrapper differs from ``segment_anything.utils.onnx.SamOnnxModel`` on
 from __future__ import annotations
 
 import torch
-from torch import nn
 from segment_anything.modeling import Sam
+from torch import nn
 
 
 class EncoderWrapper(nn.Module):

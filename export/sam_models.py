@@ -7,9 +7,9 @@ embeddings) with a very small ViT, for tests and smoke runs; it has no official 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from segment_anything.build_sam import _build_sam
@@ -100,7 +100,7 @@ def load_checkpoint(model_type: str, path: Path) -> Sam:
     spec = MODEL_TYPES[model_type]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "unreadable"
+    except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first_line}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runtime.errors import ModelLoadError
 
@@ -44,7 +45,7 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "TensorSpec":
+    def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
         return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data["dtype"]))
 
     def to_json(self) -> dict[str, Any]:
@@ -66,7 +67,7 @@ class ModelFile:
     external_data_size_bytes: int | None = None
 
     @classmethod
-    def from_json(cls, role: str, data: Mapping[str, Any]) -> "ModelFile":
+    def from_json(cls, role: str, data: Mapping[str, Any]) -> ModelFile:
         return cls(
             role=role,
             file=str(data["file"]),
@@ -112,7 +113,7 @@ class Manifest:
     created_at: str = ""
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Manifest":
+    def from_json(cls, data: Mapping[str, Any]) -> Manifest:
         try:
             version = int(data["format_version"])
             if version != FORMAT_VERSION:

@@ -147,7 +147,7 @@ def classify_cells(mid_positive: NDArray[np.bool_], plan: MaskPlan) -> NDArray[n
         bottom[:, plan.cols.run_i0],
         bottom[:, plan.cols.run_i1],
     )
-    count = sum(c.astype(np.uint8) for c in corners)
+    count = corners[0].astype(np.uint8) + corners[1] + corners[2] + corners[3]
     state = np.full(count.shape, MIXED, dtype=np.uint8)
     state[count == 0] = NEGATIVE
     state[count == 4] = POSITIVE

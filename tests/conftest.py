@@ -17,7 +17,7 @@ def run_export(*args: str, env: dict[str, str] | None = None, timeout: float = 9
     """Run ``export/export_sam.py`` as a user would, capturing its output."""
     return subprocess.run(
         [sys.executable, str(EXPORT_CLI), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -37,3 +37,24 @@ def tiny_sam():  # type: ignore[no-untyped-def]
     from export.sam_models import build_random
 
     return build_random("tiny", 3)
+
+
+@pytest.fixture(scope="session")
+def vit_b_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit_b checkpoint file with seeded random weights, written as a real .pth."""
+    import torch
+
+    from export.sam_models import build_random
+
+    path = tmp_path_factory.mktemp("vit_b_ckpt") / "sam_vit_b_random.pth"
+    torch.save(build_random("vit_b", 11).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vit_b_model_dir(tmp_path_factory: pytest.TempPathFactory, vit_b_checkpoint: Path) -> Path:
+    """vit_b exported through ``--checkpoint`` (the real loading path), parity enforced."""
+    out = tmp_path_factory.mktemp("vit_b_model")
+    result = run_export("--model-type", "vit_b", "--checkpoint", str(vit_b_checkpoint), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return out

@@ -1,0 +1,250 @@
+"""Hold extraction: clicks on a wall photo -> one mask per click, OR-ed into the hold mask.
+
+Default semantics are the old service's: every hold click (label 1) is its own prompt,
+decoded with ``multimask_output=False`` (mask token 0), and the masks are OR-ed. "Not
+hold" clicks (label 0) join every hold click's prompt as negative points; an optional
+box joins every prompt as SAM box corners. ``mode="single"`` instead sends all points as
+one prompt. All prompts of a request are decoded in one decoder run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from runtime import postprocess
+from runtime.cache import CachedImage, EmbeddingCache, image_id_for
+from runtime.engine import SamEngine
+from runtime.errors import BadRequest, InvalidPoints
+from runtime.image_io import decode_image
+from runtime.preprocess import to_model_coords
+from runtime.settings import RuntimeSettings
+
+PromptMode = Literal["per_click", "single"]
+
+
+@dataclass(frozen=True)
+class Click:
+    """A tapped point, (x, y) in pixels of the upright image; label 1 hold, 0 not hold."""
+
+    x: float
+    y: float
+    label: int = 1
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Per-request options. ``min_area`` is in output pixels (0: keep every mask)."""
+
+    mode: PromptMode = "per_click"
+    multimask: bool = False
+    min_area: int = 0
+    max_output_side: int | None = None
+    per_click_masks: bool = False
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """Exactly one of ``image_bytes`` (an image file) and ``image_id`` (a cached image)."""
+
+    clicks: tuple[Click, ...]
+    image_bytes: bytes | None = None
+    image_id: str | None = None
+    box_xyxy: tuple[float, float, float, float] | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    need_pixels: bool = True
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """One decoded prompt: its score, chosen mask token, area (output pixels) and filter verdict."""
+
+    click_indices: tuple[int, ...]
+    score: float
+    token: int
+    area: int
+    kept: bool
+
+
+@dataclass
+class HoldResult:
+    """The answer. ``mask``: bool (H', W') at ``out_size_hw``; ``rgb``: the photo at that size."""
+
+    image_id: str
+    cache_hit: bool
+    orig_size_hw: tuple[int, int]
+    out_size_hw: tuple[int, int]
+    mask: NDArray[np.bool_]
+    prompts: list[PromptResult]
+    rgb: Image.Image | None
+    prompt_masks: list[NDArray[np.bool_]] | None
+    timings_ms: dict[str, float]
+
+    @property
+    def empty(self) -> bool:
+        return not bool(self.mask.any())
+
+
+def output_size_hw(orig_size_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """Output (H', W'): the original size, or scaled so the longest side is ``max_side``."""
+    height, width = orig_size_hw
+    if max_side is None or max(height, width) <= max_side:
+        return orig_size_hw
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def check_clicks(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None, max_clicks: int) -> None:
+    """Validate what can be checked without the image size: count, finiteness, labels."""
+    if len(clicks) > max_clicks:
+        raise InvalidPoints(f"{len(clicks)} points is more than the limit of {max_clicks} per request")
+    for index, click in enumerate(clicks):
+        if not (math.isfinite(click.x) and math.isfinite(click.y)):
+            raise InvalidPoints(f"point {index} has a non-finite coordinate ({click.x}, {click.y})")
+        if click.label not in (0, 1):
+            raise InvalidPoints(f"point {index} has label {click.label}; labels are 1 (hold) or 0 (not hold)")
+    if box is not None and not all(math.isfinite(v) for v in box):
+        raise InvalidPoints(f"box {box} has a non-finite coordinate")
+    if not any(c.label == 1 for c in clicks) and box is None:
+        raise InvalidPoints("at least one hold point (label 1) or a box is required")
+
+
+def check_bounds(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None, size_hw: tuple[int, int]) -> None:
+    """Every point inside the image: 0 <= x <= W and 0 <= y <= H (upright frame, pixels)."""
+    height, width = size_hw
+    for index, click in enumerate(clicks):
+        if not (0 <= click.x <= width and 0 <= click.y <= height):
+            raise InvalidPoints(
+                f"point {index} ({click.x}, {click.y}) is outside the {width}x{height} image "
+                "(x in 0..width, y in 0..height, upright orientation)"
+            )
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise InvalidPoints(f"box {box} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}")
+
+
+def build_prompts(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None,
+                  mode: PromptMode) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, ...]]]:
+    """Prompts as SamPredictor builds them: (coords BxNx2 original px, labels BxN, click groups)."""
+    negatives = [i for i, c in enumerate(clicks) if c.label == 0]
+    if mode == "single":
+        groups = [tuple(range(len(clicks)))]
+    else:
+        groups = [(i, *negatives) for i, c in enumerate(clicks) if c.label == 1] or [tuple(negatives)]
+    coords, labels = [], []
+    for group in groups:
+        pts = [(clicks[i].x, clicks[i].y) for i in group]
+        lab = [float(clicks[i].label) for i in group]
+        if box is not None:
+            pts += [(box[0], box[1]), (box[2], box[3])]
+            lab += [2.0, 3.0]
+        else:
+            pts.append((0.0, 0.0))
+            lab.append(-1.0)
+        coords.append(pts)
+        labels.append(lab)
+    return np.asarray(coords, np.float64), np.asarray(labels, np.float32), groups
+
+
+class HoldExtractor:
+    """Clicks -> hold masks, with the embedding cache in front of the encoder. Thread-safe."""
+
+    def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
+                 max_image_pixels: int = 64_000_000) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.max_clicks = max_clicks
+        self.max_image_pixels = max_image_pixels
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
+        """Open the model's sessions and a cache sized for the device (see ``RuntimeSettings``)."""
+        engine = SamEngine.from_model_dir(model_dir, settings)
+        cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
+        return cls(engine, cache, settings.max_clicks, settings.max_image_pixels)
+
+    def embed(self, image_bytes: bytes) -> tuple[CachedImage, bool, Image.Image | None, dict[str, float]]:
+        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings)."""
+        timings: dict[str, float] = {}
+        decoded: list[Image.Image] = []
+
+        def compute() -> CachedImage:
+            start = time.perf_counter()
+            image = decode_image(image_bytes, self.max_image_pixels)
+            decoded.append(image)
+            timings["decode_ms"] = _ms(start)
+            start = time.perf_counter()
+            prepared = self.engine.prepare(image)
+            timings["preprocess_ms"] = _ms(start)
+            start = time.perf_counter()
+            embedding = self.engine.encode(prepared)
+            timings["encoder_ms"] = _ms(start)
+            return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
+                               embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
+
+        entry, hit = self.cache.get_or_compute(image_id_for(image_bytes), compute)
+        return entry, hit, (decoded[0] if decoded else None), timings
+
+    def extract(self, request: ExtractRequest) -> HoldResult:
+        """Run a request end to end, except encoding the output images."""
+        if (request.image_bytes is None) == (request.image_id is None):
+            raise BadRequest("send either an image or an image_id, not both and not neither")
+        check_clicks(request.clicks, request.box_xyxy, self.max_clicks)
+        timings: dict[str, float] = {}
+        image: Image.Image | None = None
+        if request.image_bytes is not None:
+            entry, hit, image, timings = self.embed(request.image_bytes)
+        else:
+            entry, hit = self.cache.get(str(request.image_id)), True
+        check_bounds(request.clicks, request.box_xyxy, entry.orig_size_hw)
+        options = request.options
+        out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
+
+        start = time.perf_counter()
+        coords, labels, groups = build_prompts(request.clicks, request.box_xyxy, options.mode)
+        model_coords = to_model_coords(coords, entry.orig_size_hw, self.engine.manifest.image_size)
+        decoded = self.engine.decode(entry.embedding, model_coords, labels)
+        timings["decoder_ms"] = _ms(start)
+
+        start = time.perf_counter()
+        plan = postprocess.plan_masks(decoded.low_res_masks.shape[-1], self.engine.manifest.image_size,
+                                      entry.input_size_hw, out_size)
+        prompts, masks = self._select_masks(decoded.low_res_masks, decoded.iou_predictions, groups, plan, options)
+        union = postprocess.render_union([m for m, p in zip(masks, prompts) if p.kept], plan)
+        per_prompt = [postprocess.render(m, plan) for m in masks] if options.per_click_masks else None
+        timings["postprocess_ms"] = _ms(start)
+
+        if request.need_pixels:
+            start = time.perf_counter()
+            if image is None:
+                image = decode_image(entry.image_bytes, self.max_image_pixels)
+            if (image.height, image.width) != out_size:
+                image = image.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
+            timings["image_ms"] = _ms(start)
+        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts,
+                          image if request.need_pixels else None, per_prompt, timings)
+
+    def _select_masks(self, low_res: NDArray[np.float32], scores: NDArray[np.float32], groups: list[tuple[int, ...]],
+                      plan: postprocess.MaskPlan, options: ExtractOptions) -> tuple[list[PromptResult], list[postprocess.CellMask]]:
+        threshold = self.engine.manifest.mask_threshold
+        results, masks = [], []
+        for index, group in enumerate(groups):
+            token = 1 + int(np.argmax(scores[index, 1:])) if options.multimask else 0
+            mask = postprocess.cell_mask(low_res[index, token], plan, threshold)
+            area = mask.area(plan)
+            kept = options.min_area <= 0 or area >= options.min_area
+            results.append(PromptResult(group, float(scores[index, token]), token, area, kept))
+            masks.append(mask)
+        return results, masks
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)

@@ -1,0 +1,203 @@
+"""ONNX Runtime execution providers: choice, options, and the check after session creation.
+
+ONNX Runtime quietly falls back to CPU when TensorRT or CUDA cannot be loaded, so after a
+session is created we compare ``session.get_providers()`` with what was asked, log what is
+really in use, and raise ``ProviderUnavailable`` when the configuration requires a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from runtime.errors import ProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+ProviderName = Literal["tensorrt", "cuda", "cpu"]
+Role = Literal["encoder", "decoder"]
+
+ORT_NAMES: dict[ProviderName, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+AUTO_ORDER: tuple[ProviderName, ...] = ("tensorrt", "cuda", "cpu")
+GPU_PROVIDERS: frozenset[ProviderName] = frozenset({"tensorrt", "cuda"})
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """TensorRT EP options. Engines are tied to GPU model, TensorRT version, precision and profile.
+
+    The decoder's optimization profile covers 1..``max_prompts`` prompts of
+    1..``max_points`` points (clicks plus the padding point or two box corners).
+    """
+
+    fp16: bool = True
+    engine_cache: bool = True
+    cache_dir: str = "/tmp/sam-trt-cache"
+    timing_cache: bool = True
+    max_workspace_bytes: int = 2 << 30
+    builder_optimization_level: int = 3
+    max_prompts: int = 64
+    opt_prompts: int = 8
+    max_points: int = 16
+    cuda_graph: bool = False
+    layer_norm_fp32_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.opt_prompts <= self.max_prompts:
+            raise ValueError("TensorRT opt_prompts must be within 1..max_prompts")
+        if self.max_points < 2:
+            raise ValueError("TensorRT max_points must be at least 2 (a click plus the padding point)")
+        if not 0 <= self.builder_optimization_level <= 5:
+            raise ValueError("TensorRT builder_optimization_level must be within 0..5")
+
+    def provider_options(self, role: Role) -> dict[str, str]:
+        """The TensorRT EP option dictionary for one graph (strings, as ONNX Runtime expects)."""
+        options = {
+            "trt_fp16_enable": _flag(self.fp16),
+            "trt_engine_cache_enable": _flag(self.engine_cache),
+            "trt_engine_cache_path": self.cache_dir,
+            "trt_timing_cache_enable": _flag(self.timing_cache),
+            "trt_timing_cache_path": self.cache_dir,
+            "trt_max_workspace_size": str(self.max_workspace_bytes),
+            "trt_builder_optimization_level": str(self.builder_optimization_level),
+            "trt_cuda_graph_enable": _flag(self.cuda_graph),
+            "trt_layer_norm_fp32_fallback": _flag(self.layer_norm_fp32_fallback),
+        }
+        if role == "decoder":
+            options.update(self.decoder_profiles())
+        return options
+
+    def decoder_profiles(self) -> dict[str, str]:
+        """min/opt/max shapes for every dynamic decoder input (all three must be given)."""
+
+        def shapes(prompts: int, points: int) -> str:
+            return ",".join((
+                "image_embeddings:1x256x64x64",
+                f"point_coords:{prompts}x{points}x2",
+                f"point_labels:{prompts}x{points}",
+                f"mask_input:{prompts}x1x256x256",
+                f"has_mask_input:{prompts}",
+            ))
+
+        return {
+            "trt_profile_min_shapes": shapes(1, 1),
+            "trt_profile_opt_shapes": shapes(self.opt_prompts, 2),
+            "trt_profile_max_shapes": shapes(self.max_prompts, self.max_points),
+        }
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """CUDA EP options."""
+
+    device_id: int = 0
+    gpu_mem_limit_bytes: int | None = None
+    arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kSameAsRequested"
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+
+    def provider_options(self) -> dict[str, str]:
+        options = {
+            "device_id": str(self.device_id),
+            "arena_extend_strategy": self.arena_extend_strategy,
+            "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+            "do_copy_in_default_stream": "1",
+        }
+        if self.gpu_mem_limit_bytes is not None:
+            options["gpu_mem_limit"] = str(self.gpu_mem_limit_bytes)
+        return options
+
+
+@dataclass(frozen=True)
+class CpuOptions:
+    """CPU EP / session options. ``intra_op_threads`` 0 lets ONNX Runtime use every core."""
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    memory_arena: bool = True
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must be >= 0")
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Which providers to use (``auto`` or an explicit order) and their options."""
+
+    requested: tuple[ProviderName, ...] | Literal["auto"] = "auto"
+    require_gpu: bool = False
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    cuda: CudaOptions = field(default_factory=CudaOptions)
+    cpu: CpuOptions = field(default_factory=CpuOptions)
+
+
+def resolve_providers(config: ProviderConfig, available: Sequence[str]) -> tuple[ProviderName, ...]:
+    """The providers to ask ONNX Runtime for, best first, given the ones its build offers.
+
+    ``auto``: TensorRT, CUDA, CPU, keeping those available. An explicit list keeps its
+    order; unavailable entries are dropped with a warning. CPU always ends the list unless
+    a GPU is required, so a session can always be created.
+    """
+    wanted = AUTO_ORDER if config.requested == "auto" else config.requested
+    chosen: list[ProviderName] = []
+    for name in wanted:
+        if ORT_NAMES[name] in available:
+            chosen.append(name)
+        elif config.requested != "auto":
+            log.warning("execution provider %s is not available in this ONNX Runtime build (%s)",
+                        name, ", ".join(available))
+    if config.require_gpu:
+        if not any(name in GPU_PROVIDERS for name in chosen):
+            raise ProviderUnavailable(
+                f"a GPU provider is required but none of {[ORT_NAMES[n] for n in wanted]} is available "
+                f"(this ONNX Runtime offers {list(available)}); install onnxruntime-gpu with CUDA and cuDNN"
+            )
+        return tuple(name for name in chosen if name in GPU_PROVIDERS)
+    if "cpu" not in chosen:
+        chosen.append("cpu")
+    return tuple(chosen)
+
+
+def provider_arguments(config: ProviderConfig, providers: Sequence[ProviderName], role: Role) -> list[tuple[str, dict[str, str]]]:
+    """The ``providers=`` argument of ``InferenceSession`` for one graph."""
+    arguments: list[tuple[str, dict[str, str]]] = []
+    for name in providers:
+        if name == "tensorrt":
+            arguments.append((ORT_NAMES[name], config.tensorrt.provider_options(role)))
+        elif name == "cuda":
+            arguments.append((ORT_NAMES[name], config.cuda.provider_options()))
+        else:
+            arguments.append((ORT_NAMES[name], {}))
+    return arguments
+
+
+def check_active(role: Role, active: Sequence[str], requested: Sequence[ProviderName], config: ProviderConfig) -> ProviderName:
+    """Compare a session's ``get_providers()`` with the request; return the provider in charge.
+
+    Logs the providers really in use, warns when the best requested one did not load, and
+    raises ``ProviderUnavailable`` when a GPU is required and the session runs on CPU only.
+    """
+    by_ort = {ort_name: name for name, ort_name in ORT_NAMES.items()}
+    in_use = [by_ort[p] for p in active if p in by_ort]
+    if not in_use:
+        raise ProviderUnavailable(f"{role} session reports no known provider: {list(active)}")
+    log.info("%s session providers: %s", role, ", ".join(in_use))
+    if requested and in_use[0] != requested[0]:
+        log.warning("%s: requested %s first but ONNX Runtime is using %s (missing libraries?)",
+                    role, requested[0], in_use[0])
+    if config.require_gpu and in_use[0] not in GPU_PROVIDERS:
+        raise ProviderUnavailable(
+            f"{role} session fell back to {ORT_NAMES[in_use[0]]} although a GPU provider is required: "
+            "check the CUDA, cuDNN and TensorRT libraries on the library path"
+        )
+    return in_use[0]
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"

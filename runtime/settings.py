@@ -1,0 +1,149 @@
+"""Runtime configuration: a frozen snapshot read once from the environment.
+
+Every variable the runtime reads is named here. A bad value raises ``ValueError`` naming
+the variable, so a misconfigured container fails at start-up, not on a request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar, cast
+
+from runtime.image_io import DEFAULT_MAX_PIXELS
+from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
+
+T = TypeVar("T")
+
+Precision = Literal["auto", "fp32", "fp16"]
+
+#: Embedding cache budgets when SAM_CACHE_BYTES is unset. An entry is a 4 MiB fp32
+#: embedding plus the compressed upload (a few MiB for a phone JPEG).
+DEFAULT_CACHE_BYTES_GPU = 2 << 30  # ml.g4dn.xlarge: 16 GiB host RAM, 16 GiB T4
+DEFAULT_CACHE_BYTES_CPU = 1 << 30  # ml.m5.large: 8 GiB host RAM
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "KI": 1024, "M": 10**6, "MB": 10**6,
+          "MIB": 1 << 20, "MI": 1 << 20, "G": 10**9, "GB": 10**9, "GIB": 1 << 30, "GI": 1 << 30,
+          "T": 10**12, "TB": 10**12, "TIB": 1 << 40, "TI": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB', '512MB', '1048576' -> bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a byte size (e.g. 512MiB, 2GiB, 1000000)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").upper()])
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
+    """'auto' or a comma-separated order of tensorrt, cuda, cpu."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in AUTO_ORDER]
+    if unknown or not names:
+        raise ValueError(f"{text!r}: expected 'auto' or a list of {', '.join(AUTO_ORDER)}")
+    return cast(tuple[ProviderName, ...], names)
+
+
+def _read(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
+
+
+def _positive(parse: Callable[[str], int]) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        value = parse(text)
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    return check
+
+
+def _precision(text: str) -> Precision:
+    value = text.strip().lower()
+    if value not in ("auto", "fp32", "fp16"):
+        raise ValueError("expected auto, fp32 or fp16")
+    return cast(Precision, value)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Everything the engine needs besides the model directory."""
+
+    providers: ProviderConfig = field(default_factory=ProviderConfig)
+    precision: Precision = "auto"
+    cache_bytes: int | None = None
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_clicks: int = 64
+    verify_model_checksums: bool = True
+
+    def cache_budget(self, on_gpu: bool) -> int:
+        """The embedding cache budget in bytes: configured, or the default for the device."""
+        if self.cache_bytes is not None:
+            return self.cache_bytes
+        return DEFAULT_CACHE_BYTES_GPU if on_gpu else DEFAULT_CACHE_BYTES_CPU
+
+    @staticmethod
+    def _tensorrt(environ: Mapping[str, str], trt_defaults: TensorRTOptions) -> TensorRTOptions:
+        return TensorRTOptions(
+            fp16=_read(environ, "SAM_TRT_FP16", parse_bool, trt_defaults.fp16),
+            engine_cache=_read(environ, "SAM_TRT_ENGINE_CACHE", parse_bool, trt_defaults.engine_cache),
+            cache_dir=_read(environ, "SAM_TRT_CACHE_DIR", str, trt_defaults.cache_dir),
+            timing_cache=_read(environ, "SAM_TRT_TIMING_CACHE", parse_bool, trt_defaults.timing_cache),
+            max_workspace_bytes=_read(environ, "SAM_TRT_MAX_WORKSPACE", _positive(parse_bytes), trt_defaults.max_workspace_bytes),
+            builder_optimization_level=_read(environ, "SAM_TRT_OPT_LEVEL", int, trt_defaults.builder_optimization_level),
+            max_prompts=_read(environ, "SAM_TRT_MAX_PROMPTS", _positive(int), trt_defaults.max_prompts),
+            opt_prompts=_read(environ, "SAM_TRT_OPT_PROMPTS", _positive(int), trt_defaults.opt_prompts),
+            max_points=_read(environ, "SAM_TRT_MAX_POINTS", _positive(int), trt_defaults.max_points),
+            cuda_graph=_read(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
+        """Read the ``SAM_*`` variables (see the README's configuration table)."""
+        trt_defaults = TensorRTOptions()
+        try:
+            tensorrt = cls._tensorrt(environ, trt_defaults)
+        except ValueError as exc:
+            if "environment variable" in str(exc):
+                raise
+            raise ValueError(f"TensorRT settings (SAM_TRT_*) are inconsistent: {exc}") from exc
+        cuda = CudaOptions(
+            device_id=_read(environ, "SAM_CUDA_DEVICE_ID", int, 0),
+            gpu_mem_limit_bytes=_read(environ, "SAM_CUDA_MEM_LIMIT", _positive(parse_bytes), None),
+        )
+        cpu = CpuOptions(
+            intra_op_threads=_read(environ, "SAM_CPU_THREADS", int, 0),
+            memory_arena=_read(environ, "SAM_CPU_ARENA", parse_bool, True),
+        )
+        providers = ProviderConfig(
+            requested=_read(environ, "SAM_PROVIDERS", parse_providers, "auto"),
+            require_gpu=_read(environ, "SAM_REQUIRE_GPU", parse_bool, False),
+            tensorrt=tensorrt, cuda=cuda, cpu=cpu,
+        )
+        return cls(
+            providers=providers,
+            precision=_read(environ, "SAM_PRECISION", _precision, "auto"),
+            cache_bytes=_read(environ, "SAM_CACHE_BYTES", _positive(parse_bytes), None),
+            max_image_pixels=_read(environ, "SAM_MAX_IMAGE_PIXELS", _positive(int), DEFAULT_MAX_PIXELS),
+            max_clicks=_read(environ, "SAM_MAX_CLICKS", _positive(int), 64),
+            verify_model_checksums=_read(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
+        )

@@ -1,0 +1,62 @@
+"""GPU paths: CUDA/TensorRT sessions, device-resident embeddings, fp16 (skipped without a GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from export.parity import synthetic_image
+from runtime.cache import EmbeddingCache
+from runtime.engine import SamEngine
+from runtime.holds import Click, ExtractRequest, HoldExtractor
+from runtime.providers import ProviderConfig
+from runtime.settings import RuntimeSettings
+from tests.reference import encode, mask_iou
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                       reason="no CUDA execution provider: onnxruntime-gpu with a CUDA GPU is not present on this machine"),
+]
+
+
+def _extract(engine: SamEngine, data: bytes) -> np.ndarray:
+    clicks = (Click(120.0, 80.0), Click(300.0, 200.0))
+    return HoldExtractor(engine, EmbeddingCache(64 << 20)).extract(ExtractRequest(clicks, image_bytes=data)).mask
+
+
+def test_cuda_engine_keeps_embeddings_on_device_and_matches_cpu(tiny_model_dir: Path) -> None:
+    gpu = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(
+        providers=ProviderConfig(requested=("cuda",), require_gpu=True), precision="fp32"))
+    cpu = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(providers=ProviderConfig(requested=("cpu",))))
+    assert gpu.provider == "cuda" and gpu.on_gpu
+    image = synthetic_image((480, 640), 3)
+    embedding = gpu.encode(gpu.prepare(Image.fromarray(image)))
+    assert isinstance(embedding.value, ort.OrtValue) and embedding.value.device_name().lower() == "cuda"
+    data = encode(image)
+    assert mask_iou(_extract(gpu, data), _extract(cpu, data)) > 0.99
+
+
+def test_cuda_fp16_graphs_run(tiny_model_dir: Path) -> None:
+    engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(
+        providers=ProviderConfig(requested=("cuda",), require_gpu=True), precision="fp16"))
+    mask = _extract(engine, encode(synthetic_image((300, 400), 5)))
+    assert mask.shape == (300, 400)
+
+
+@pytest.mark.skipif("TensorrtExecutionProvider" not in ort.get_available_providers(),
+                    reason="no TensorRT execution provider (libnvinfer not on the library path)")
+def test_tensorrt_engine_builds_with_profiles(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from runtime.providers import TensorRTOptions
+
+    settings = RuntimeSettings(providers=ProviderConfig(
+        requested=("tensorrt",), require_gpu=True, tensorrt=TensorRTOptions(cache_dir=str(tmp_path), max_prompts=16)))
+    engine = SamEngine.from_model_dir(tiny_model_dir, settings)
+    assert engine.provider == "tensorrt"
+    mask = _extract(engine, encode(synthetic_image((300, 400), 6)))
+    assert mask.shape == (300, 400)
+    assert any(tmp_path.iterdir()), "the TensorRT engine cache was not written"

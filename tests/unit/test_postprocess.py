@@ -1,0 +1,71 @@
+"""Mask post-processing equals Sam.postprocess_masks (torch F.interpolate), on every path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runtime import postprocess as pp
+from runtime.preprocess import resized_size_hw
+
+
+def _smooth_logits(seed: int, noise: float = 0.0) -> np.ndarray:
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(1, 1, 12, 12, generator=generator)
+    low = F.interpolate(base, (256, 256), mode="bicubic", align_corners=False)
+    low = low + noise * torch.randn(low.shape, generator=generator)
+    return low[0, 0].numpy().astype(np.float32)
+
+
+def _torch_reference(low: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    input_hw = resized_size_hw(orig_hw, 1024)
+    x = F.interpolate(torch.from_numpy(low)[None, None], (1024, 1024), mode="bilinear", align_corners=False)
+    x = x[..., : input_hw[0], : input_hw[1]]
+    return F.interpolate(x, orig_hw, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+SIZES = [(1, 1), (180, 300), (300, 180), (600, 800), (1024, 1024), (1500, 700), (7, 1500), (3024, 4032)]
+
+
+@pytest.mark.parametrize("orig_hw", SIZES)
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_masks_equal_torch(orig_hw: tuple[int, int], noise: float) -> None:
+    low = _smooth_logits(seed=orig_hw[0] + orig_hw[1], noise=noise)
+    reference_logits = _torch_reference(low, orig_hw)
+    reference = reference_logits > 0
+    plan = pp.plan_masks(256, 1024, resized_size_hw(orig_hw, 1024), orig_hw)
+    mask = pp.cell_mask(low, plan)
+    got = pp.render(mask, plan)
+    # Pixels may only differ where torch's own value is within float rounding of 0.
+    differing = got != reference
+    assert np.all(np.abs(reference_logits[differing]) < 1e-5)
+    assert mask.area(plan) == int(got.sum())
+    if orig_hw[0] * orig_hw[1] <= 1_000_000:
+        np.testing.assert_allclose(pp.upsample_logits(low, plan), reference_logits, atol=1e-5)
+
+
+def test_noisy_masks_take_the_dense_path_and_smooth_ones_do_not() -> None:
+    plan = pp.plan_masks(256, 1024, (768, 1024), (3024, 4032))
+    assert pp.cell_mask(_smooth_logits(1), plan).dense is None
+    white = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    assert pp.cell_mask(white, plan).dense is not None
+
+
+def test_union_equals_or_of_masks() -> None:
+    orig_hw = (900, 1300)
+    plan = pp.plan_masks(256, 1024, resized_size_hw(orig_hw, 1024), orig_hw)
+    masks = [pp.cell_mask(_smooth_logits(s, noise), plan) for s, noise in [(1, 0.0), (2, 0.0), (3, 0.5)]]
+    expected = np.zeros(orig_hw, bool)
+    for m in masks:
+        expected |= pp.render(m, plan)
+    np.testing.assert_array_equal(pp.render_union(masks, plan), expected)
+    assert not pp.render_union([], plan).any()
+
+
+def test_bad_geometry_is_refused() -> None:
+    with pytest.raises(ValueError):
+        pp.plan_axis(256, 1024, 0, 10)
+    with pytest.raises(ValueError):
+        pp.plan_axis(256, 1024, 1025, 10)
