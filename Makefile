@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runtime export tests
+	$(PY) -m ruff check runtime serving export tests inference.py
 	$(PY) -m mypy
 
 test: $(STAMP) lint

@@ -67,6 +67,18 @@ def _session_options(settings: RuntimeSettings) -> ort.SessionOptions:
     return options
 
 
+def _preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA wheels (onnxruntime-gpu >= 1.21), so that no
+    LD_LIBRARY_PATH is needed for them; a failure is logged and left to session creation."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - diagnostics only; session creation reports the real error
+        log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
+
+
 def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
     """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
     wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
@@ -96,6 +108,8 @@ class SamEngine:
         """Validate ``model_dir`` and open its sessions with the configured providers."""
         manifest = load_manifest(Path(model_dir), verify_checksums=settings.verify_model_checksums)
         providers = resolve_providers(settings.providers, ort.get_available_providers())
+        if any(name in GPU_PROVIDERS for name in providers):
+            _preload_gpu_libraries()
         options = _session_options(settings)
         sessions: dict[Role, ort.InferenceSession] = {}
         active: dict[Role, ProviderName] = {}

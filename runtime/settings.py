@@ -58,7 +58,7 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
     return cast(tuple[ProviderName, ...], names)
 
 
-def _read(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+def read_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -68,7 +68,7 @@ def _read(environ: Mapping[str, str], name: str, parse: Callable[[str], T], defa
         raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
 
 
-def _positive(parse: Callable[[str], int]) -> Callable[[str], int]:
+def positive(parse: Callable[[str], int]) -> Callable[[str], int]:
     def check(text: str) -> int:
         value = parse(text)
         if value <= 0:
@@ -104,16 +104,16 @@ class RuntimeSettings:
     @staticmethod
     def _tensorrt(environ: Mapping[str, str], trt_defaults: TensorRTOptions) -> TensorRTOptions:
         return TensorRTOptions(
-            fp16=_read(environ, "SAM_TRT_FP16", parse_bool, trt_defaults.fp16),
-            engine_cache=_read(environ, "SAM_TRT_ENGINE_CACHE", parse_bool, trt_defaults.engine_cache),
-            cache_dir=_read(environ, "SAM_TRT_CACHE_DIR", str, trt_defaults.cache_dir),
-            timing_cache=_read(environ, "SAM_TRT_TIMING_CACHE", parse_bool, trt_defaults.timing_cache),
-            max_workspace_bytes=_read(environ, "SAM_TRT_MAX_WORKSPACE", _positive(parse_bytes), trt_defaults.max_workspace_bytes),
-            builder_optimization_level=_read(environ, "SAM_TRT_OPT_LEVEL", int, trt_defaults.builder_optimization_level),
-            max_prompts=_read(environ, "SAM_TRT_MAX_PROMPTS", _positive(int), trt_defaults.max_prompts),
-            opt_prompts=_read(environ, "SAM_TRT_OPT_PROMPTS", _positive(int), trt_defaults.opt_prompts),
-            max_points=_read(environ, "SAM_TRT_MAX_POINTS", _positive(int), trt_defaults.max_points),
-            cuda_graph=_read(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
+            fp16=read_env(environ, "SAM_TRT_FP16", parse_bool, trt_defaults.fp16),
+            engine_cache=read_env(environ, "SAM_TRT_ENGINE_CACHE", parse_bool, trt_defaults.engine_cache),
+            cache_dir=read_env(environ, "SAM_TRT_CACHE_DIR", str, trt_defaults.cache_dir),
+            timing_cache=read_env(environ, "SAM_TRT_TIMING_CACHE", parse_bool, trt_defaults.timing_cache),
+            max_workspace_bytes=read_env(environ, "SAM_TRT_MAX_WORKSPACE", positive(parse_bytes), trt_defaults.max_workspace_bytes),
+            builder_optimization_level=read_env(environ, "SAM_TRT_OPT_LEVEL", int, trt_defaults.builder_optimization_level),
+            max_prompts=read_env(environ, "SAM_TRT_MAX_PROMPTS", positive(int), trt_defaults.max_prompts),
+            opt_prompts=read_env(environ, "SAM_TRT_OPT_PROMPTS", positive(int), trt_defaults.opt_prompts),
+            max_points=read_env(environ, "SAM_TRT_MAX_POINTS", positive(int), trt_defaults.max_points),
+            cuda_graph=read_env(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
         )
 
     @classmethod
@@ -127,23 +127,23 @@ class RuntimeSettings:
                 raise
             raise ValueError(f"TensorRT settings (SAM_TRT_*) are inconsistent: {exc}") from exc
         cuda = CudaOptions(
-            device_id=_read(environ, "SAM_CUDA_DEVICE_ID", int, 0),
-            gpu_mem_limit_bytes=_read(environ, "SAM_CUDA_MEM_LIMIT", _positive(parse_bytes), None),
+            device_id=read_env(environ, "SAM_CUDA_DEVICE_ID", int, 0),
+            gpu_mem_limit_bytes=read_env(environ, "SAM_CUDA_MEM_LIMIT", positive(parse_bytes), None),
         )
         cpu = CpuOptions(
-            intra_op_threads=_read(environ, "SAM_CPU_THREADS", int, 0),
-            memory_arena=_read(environ, "SAM_CPU_ARENA", parse_bool, True),
+            intra_op_threads=read_env(environ, "SAM_CPU_THREADS", int, 0),
+            memory_arena=read_env(environ, "SAM_CPU_ARENA", parse_bool, True),
         )
         providers = ProviderConfig(
-            requested=_read(environ, "SAM_PROVIDERS", parse_providers, "auto"),
-            require_gpu=_read(environ, "SAM_REQUIRE_GPU", parse_bool, False),
+            requested=read_env(environ, "SAM_PROVIDERS", parse_providers, "auto"),
+            require_gpu=read_env(environ, "SAM_REQUIRE_GPU", parse_bool, False),
             tensorrt=tensorrt, cuda=cuda, cpu=cpu,
         )
         return cls(
             providers=providers,
-            precision=_read(environ, "SAM_PRECISION", _precision, "auto"),
-            cache_bytes=_read(environ, "SAM_CACHE_BYTES", _positive(parse_bytes), None),
-            max_image_pixels=_read(environ, "SAM_MAX_IMAGE_PIXELS", _positive(int), DEFAULT_MAX_PIXELS),
-            max_clicks=_read(environ, "SAM_MAX_CLICKS", _positive(int), 64),
-            verify_model_checksums=_read(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
+            precision=read_env(environ, "SAM_PRECISION", _precision, "auto"),
+            cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),
+            max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
+            max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
+            verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
         )

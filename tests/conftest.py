@@ -58,3 +58,13 @@ def vit_b_model_dir(tmp_path_factory: pytest.TempPathFactory, vit_b_checkpoint: 
     result = run_export("--model-type", "vit_b", "--checkpoint", str(vit_b_checkpoint), "--output", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real server process on the tiny model for the whole session."""
+    from tests.integration.server import start_server
+
+    server = start_server(tiny_model_dir, tmp_path_factory.mktemp("server") / "server.log")
+    yield server
+    server.stop()

@@ -1,0 +1,1 @@
+"""The SageMaker-facing HTTP service: request contracts, sessions, the ASGI app."""

@@ -1,0 +1,74 @@
+"""Server configuration: a frozen snapshot of the environment, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+from runtime.settings import RuntimeSettings, parse_bool, parse_bytes, positive, read_env
+
+#: SageMaker's real-time request limit (6 MiB). Asynchronous endpoints allow up to 1 GB.
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+
+LogFormat = Literal["json", "text"]
+
+
+def _log_format(text: str) -> LogFormat:
+    value = text.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError("expected json or text")
+    return cast(LogFormat, value)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """HTTP server, request-limit, session and observability settings, plus the runtime's."""
+
+    model_dir: Path = Path("/opt/ml/model")
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_zip_entries: int = 16
+    max_zip_member_bytes: int = 64 * 1024 * 1024
+    request_timeout_s: float = 55.0
+    graceful_timeout_s: float = 25.0
+    worker_threads: int = 8
+    session_ttl_s: float = 20 * 60.0
+    max_sessions: int = 256
+    log_format: LogFormat = "json"
+    metrics_enabled: bool = True
+    metrics_namespace: str = "SamHolds"
+    endpoint_name: str = "sam-climbing-endpoint"
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
+        """Read SageMaker's variables (SM_MODEL_DIR, SAGEMAKER_BIND_TO_PORT) and ``SAM_*`` ones."""
+        return cls(
+            model_dir=Path(environ.get("SM_MODEL_DIR") or "/opt/ml/model"),
+            host=environ.get("SAM_HOST") or "0.0.0.0",
+            port=read_env(environ, "SAGEMAKER_BIND_TO_PORT", positive(int), 8080),
+            max_body_bytes=read_env(environ, "SAM_MAX_BODY_BYTES", positive(parse_bytes), DEFAULT_MAX_BODY_BYTES),
+            max_zip_entries=read_env(environ, "SAM_MAX_ZIP_ENTRIES", positive(int), 16),
+            max_zip_member_bytes=read_env(environ, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes), 64 << 20),
+            request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", _positive_float, 55.0),
+            graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", _positive_float, 25.0),
+            worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),
+            session_ttl_s=read_env(environ, "SAM_SESSION_TTL_S", _positive_float, 1200.0),
+            max_sessions=read_env(environ, "SAM_MAX_SESSIONS", positive(int), 256),
+            log_format=read_env(environ, "SAM_LOG_FORMAT", _log_format, "json"),
+            metrics_enabled=read_env(environ, "SAM_METRICS", parse_bool, True),
+            metrics_namespace=environ.get("SAM_METRICS_NAMESPACE") or "SamHolds",
+            endpoint_name=environ.get("SAM_ENDPOINT_NAME") or "sam-climbing-endpoint",
+            runtime=RuntimeSettings.from_env(environ),
+        )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be positive")
+    return value

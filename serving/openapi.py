@@ -1,0 +1,127 @@
+"""OpenAPI 3.0 description of the endpoint (served at ``GET /openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NUMBER = {"type": "number"}
+_POINT = {
+    "type": "object",
+    "required": ["x", "y"],
+    "properties": {
+        "x": {**_NUMBER, "description": "pixels from the left of the upright image"},
+        "y": {**_NUMBER, "description": "pixels from the top of the upright image"},
+        "label": {"type": "integer", "enum": [0, 1], "default": 1, "description": "1 hold, 0 not hold"},
+    },
+}
+_OUTPUTS = {
+    "type": "object",
+    "properties": {
+        "result_format": {"type": "string", "enum": ["png", "webp", "none"], "default": "png"},
+        "mask_format": {"type": "string", "enum": ["png", "png1", "none"], "default": "png"},
+        "max_side": {"type": "integer", "minimum": 1, "description": "scale outputs so the longest side fits"},
+        "per_click_masks": {"type": "boolean", "default": False},
+        "png_level": {"type": "integer", "minimum": 0, "maximum": 9, "default": 1},
+    },
+}
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Send image_base64 (a new photo), or image_id (a photo sent before), or neither with a session id.",
+    "properties": {
+        "image_base64": {"type": "string", "format": "byte", "description": "the image file (JPEG, PNG, WebP, ...)"},
+        "image_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "from an earlier response"},
+        "points": {"type": "array", "items": _POINT, "maxItems": 64},
+        "box": {"type": "array", "items": _NUMBER, "minItems": 4, "maxItems": 4, "description": "[x0, y0, x1, y1]"},
+        "mode": {"type": "string", "enum": ["per_click", "single"], "default": "per_click"},
+        "multimask": {"type": "boolean", "default": False},
+        "min_area": {"type": "integer", "minimum": 0, "default": 0, "description": "output pixels"},
+        "close_session": {"type": "boolean", "default": False},
+        "outputs": _OUTPUTS,
+    },
+}
+_CLICK_RESULT = {
+    "type": "object",
+    "properties": {
+        "points": {"type": "array", "items": {"type": "integer"}},
+        "score": _NUMBER, "mask_token": {"type": "integer"}, "area": {"type": "integer"}, "kept": {"type": "boolean"},
+    },
+}
+RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["result_image_base64", "mask_image_base64", "image_id"],
+    "properties": {
+        "result_image_base64": {"type": "string", "nullable": True, "description": "RGBA cut-out (alpha 255 holds, 25 elsewhere)"},
+        "mask_image_base64": {"type": "string", "nullable": True, "description": "mask, 255 on holds"},
+        "image_id": {"type": "string"},
+        "cache_hit": {"type": "boolean"},
+        "empty": {"type": "boolean", "description": "true when no hold pixel remains"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "original_width": {"type": "integer"}, "original_height": {"type": "integer"},
+        "clicks": {"type": "array", "items": _CLICK_RESULT},
+        "timings_ms": {"type": "object", "additionalProperties": _NUMBER},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "per_click_masks_base64": {"type": "array", "items": {"type": "string"}},
+    },
+}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}},
+}
+_HEADERS = [
+    {"name": "X-Amzn-SageMaker-Session-Id", "in": "header", "required": False,
+     "schema": {"type": "string", "maxLength": 256, "pattern": "^(NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*)$"}},
+    {"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header", "required": False,
+     "schema": {"type": "string", "maxLength": 1024},
+     "description": "for raw image bodies: points=x,y;x,y&labels=1,0&box=x0,y0,x1,y1&result_format=webp ..."},
+]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+
+def _invocation(operation_id: str) -> dict[str, Any]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "operationId": operation_id,
+        "summary": "Extract climbing holds at the tapped points",
+        "parameters": _HEADERS,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": REQUEST_SCHEMA},
+            "application/zip": binary, "image/jpeg": binary, "image/png": binary, "image/webp": binary,
+        }},
+        "responses": {
+            "200": {"description": "holds extracted", "content": {
+                "application/json": {"schema": RESPONSE_SCHEMA}, "application/zip": binary, "image/png": binary}},
+            "400": _error("malformed request (JSON, base64, zip, image, points)"),
+            "404": _error("unknown image_id or session"),
+            "406": _error("no acceptable response type"),
+            "410": _error("session expired"),
+            "413": _error("body, image or zip member too large"),
+            "415": _error("unsupported content type"),
+            "429": _error("too many open sessions"),
+            "503": _error("not ready, shutting down, or timed out"),
+        },
+    }
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "SAM climbing-hold extraction", "version": "1.0.0"},
+        "paths": {
+            "/invocations": {"post": _invocation("invoke")},
+            "/endpoints/{endpoint_name}/invocations": {"post": {
+                **_invocation("invokeEndpoint"),
+                "parameters": [{"name": "endpoint_name", "in": "path", "required": True, "schema": {"type": "string"}},
+                               *_HEADERS]}},
+            "/ping": {"get": {"operationId": "ping", "responses": {"200": {"description": "ready"},
+                                                                  "503": _error("loading or draining")}}},
+            "/healthz": {"get": {"operationId": "healthz", "responses": {
+                "200": {"description": "ready", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"status": {"type": "string"}}}}}},
+                "503": {"description": "loading or draining"}}}},
+        },
+    }

@@ -1,0 +1,154 @@
+"""Response encoding per media type, and ``Accept`` negotiation. Pure functions.
+
+- ``application/json``: ``{"result_image_base64", "mask_image_base64", "image_id", ...}``
+- ``application/zip``: ``result_image.bin`` + ``mask_image.bin`` (+ ``metadata.json``)
+- ``image/png``: the mask alone (8-bit, or 1-bit with ``mask_format: png1``)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import NotAcceptable
+from runtime.holds import HoldResult
+from runtime.outputs import MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
+
+JSON = "application/json"
+ZIP = "application/zip"
+PNG = "image/png"
+RESPONSE_TYPES = (JSON, ZIP, PNG)
+
+
+@dataclass
+class Prediction:
+    """What ``predict_fn`` returns: the extraction (None for a close-only request) and context."""
+
+    result: HoldResult | None
+    outputs: OutputOptions
+    default_accept: str
+    warnings: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    closed_session_id: str | None = None
+
+
+def negotiate(accept: str | None, default: str) -> str:
+    """Pick the response media type from an ``Accept`` header (q-values honoured)."""
+    if accept is None or not accept.strip():
+        return default
+    ranges = []
+    for position, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        media = pieces[0].lower()
+        quality = 1.0
+        for param in pieces[1:]:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if media and quality > 0:
+            ranges.append((-quality, position, media))
+    for _, _, media in sorted(ranges):
+        if media in ("*/*", "*"):
+            return default
+        if media in RESPONSE_TYPES:
+            return media
+        if media == "application/*":
+            return default if default.startswith("application/") else JSON
+        if media == "image/*":
+            return PNG
+    raise NotAcceptable(f"cannot answer Accept: {accept!r}; available: {', '.join(RESPONSE_TYPES)}")
+
+
+def encode_prediction(prediction: Prediction, media: str) -> tuple[bytes, str]:
+    """Encode a prediction as ``media`` (already negotiated); adds ``encode_ms`` to its timings."""
+    if prediction.result is None:
+        body = {"closed_session_id": prediction.closed_session_id, "warnings": list(prediction.warnings)}
+        return json.dumps(body).encode("utf-8"), JSON
+    start = time.perf_counter()
+    encoded = _ENCODERS[media](prediction)
+    prediction.result.timings_ms["encode_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
+    return encoded, media
+
+
+def _images(prediction: Prediction) -> tuple[bytes | None, bytes | None]:
+    result, outputs = prediction.result, prediction.outputs
+    assert result is not None
+    image = None
+    if outputs.result_format != "none":
+        if result.rgb is None:
+            raise ValueError("the result image was requested but no pixels were kept")
+        image = encode_result(cutout_rgba(result.rgb, result.mask), outputs)
+    mask = encode_mask(result.mask, outputs.mask_format, outputs.png_level) if outputs.mask_format != "none" else None
+    return image, mask
+
+
+def metadata(prediction: Prediction) -> dict[str, Any]:
+    """Everything but the images: ids, sizes, per-click results, timings, warnings."""
+    result = prediction.result
+    assert result is not None
+    return {
+        "image_id": result.image_id,
+        "cache_hit": result.cache_hit,
+        "empty": result.empty,
+        "width": result.out_size_hw[1],
+        "height": result.out_size_hw[0],
+        "original_width": result.orig_size_hw[1],
+        "original_height": result.orig_size_hw[0],
+        "clicks": [
+            {"points": list(p.click_indices), "score": round(p.score, 6), "mask_token": p.token,
+             "area": p.area, "kept": p.kept}
+            for p in result.prompts
+        ],
+        "timings_ms": result.timings_ms,
+        "warnings": list(prediction.warnings),
+    }
+
+
+def _encode_json(prediction: Prediction) -> bytes:
+    image, mask = _images(prediction)
+    result = prediction.result
+    assert result is not None
+    body: dict[str, Any] = {
+        "result_image_base64": _b64(image),
+        "mask_image_base64": _b64(mask),
+        **metadata(prediction),
+    }
+    if result.prompt_masks is not None:
+        body["per_click_masks_base64"] = [
+            _b64(encode_mask(m, "png1", prediction.outputs.png_level)) for m in result.prompt_masks
+        ]
+    return json.dumps(body).encode("utf-8")
+
+
+def _encode_zip(prediction: Prediction) -> bytes:
+    image, mask = _images(prediction)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        if image is not None:
+            archive.writestr("result_image.bin", image)
+        if mask is not None:
+            archive.writestr("mask_image.bin", mask)
+        archive.writestr("metadata.json", json.dumps(metadata(prediction)))
+    return buffer.getvalue()
+
+
+def _encode_png(prediction: Prediction) -> bytes:
+    result = prediction.result
+    assert result is not None
+    fmt: MaskFormat = "png1" if prediction.outputs.mask_format == "png1" else "png"
+    return encode_mask(result.mask, fmt, prediction.outputs.png_level)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+_ENCODERS: dict[str, Callable[[Prediction], bytes]] = {JSON: _encode_json, ZIP: _encode_zip, PNG: _encode_png}

@@ -1,0 +1,106 @@
+"""The hold service: what ``model_fn`` returns and the handler functions drive.
+
+``parse`` (input_fn), ``predict`` (predict_fn) and ``encode`` (output_fn) are the one code
+path used by our HTTP server and by AWS's sagemaker-inference ``Transformer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import BadRequest
+from runtime.holds import ExtractRequest, HoldExtractor
+from serving.config import ServerSettings
+from serving.contract import ParsedRequest, parse_request
+from serving.responses import PNG, Prediction, encode_prediction, negotiate
+from serving.sessions import NEW_SESSION, SessionStore, check_session_header
+
+log = logging.getLogger(__name__)
+
+NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"
+CLOSED_SESSION_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Per-request facts our server passes to the handlers (AWS's toolkit passes its own object,
+    which we ignore: it is captured at the first request and would carry stale headers)."""
+
+    request_id: str
+    custom_attributes: str | None = None
+    session_header: str | None = None
+    accept: str | None = None
+    max_zip_entries: int = 16
+    max_zip_member_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """``input_fn``'s result: the parsed body plus the session header and negotiated type."""
+
+    parsed: ParsedRequest
+    session_header: str | None
+    response_type: str | None
+
+
+def parse(body: bytes | str, content_type: str | None, context: RequestContext | None) -> Invocation:
+    """input_fn: decode the body by content type; negotiate the response type early if known."""
+    if context is None:
+        return Invocation(parse_request(body, content_type), None, None)
+    parsed = parse_request(body, content_type, context.custom_attributes,
+                           context.max_zip_entries, context.max_zip_member_bytes)
+    session_header = check_session_header(context.session_header) if context.session_header else None
+    return Invocation(parsed, session_header, negotiate(context.accept, parsed.default_accept))
+
+
+class HoldService:
+    """The extractor, the session store and the server settings, as one handler model."""
+
+    def __init__(self, extractor: HoldExtractor, sessions: SessionStore, settings: ServerSettings) -> None:
+        self.extractor = extractor
+        self.sessions = sessions
+        self.settings = settings
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, settings: ServerSettings) -> HoldService:
+        """Load the model, open a session store on its cache, and warm up both graphs."""
+        extractor = HoldExtractor.from_model_dir(model_dir, settings.runtime)
+        extractor.engine.warm_up()
+        sessions = SessionStore(extractor.cache, settings.session_ttl_s, settings.max_sessions)
+        return cls(extractor, sessions, settings)
+
+    def predict(self, invocation: Invocation) -> Prediction:
+        """predict_fn: resolve the session, extract holds, open/close sessions."""
+        parsed = invocation.parsed
+        header = invocation.session_header
+        session = self.sessions.get(header) if header and header != NEW_SESSION else None
+        if parsed.close_session and not parsed.clicks and parsed.box_xyxy is None:
+            if session is None:
+                raise BadRequest("close_session needs the X-Amzn-SageMaker-Session-Id of an open session")
+            self.sessions.close(session.session_id)
+            return Prediction(None, parsed.outputs, parsed.default_accept, parsed.warnings,
+                              {CLOSED_SESSION_HEADER: session.session_id}, session.session_id)
+        image_id = parsed.image_id
+        if parsed.image_bytes is None and image_id is None:
+            if session is None:
+                raise BadRequest("the request has no image: send the image, an image_id, or a session id")
+            image_id = session.image_id
+        need_pixels = parsed.outputs.result_format != "none" and invocation.response_type != PNG
+        result = self.extractor.extract(ExtractRequest(
+            parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, parsed.options, need_pixels))
+        headers = {CUSTOM_ATTRIBUTES_HEADER: f"image_id={result.image_id}&empty={str(result.empty).lower()}"}
+        closed = None
+        if header == NEW_SESSION:
+            headers[NEW_SESSION_HEADER] = self.sessions.open(result.image_id).header_value()
+        elif session is not None and parsed.close_session:
+            self.sessions.close(session.session_id)
+            headers[CLOSED_SESSION_HEADER] = closed = session.session_id
+        return Prediction(result, parsed.outputs, parsed.default_accept, parsed.warnings, headers, closed)
+
+
+def encode(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:
+    """output_fn: negotiate ``accept`` against the request's default and encode."""
+    return encode_prediction(prediction, negotiate(accept, prediction.default_accept))
