@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runtime serving export tests inference.py
+	$(PY) -m ruff check runtime serving export synthetic scripts tests inference.py sagemaker_client.py
 	$(PY) -m mypy
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

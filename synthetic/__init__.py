@@ -1,0 +1,1 @@
+"""Synthetic test data: realistic climbing-wall photos."""
