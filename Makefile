@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runtime serving export synthetic scripts tests inference.py sagemaker_client.py
+	$(PY) -m ruff check runtime serving export synthetic scripts rehearsal tests inference.py sagemaker_client.py package_model.py
+	$(VENV)/bin/shellcheck deploy_to_sagemaker.sh .ci/run
 	$(PY) -m mypy
 
 test: $(STAMP) lint

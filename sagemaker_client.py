@@ -277,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bucket", help="S3 bucket for --async requests")
     parser.add_argument("--health", action="store_true", help="only print describe_endpoint's status")
     parser.add_argument("--expect-holds", action="store_true", help="exit 1 when the mask is empty")
+    parser.add_argument("--verify", action="store_true", help="exit 1 when the answer is inconsistent with the photo")
     args = parser.parse_args(argv)
     client = SageMakerSAMClient(args.endpoint_name, args.region, args.endpoint_url)
     try:
@@ -308,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.update({"server_timings_ms": result.metadata.get("timings_ms"), "empty": result.metadata.get("empty"),
                        "files": [str(p) for p in written]})
         print(json.dumps(report, indent=2))
+        if args.verify:
+            problems = verify(result, image)
+            if problems:
+                print("error: wrong answer: " + "; ".join(problems), file=sys.stderr)
+                return 1
         if args.expect_holds and (result.mask_image is None or _mask_is_empty(result.mask_image)):
             print("error: the endpoint found no hold at the given points", file=sys.stderr)
             return 1
@@ -315,6 +321,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EndpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def verify(result: HoldsResult, image: bytes) -> list[str]:
+    """Problems with an answer, independent of the model's weights: sizes, mask values, alpha.
+
+    The mask must be binary and of the photo's upright size (or its ``max_side`` scaling);
+    the cut-out must carry the photo's pixels with alpha 255 on the mask and 25 elsewhere.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    problems = []
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(image))).convert("RGB")
+    if result.mask_image is None:
+        return ["the answer has no mask"]
+    mask_image = Image.open(io.BytesIO(result.mask_image))
+    mask = np.asarray(mask_image.convert("L"))
+    if mask_image.size != upright.size and not result.metadata.get("width"):
+        problems.append(f"mask is {mask_image.size}, the upright photo {upright.size}")
+    if not set(np.unique(mask).tolist()) <= {0, 255}:
+        problems.append("mask is not binary (values other than 0 and 255)")
+    if result.result_image is not None:
+        cutout = Image.open(io.BytesIO(result.result_image))
+        if cutout.mode != "RGBA" or cutout.size != mask_image.size:
+            problems.append(f"cut-out is {cutout.mode} {cutout.size}, expected RGBA {mask_image.size}")
+        else:
+            pixels = np.asarray(cutout)
+            expected_alpha = np.where(mask > 0, 255, 25)
+            if not np.array_equal(pixels[..., 3], expected_alpha):
+                problems.append("cut-out alpha is not 255 on the mask and 25 elsewhere")
+            if cutout.size == upright.size:
+                difference = np.abs(pixels[..., :3].astype(np.int16) - np.asarray(upright, np.int16)).mean()
+                if difference > 2.0:
+                    problems.append(f"cut-out pixels differ from the photo (mean difference {difference:.1f})")
+    return problems
 
 
 def _centre(image: bytes) -> Point:

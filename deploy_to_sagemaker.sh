@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# Deploy the SAM hold-extraction endpoint to SageMaker with the AWS CLI.
+#
+#   ./deploy_to_sagemaker.sh [--dry-run] [--env-file FILE] [--mode realtime|async] [VAR=value ...] COMMAND...
+#
+# Commands (run in the order given; `all` = check package image model config endpoint autoscale test):
+#   check      AWS CLI, credentials, bucket, role (and docker, only when the image is built here)
+#   package    model.tar.gz from MODEL_DIR, uploaded to s3://S3_BUCKET/S3_KEY (skipped if unchanged)
+#   image      build Dockerfile.sagemaker and push it to ECR (creates the repository); skipped if IMAGE_URI is set
+#   model      a new, uniquely named SageMaker model
+#   config     a new endpoint config (real-time, or asynchronous with S3 output) for that model
+#   endpoint   create the endpoint, or update it in place (blue/green), and wait
+#   autoscale  target tracking (realtime: invocations per instance; async: backlog, down to zero)
+#   test       invoke the endpoint through sagemaker_client.py with a sample wall photo; fail on a wrong answer
+#   status     endpoint, variants, scaling and where its logs and metrics are
+#   delete     scaling policy, endpoint, and every endpoint config and model this tool made for it
+#
+# Settings come from the environment, then --env-file (default .env, if present), then VAR=value
+# arguments; nothing needs editing here. --dry-run prints the AWS calls that would change
+# something (read-only calls still run).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DRY_RUN=0
+ENV_FILE=".env"
+COMMANDS=()
+OVERRIDES=()
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "error: $*" >&2; exit 1; }
+info() { echo "[deploy] $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --env-file) ENV_FILE="${2:?--env-file needs a file}"; shift ;;
+    --mode) OVERRIDES+=("DEPLOY_MODE=${2:?--mode needs realtime or async}"); shift ;;
+    -h|--help) usage; exit 0 ;;
+    *=*) OVERRIDES+=("$1") ;;
+    check|package|image|model|config|endpoint|autoscale|test|status|delete|all) COMMANDS+=("$1") ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+[[ ${#COMMANDS[@]} -gt 0 ]] || { usage >&2; die "no command given"; }
+
+if [[ -f "$ENV_FILE" ]]; then
+  set -a
+  # shellcheck disable=SC1090
+  source "$ENV_FILE"
+  set +a
+fi
+for assignment in "${OVERRIDES[@]+"${OVERRIDES[@]}"}"; do
+  export "${assignment?}"
+done
+
+: "${AWS_REGION:=${AWS_DEFAULT_REGION:-us-east-1}}"
+export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
+: "${ENDPOINT_NAME:=sam-climbing-endpoint}"
+: "${MODEL_NAME:=sam-climbing-model}"
+: "${VARIANT_NAME:=Primary}"
+: "${INSTANCE_TYPE:=ml.g4dn.xlarge}"
+: "${DEPLOY_MODE:=realtime}"
+: "${MODEL_DIR:=models/vit_b}"
+: "${S3_KEY:=sam-climbing/model.tar.gz}"
+: "${ECR_REPOSITORY:=sam-climbing}"
+: "${INITIAL_INSTANCE_COUNT:=1}"
+: "${MIN_INSTANCES:=1}"
+: "${MAX_INSTANCES:=2}"
+: "${TARGET_INVOCATIONS_PER_INSTANCE:=20}"
+: "${ASYNC_MAX_CONCURRENT:=2}"
+: "${ASYNC_MIN_INSTANCES:=0}"
+: "${ASYNC_TARGET_BACKLOG_PER_INSTANCE:=5}"
+: "${ASYNC_OUTPUT_PREFIX:=sam-climbing/async}"
+: "${STARTUP_HEALTH_TIMEOUT_S:=600}"
+: "${WAIT_TIMEOUT_S:=1800}"
+: "${POLL_S:=15}"
+: "${STATE_DIR:=.deploy}"
+: "${ARTIFACTS_DIR:=model_artifacts}"
+: "${PYTHON:=python3}"
+: "${SNS_SUCCESS_TOPIC:=}"
+: "${SNS_ERROR_TOPIC:=}"
+: "${IMAGE_URI:=}"
+: "${ROLE_ARN:=}"
+: "${S3_BUCKET:=}"
+TAG_KEY="sam-holds:endpoint"
+STATE_FILE="$STATE_DIR/$ENDPOINT_NAME.state"
+
+case "$DEPLOY_MODE" in realtime|async) ;; *) die "DEPLOY_MODE must be realtime or async, not '$DEPLOY_MODE'" ;; esac
+case "$INSTANCE_TYPE" in
+  ml.g*|ml.p*|ml.inf*) : "${IMAGE_VARIANT:=gpu}" ;;
+  *) : "${IMAGE_VARIANT:=cpu}" ;;
+esac
+
+# Dry-run lines go to the original stdout (fd 3), even where AWS output is discarded.
+exec 3>&1
+
+# Run a mutating AWS call, or print it under --dry-run.
+aws_change() {
+  if [[ "$DRY_RUN" == 1 ]]; then
+    { printf 'DRY-RUN: aws'; printf ' %q' "$@"; printf '\n'; } >&3
+  else
+    aws "$@"
+  fi
+}
+
+# Names made by one step for the next (model -> config -> endpoint); kept in memory under --dry-run.
+declare -A DRY_STATE=()
+state_get() {
+  if [[ "$DRY_RUN" == 1 && -n "${DRY_STATE[$1]:-}" ]]; then echo "${DRY_STATE[$1]}"; return 0; fi
+  [[ -f "$STATE_FILE" ]] && sed -n "s/^$1=//p" "$STATE_FILE" | tail -n 1
+  return 0
+}
+state_set() {
+  if [[ "$DRY_RUN" == 1 ]]; then DRY_STATE[$1]="$2"; return 0; fi
+  mkdir -p "$STATE_DIR"
+  echo "$1=$2" >> "$STATE_FILE"
+}
+
+require_bucket() { [[ -n "$S3_BUCKET" ]] || die "S3_BUCKET is not set (environment, .env or S3_BUCKET=... argument)"; }
+
+account_id() { aws sts get-caller-identity --query Account --output text; }
+
+role_arn() {
+  if [[ -z "$ROLE_ARN" ]]; then
+    ROLE_ARN="arn:aws:iam::$(account_id):role/SageMakerExecutionRole"
+  fi
+  echo "$ROLE_ARN"
+}
+
+needs_image_build() { [[ -z "$IMAGE_URI" ]]; }
+
+endpoint_status() {
+  aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query EndpointStatus --output text 2>/dev/null || echo "Missing"
+}
+
+cmd_check() {
+  command -v aws >/dev/null || die "the AWS CLI is not installed (pip install awscli)"
+  aws --version >&2
+  account_id >/dev/null || die "no usable AWS credentials (aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)"
+  require_bucket
+  aws s3api head-bucket --bucket "$S3_BUCKET" >/dev/null 2>&1 || die "bucket s3://$S3_BUCKET is missing or not accessible"
+  local role; role="$(role_arn)"
+  aws iam get-role --role-name "${role##*/}" >/dev/null 2>&1 || die "IAM role $role does not exist (set ROLE_ARN)"
+  [[ -d "$MODEL_DIR" ]] || die "MODEL_DIR $MODEL_DIR does not exist (export it with export/export_sam.py)"
+  if needs_image_build; then
+    command -v docker >/dev/null || die "docker is needed to build the image (or set IMAGE_URI to an existing image)"
+    docker info >/dev/null 2>&1 || die "no Docker engine is running (or set IMAGE_URI to an existing image)"
+  fi
+  info "check passed: account $(account_id), region $AWS_REGION, bucket $S3_BUCKET, role $(role_arn)"
+}
+
+cmd_package() {
+  require_bucket
+  if [[ "$DRY_RUN" == 1 ]]; then
+    echo "DRY-RUN: $PYTHON package_model.py --model-dir $MODEL_DIR --output-dir $ARTIFACTS_DIR --s3-bucket $S3_BUCKET --s3-key $S3_KEY" >&3
+    return 0
+  fi
+  "$PYTHON" "$SCRIPT_DIR/package_model.py" --model-dir "$MODEL_DIR" --output-dir "$ARTIFACTS_DIR" \
+    --s3-bucket "$S3_BUCKET" --s3-key "$S3_KEY" --region "$AWS_REGION"
+}
+
+cmd_image() {
+  if ! needs_image_build; then
+    info "IMAGE_URI=$IMAGE_URI given: not building an image"
+    return 0
+  fi
+  local registry repo_uri tag
+  registry="$(account_id).dkr.ecr.$AWS_REGION.amazonaws.com"
+  tag="$IMAGE_VARIANT-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"
+  repo_uri="$registry/$ECR_REPOSITORY"
+  aws ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1 \
+    || aws_change ecr create-repository --repository-name "$ECR_REPOSITORY" --image-scanning-configuration scanOnPush=true >/dev/null
+  if [[ "$DRY_RUN" == 1 ]]; then
+    echo "DRY-RUN: docker build -f Dockerfile.sagemaker --build-arg VARIANT=$IMAGE_VARIANT -t $repo_uri:$tag . && docker push $repo_uri:$tag" >&3
+  else
+    aws ecr get-login-password | docker login --username AWS --password-stdin "$registry"
+    docker build -f "$SCRIPT_DIR/Dockerfile.sagemaker" --build-arg "VARIANT=$IMAGE_VARIANT" -t "$repo_uri:$tag" "$SCRIPT_DIR"
+    docker push "$repo_uri:$tag"
+  fi
+  IMAGE_URI="$repo_uri:$tag"
+  state_set IMAGE_URI "$IMAGE_URI"
+  info "image $IMAGE_URI"
+}
+
+container_environment() {
+  local cache max_body
+  if [[ "$IMAGE_VARIANT" == gpu ]]; then cache="2GiB"; else cache="1GiB"; fi
+  if [[ "$DEPLOY_MODE" == async ]]; then max_body="256MiB"; else max_body="6MiB"; fi
+  printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%s","SAM_LOG_FORMAT":"json","SAM_ENDPOINT_NAME":"%s"}' \
+    "${SAM_CACHE_BYTES:-$cache}" "${SAM_MAX_BODY_BYTES:-$max_body}" "$ENDPOINT_NAME"
+}
+
+cmd_model() {
+  require_bucket
+  local image="${IMAGE_URI:-$(state_get IMAGE_URI)}"
+  [[ -n "$image" ]] || die "no image: run 'image' first or set IMAGE_URI"
+  local name; name="$MODEL_NAME-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
+  aws_change sagemaker create-model --model-name "$name" --execution-role-arn "$(role_arn)" \
+    --primary-container "{\"Image\":\"$image\",\"ModelDataUrl\":\"s3://$S3_BUCKET/$S3_KEY\",\"Environment\":$(container_environment)}" \
+    --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME" >/dev/null
+  state_set MODEL "$name"
+  info "model $name"
+}
+
+cmd_config() {
+  local model; model="$(state_get MODEL)"
+  [[ -n "$model" || "$DRY_RUN" == 1 ]] || die "no model: run 'model' first"
+  model="${model:-$MODEL_NAME-DRYRUN}"
+  local name; name="$MODEL_NAME-config-$(date -u +%s)-$RANDOM"
+  local variant
+  variant="[{\"VariantName\":\"$VARIANT_NAME\",\"ModelName\":\"$model\",\"InstanceType\":\"$INSTANCE_TYPE\",\"InitialInstanceCount\":$INITIAL_INSTANCE_COUNT,\"ContainerStartupHealthCheckTimeoutInSeconds\":$STARTUP_HEALTH_TIMEOUT_S}]"
+  local args=(sagemaker create-endpoint-config --endpoint-config-name "$name" --production-variants "$variant"
+              --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME")
+  if [[ "$DEPLOY_MODE" == async ]]; then
+    require_bucket
+    local notify=""
+    if [[ -n "$SNS_SUCCESS_TOPIC$SNS_ERROR_TOPIC" ]]; then
+      notify=",\"NotificationConfig\":{\"SuccessTopic\":\"$SNS_SUCCESS_TOPIC\",\"ErrorTopic\":\"$SNS_ERROR_TOPIC\"}"
+    fi
+    args+=(--async-inference-config "{\"OutputConfig\":{\"S3OutputPath\":\"s3://$S3_BUCKET/$ASYNC_OUTPUT_PREFIX/output\",\"S3FailurePath\":\"s3://$S3_BUCKET/$ASYNC_OUTPUT_PREFIX/failure\"$notify},\"ClientConfig\":{\"MaxConcurrentInvocationsPerInstance\":$ASYNC_MAX_CONCURRENT}}")
+  fi
+  aws_change "${args[@]}" >/dev/null
+  state_set CONFIG "$name"
+  info "endpoint config $name ($DEPLOY_MODE, $INSTANCE_TYPE)"
+}
+
+wait_for_endpoint() {
+  local deadline=$((SECONDS + WAIT_TIMEOUT_S)) status
+  while true; do
+    status="$(endpoint_status)"
+    case "$status" in
+      InService) info "endpoint $ENDPOINT_NAME is InService"; return 0 ;;
+      Failed|RollingBack|Missing)
+        local reason
+        reason="$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query FailureReason --output text 2>/dev/null || true)"
+        die "endpoint $ENDPOINT_NAME is $status: ${reason:-no FailureReason given} (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)" ;;
+    esac
+    [[ $SECONDS -lt $deadline ]] || die "endpoint $ENDPOINT_NAME still $status after ${WAIT_TIMEOUT_S}s"
+    info "endpoint $ENDPOINT_NAME is $status; waiting"
+    sleep "$POLL_S"
+  done
+}
+
+cmd_endpoint() {
+  local config; config="$(state_get CONFIG)"
+  [[ -n "$config" || "$DRY_RUN" == 1 ]] || die "no endpoint config: run 'config' first"
+  config="${config:-$MODEL_NAME-config-DRYRUN}"
+  if [[ "$(endpoint_status)" == Missing ]]; then
+    aws_change sagemaker create-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" \
+      --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME" >/dev/null
+  else
+    info "endpoint $ENDPOINT_NAME exists: updating it in place (blue/green) to $config"
+    aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" >/dev/null
+  fi
+  [[ "$DRY_RUN" == 1 ]] || wait_for_endpoint
+}
+
+resource_id() { echo "endpoint/$ENDPOINT_NAME/variant/$VARIANT_NAME"; }
+
+cmd_autoscale() {
+  local policy="$ENDPOINT_NAME-scaling"
+  if [[ "$DEPLOY_MODE" == async ]]; then
+    aws_change application-autoscaling register-scalable-target --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+      --min-capacity "$ASYNC_MIN_INSTANCES" --max-capacity "$MAX_INSTANCES" >/dev/null
+    aws_change application-autoscaling put-scaling-policy --policy-name "$policy" --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+      --policy-type TargetTrackingScaling --target-tracking-scaling-policy-configuration \
+      "{\"TargetValue\":$ASYNC_TARGET_BACKLOG_PER_INSTANCE,\"CustomizedMetricSpecification\":{\"MetricName\":\"ApproximateBacklogSizePerInstance\",\"Namespace\":\"AWS/SageMaker\",\"Dimensions\":[{\"Name\":\"EndpointName\",\"Value\":\"$ENDPOINT_NAME\"}],\"Statistic\":\"Average\"},\"ScaleInCooldown\":600,\"ScaleOutCooldown\":120}" >/dev/null
+    # From zero instances the backlog per instance is undefined: a step policy on
+    # HasBacklogWithoutCapacity starts the first instance.
+    local step_arn
+    step_arn="$(aws_change application-autoscaling put-scaling-policy --policy-name "$policy-from-zero" --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount --policy-type StepScaling \
+      --step-scaling-policy-configuration '{"AdjustmentType":"ChangeInCapacity","MetricAggregationType":"Average","Cooldown":120,"StepAdjustments":[{"MetricIntervalLowerBound":0,"ScalingAdjustment":1}]}' \
+      --query PolicyARN --output text)"
+    aws_change cloudwatch put-metric-alarm --alarm-name "$ENDPOINT_NAME-has-backlog-without-capacity" \
+      --namespace AWS/SageMaker --metric-name HasBacklogWithoutCapacity --dimensions "Name=EndpointName,Value=$ENDPOINT_NAME" \
+      --statistic Average --period 60 --evaluation-periods 2 --threshold 1 --comparison-operator GreaterThanOrEqualToThreshold \
+      --treat-missing-data missing --alarm-actions "${step_arn:-DRY-RUN-POLICY-ARN}"
+  else
+    aws_change application-autoscaling register-scalable-target --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+      --min-capacity "$MIN_INSTANCES" --max-capacity "$MAX_INSTANCES" >/dev/null
+    aws_change application-autoscaling put-scaling-policy --policy-name "$policy" --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+      --policy-type TargetTrackingScaling --target-tracking-scaling-policy-configuration \
+      "{\"TargetValue\":$TARGET_INVOCATIONS_PER_INSTANCE,\"PredefinedMetricSpecification\":{\"PredefinedMetricType\":\"SageMakerVariantInvocationsPerInstance\"},\"ScaleInCooldown\":300,\"ScaleOutCooldown\":60}" >/dev/null
+  fi
+  info "autoscaling for $(resource_id) ($DEPLOY_MODE)"
+}
+
+cmd_test() {
+  mkdir -p "$STATE_DIR"
+  local image points
+  image="$(cd "$STATE_DIR" && pwd)/test-wall.jpg"
+  points="$(PYTHONPATH="$SCRIPT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m synthetic.wall_photo --out "$image" --width 1512 --height 2016 --clicks 3 \
+    | "$PYTHON" -c 'import json,sys; print(";".join(f"{x},{y}" for x, y in json.load(sys.stdin)["clicks"]))')"
+  local args=(--endpoint-name "$ENDPOINT_NAME" --region "$AWS_REGION" --test-image "$image" --points "$points"
+              --out-dir "$STATE_DIR/test-output" --verify)
+  if [[ -n "${AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME:-}" ]]; then args+=(--endpoint-url "$AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"); fi
+  if [[ "$DEPLOY_MODE" == async ]]; then require_bucket; args+=(--async --bucket "$S3_BUCKET"); fi
+  if [[ "$DRY_RUN" == 1 ]]; then echo "DRY-RUN: $PYTHON sagemaker_client.py ${args[*]}" >&3; return 0; fi
+  "$PYTHON" "$SCRIPT_DIR/sagemaker_client.py" "${args[@]}"
+  info "test passed: the endpoint answered with a consistent cut-out and mask"
+}
+
+cmd_status() {
+  aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" \
+    --query '{Status:EndpointStatus,Config:EndpointConfigName,Variants:ProductionVariants[].{Name:VariantName,Instances:CurrentInstanceCount},FailureReason:FailureReason}' \
+    --output json || { echo "endpoint $ENDPOINT_NAME does not exist"; return 0; }
+  aws application-autoscaling describe-scaling-policies --service-namespace sagemaker --resource-id "$(resource_id)" \
+    --query 'ScalingPolicies[].{Policy:PolicyName,Type:PolicyType}' --output json
+  echo "logs:    /aws/sagemaker/Endpoints/$ENDPOINT_NAME"
+  echo "metrics: AWS/SageMaker Invocations, ModelLatency, OverheadLatency, Invocation4XXErrors, Invocation5XXErrors (EndpointName=$ENDPOINT_NAME)"
+}
+
+tagged_for_endpoint() {
+  local tags
+  tags="$(aws sagemaker list-tags --resource-arn "$1" --query "Tags[?Key=='$TAG_KEY'].Value" --output text 2>/dev/null || true)"
+  [[ "$tags" == "$ENDPOINT_NAME" ]]
+}
+
+cmd_delete() {
+  local policy
+  for policy in $(aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --query 'ScalingPolicies[].PolicyName' --output text 2>/dev/null || true); do
+    [[ "$policy" == None ]] && continue
+    aws_change application-autoscaling delete-scaling-policy --service-namespace sagemaker --policy-name "$policy" \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  done
+  if aws application-autoscaling describe-scalable-targets --service-namespace sagemaker --resource-ids "$(resource_id)" \
+      --query 'ScalableTargets[0].ResourceId' --output text 2>/dev/null | grep -q endpoint/; then
+    aws_change application-autoscaling deregister-scalable-target --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  fi
+  aws_change cloudwatch delete-alarms --alarm-names "$ENDPOINT_NAME-has-backlog-without-capacity" 2>/dev/null || true
+  if [[ "$(endpoint_status)" != Missing ]]; then
+    aws_change sagemaker delete-endpoint --endpoint-name "$ENDPOINT_NAME"
+  fi
+  local arn name
+  for arn in $(aws sagemaker list-endpoint-configs --name-contains "$MODEL_NAME-config" --query 'EndpointConfigs[].EndpointConfigArn' --output text); do
+    [[ "$arn" == None ]] && continue
+    if tagged_for_endpoint "$arn"; then
+      name="${arn##*/}"; aws_change sagemaker delete-endpoint-config --endpoint-config-name "$name"
+    fi
+  done
+  for arn in $(aws sagemaker list-models --name-contains "$MODEL_NAME" --query 'Models[].ModelArn' --output text); do
+    [[ "$arn" == None ]] && continue
+    if tagged_for_endpoint "$arn"; then
+      name="${arn##*/}"; aws_change sagemaker delete-model --model-name "$name"
+    fi
+  done
+  [[ "$DRY_RUN" == 1 ]] || rm -f "$STATE_FILE"
+  info "deleted $ENDPOINT_NAME and what this tool created for it (model.tar.gz stays in s3://${S3_BUCKET:-?}/$S3_KEY)"
+}
+
+run() {
+  case "$1" in
+    all) cmd_check; cmd_package; cmd_image; cmd_model; cmd_config; cmd_endpoint; cmd_autoscale; cmd_test ;;
+    *) "cmd_$1" ;;
+  esac
+}
+
+for command in "${COMMANDS[@]}"; do
+  run "$command"
+done

@@ -1,0 +1,1 @@
+"""Local stand-ins for AWS used to rehearse deployments (never part of the container)."""

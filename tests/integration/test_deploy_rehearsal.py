@@ -1,0 +1,151 @@
+"""Deployment rehearsed locally: moto_server (control plane) + our server behind the data-plane stand-in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.integration.server import REPO, free_port
+
+BUCKET = "sam-rehearsal-bucket"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def aws(tiny_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A moto server with a bucket and the execution role, and the data plane in front of our server."""
+    logs = tmp_path_factory.mktemp("aws")
+    bin_dir = Path(sys.executable).parent
+    moto_port, plane_port = free_port(), free_port()
+    moto_url = f"http://127.0.0.1:{moto_port}"
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_url}
+    moto = subprocess.Popen([str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+                            stdout=(logs / "moto.log").open("wb"), stderr=subprocess.STDOUT, env=env)
+    plane = subprocess.Popen([sys.executable, "-m", "rehearsal.data_plane", "--container-url", tiny_server.url,
+                              "--port", str(plane_port)], cwd=REPO, env=env,
+                             stdout=(logs / "plane.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_http(moto_url, moto)
+        _wait_http(f"http://127.0.0.1:{plane_port}/", plane)
+        session = boto3.session.Session(**{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
+                                        region_name="us-east-1")
+        session.client("s3", endpoint_url=moto_url).create_bucket(Bucket=BUCKET)
+        session.client("iam", endpoint_url=moto_url).create_role(
+            RoleName="SageMakerExecutionRole", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}')
+        yield {**CREDENTIALS, "AWS_ENDPOINT_URL": moto_url,
+               "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{plane_port}"}
+    finally:
+        for process in (plane, moto):
+            process.terminate()
+            process.wait(10)
+
+
+def _client(aws: dict[str, str], service: str) -> Any:
+    return boto3.client(service, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _deploy(aws: dict[str, str], tmp_path: Path, model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **aws, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    settings = [f"S3_BUCKET={BUCKET}", f"MODEL_DIR={model_dir}", "IMAGE_URI=123456789012.dkr.ecr.us-east-1.amazonaws.com/sam:cpu",
+                "POLL_S=1", f"PYTHON={sys.executable}", f"STATE_DIR={tmp_path / 'state'}", f"ARTIFACTS_DIR={tmp_path / 'artifacts'}"]
+    return subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
+                           *settings, *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def _nothing_left(aws: dict[str, str]) -> None:
+    sagemaker = _client(aws, "sagemaker")
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_models()["Models"] == []
+    scaling = _client(aws, "application-autoscaling")
+    assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+
+
+def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test passed" in result.stderr
+    s3, sagemaker = _client(aws, "s3"), _client(aws, "sagemaker")
+    assert s3.head_object(Bucket=BUCKET, Key="sam-climbing/model.tar.gz")["Metadata"]["sha256"]
+    endpoint = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = config["ProductionVariants"][0]
+    assert variant["VariantName"] == "Primary" and variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert "AsyncInferenceConfig" not in config
+    policies = _client(aws, "application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
+    tracking = policies["ScalingPolicies"][0]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    again = _deploy(aws, tmp_path, tiny_model_dir, "package")
+    assert "unchanged, already at" in again.stdout
+
+    update = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "model", "config", "endpoint")
+    assert update.returncode == 0, update.stderr
+    lines = update.stdout.splitlines()
+    new_config = next(line for line in lines if "create-endpoint-config" in line).split("--endpoint-config-name ")[1].split()[0]
+    assert any("update-endpoint" in line and new_config in line for line in lines)
+    assert len(sagemaker.list_models()["Models"]) == 1  # dry run changed nothing
+
+    deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
+    assert deleted.returncode == 0, deleted.stderr
+    _nothing_left(aws)
+
+
+def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, "--mode", "async", "INSTANCE_TYPE=ml.m5.xlarge", "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    sagemaker, s3 = _client(aws, "sagemaker"), _client(aws, "s3")
+    endpoint = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["AsyncInferenceConfig"]["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 2
+    outputs = s3.list_objects_v2(Bucket=BUCKET, Prefix="sam-climbing/async/output/").get("Contents", [])
+    requests = s3.list_objects_v2(Bucket=BUCKET, Prefix="requests/").get("Contents", [])
+    assert outputs and requests
+    target = _client(aws, "application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+    assert target["ScalableTargets"][0]["MinCapacity"] == 0
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["Environment"]["SAM_MAX_BODY_BYTES"] == "256MiB"
+    assert model["PrimaryContainer"]["Environment"]["SAM_CACHE_BYTES"] == "1GiB"  # CPU instance type
+    deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
+    assert deleted.returncode == 0, deleted.stderr
+    _nothing_left(aws)
+
+
+def test_missing_bucket_setting_is_a_clear_error(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, **aws, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
+                             f"MODEL_DIR={tiny_model_dir}", "IMAGE_URI=x", "check"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 1 and "S3_BUCKET is not set" in result.stderr
+    bad_mode = _deploy(aws, tmp_path, tiny_model_dir, "--mode", "batch", "status")
+    assert bad_mode.returncode == 1 and "DEPLOY_MODE must be realtime or async" in bad_mode.stderr
+
+
+def test_shellcheck_is_clean() -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    result = subprocess.run([str(shellcheck), str(REPO / "deploy_to_sagemaker.sh")], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout
