@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from runtime.errors import BadRequest, NotReady, PayloadTooLarge, ServiceError
 from runtime.manifest import load_manifest
-from serving import handlers
+from serving import handlers, metrics
 from serving.config import ServerSettings
 from serving.logs import configure_logging
 from serving.openapi import openapi_schema
@@ -150,7 +150,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
 
     app = Starlette(routes=routes, exception_handlers={ServiceError: service_error, HTTPException: http_error},
                     lifespan=lifespan)
-    app.add_middleware(_RequestLogMiddleware)
+    app.add_middleware(_RequestLogMiddleware, settings=settings)
     return app
 
 
@@ -158,8 +158,9 @@ class _RequestLogMiddleware:
     """Assigns a request id (echoed as ``X-Request-Id``), logs each request but ``/ping``, and
     turns any unexpected exception into a generic 500 (traceback in the log, never in the body)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, settings: ServerSettings) -> None:
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -189,9 +190,12 @@ class _RequestLogMiddleware:
         finally:
             if scope["path"] != "/ping":
                 facts = scope["state"].get("facts", {})
+                latency_ms = round((time.perf_counter() - start) * 1000, 3)
                 log.info("request", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"],
-                                           "status": status["code"],
-                                           "latency_ms": round((time.perf_counter() - start) * 1000, 3), **facts})
+                                           "status": status["code"], "latency_ms": latency_ms, **facts})
+                if self.settings.metrics_enabled and scope["method"] == "POST":
+                    metrics.emit(metrics.emf_record(self.settings.metrics_namespace, self.settings.endpoint_name,
+                                                    {**facts, "request_id": request_id}, latency_ms, status["code"]))
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from serving.metrics import configure_emitter
+
 #: Attributes every LogRecord has; anything else passed via ``extra=`` is emitted as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -42,3 +44,4 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
+    configure_emitter()

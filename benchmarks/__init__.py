@@ -1,0 +1,1 @@
+"""Latency benchmarks of the service against the old PyTorch service."""
