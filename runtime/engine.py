@@ -64,6 +64,9 @@ def _session_options(settings: RuntimeSettings) -> ort.SessionOptions:
     options.inter_op_num_threads = settings.providers.cpu.inter_op_threads
     options.enable_cpu_mem_arena = settings.providers.cpu.memory_arena
     options.log_severity_level = 3
+    if not settings.providers.cpu.spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 

@@ -115,11 +115,16 @@ class CudaOptions:
 
 @dataclass(frozen=True)
 class CpuOptions:
-    """CPU EP / session options. ``intra_op_threads`` 0 lets ONNX Runtime use every core."""
+    """CPU EP / session options. ``intra_op_threads`` 0 lets ONNX Runtime use every core.
+
+    ``spinning``: idle pool threads busy-wait for the next parallel section (lower latency,
+    but they burn cores that other processes on a small instance could use).
+    """
 
     intra_op_threads: int = 0
     inter_op_threads: int = 1
     memory_arena: bool = True
+    spinning: bool = True
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:

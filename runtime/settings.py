@@ -133,6 +133,7 @@ class RuntimeSettings:
         cpu = CpuOptions(
             intra_op_threads=read_env(environ, "SAM_CPU_THREADS", int, 0),
             memory_arena=read_env(environ, "SAM_CPU_ARENA", parse_bool, True),
+            spinning=read_env(environ, "SAM_CPU_SPINNING", parse_bool, True),
         )
         providers = ProviderConfig(
             requested=read_env(environ, "SAM_PROVIDERS", parse_providers, "auto"),

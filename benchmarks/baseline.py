@@ -1,0 +1,68 @@
+"""The old service's request path in PyTorch, timed by stage (the benchmark's baseline).
+
+Per request: decode the photo (EXIF applied), ``SamPredictor.set_image``, one
+``predict(multimask_output=False)`` per click, OR the masks, and encode the RGBA cut-out
+and the mask as PNG at Pillow's default level (6), as the old service did.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from segment_anything import SamPredictor
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def baseline_request(predictor: SamPredictor, jpeg: bytes, clicks: list[tuple[float, float]]) -> dict[str, Any]:
+    """One old-service request; returns stage timings in ms and the output sizes."""
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    image = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg))).convert("RGB"))
+    stages["decode_ms"] = _ms(start)
+    start = time.perf_counter()
+    with torch.no_grad():
+        predictor.set_image(image)
+    stages["encoder_ms"] = _ms(start)
+    start = time.perf_counter()
+    union = np.zeros(image.shape[:2], dtype=bool)
+    with torch.no_grad():
+        for x, y in clicks:
+            masks, _, _ = predictor.predict(point_coords=np.array([[x, y]], np.float32), point_labels=np.array([1]),
+                                            multimask_output=False)
+            union |= masks[0]
+    stages["decoder_ms"] = _ms(start)
+    start = time.perf_counter()
+    alpha = np.where(union, 255, 25).astype(np.uint8)
+    rgba = np.dstack([image, alpha])
+    result, mask = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(result, format="PNG")
+    Image.fromarray(union.astype(np.uint8) * 255, "L").save(mask, format="PNG")
+    stages["encode_ms"] = _ms(start)
+    return {"stages": stages, "bytes_out": len(result.getvalue()) + len(mask.getvalue())}
+
+
+def baseline_worker(connection: Any, model_type: str, seed: int, checkpoint: str | None) -> None:
+    """Serve ``baseline_request`` in its own process, as the old service was one.
+
+    Receives (jpeg, clicks) tuples and sends back results; ``None`` stops it. Keeping PyTorch
+    out of the benchmark's process stops its threads and allocator from sharing with ONNX
+    Runtime's (measured here: set_image 21 s alone, 23-28 s when sharing a process).
+    """
+    from pathlib import Path
+
+    from export.sam_models import build_random, load_checkpoint
+
+    sam = load_checkpoint(model_type, Path(checkpoint)) if checkpoint else build_random(model_type, seed)
+    predictor = SamPredictor(sam)
+    connection.send("ready")
+    while (message := connection.recv()) is not None:
+        jpeg, clicks = message
+        connection.send(baseline_request(predictor, jpeg, clicks))

@@ -1,0 +1,406 @@
+"""Latency of our service against the old PyTorch service, side by side in one run.
+
+    python benchmarks/bench_latency.py [--model-type vit_b] [--checkpoint PATH | --random-weights]
+        [--providers cpu,cuda,tensorrt] [--image-sizes 3024x4032] [--repeats N] [--quick] [--out DIR]
+
+Interleaved per repeat, on a new synthetic 12 MP wall photo each time:
+1. baseline: the old service in PyTorch (set_image, one predict per click, OR, PNG outputs);
+2. ours, cold: a new photo (decode, encoder, batched decoder, post-processing, outputs);
+3. ours, warm: the same photo again by image_id, 1, 5 and 20 clicks, compact outputs;
+4. end to end over HTTP against the real server process: JSON and raw-image requests, cold
+   and warm, plus the server's own overhead on a tiny request;
+5. for every execution provider available (others are listed as skipped, with the reason).
+It also measures this machine's sgemm rate and reports the encoder as a multiple of the
+FLOP floor. Writes results.json, RESULTS.md and latency.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+from tqdm import tqdm
+
+from benchmarks.baseline import baseline_worker
+from benchmarks.report import evaluate_targets, summarize_samples, write_all
+from export.export_sam import LoadedModel, export_model
+from export.sam_models import build_random, load_checkpoint
+from runtime import postprocess
+from runtime.cache import EmbeddingCache
+from runtime.holds import Click, ExtractRequest, HoldExtractor
+from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig
+from runtime.settings import RuntimeSettings
+from synthetic.wall_photo import wall_photo
+
+ENCODER_TFLOP = {"vit_b": 0.97, "vit_l": 3.0, "vit_h": 6.0, "tiny": 0.004}
+COLD_CLICKS = 5
+COMPACT = OutputOptions(result_format="none", mask_format="png1")
+
+
+def sgemm_gflops(size: int, repeats: int = 3) -> float:
+    """This machine's float32 matrix-multiply rate (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(call: Any) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+class BaselineProcess:
+    """The old service's algorithm in its own process (see ``baseline_worker``)."""
+
+    def __init__(self, model_type: str, seed: int, checkpoint: Path | None) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=baseline_worker, daemon=True,
+                                       args=(child, model_type, seed, str(checkpoint) if checkpoint else None))
+        self.process.start()
+        if self.connection.recv() != "ready":
+            raise RuntimeError("the baseline process did not start")
+
+    def request(self, jpeg: bytes, clicks: list[tuple[float, float]]) -> dict[str, Any]:
+        self.connection.send((jpeg, clicks))
+        result: dict[str, Any] = self.connection.recv()
+        return result
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join(60)
+
+
+def hold_shaped_logits(photo: Any, count: int, input_size_hw: tuple[int, int]) -> list[np.ndarray]:
+    """256x256 low-res logits shaped like the photo's largest holds (smooth, one blob each).
+
+    Random-weight masks are noise, which always takes post-processing's dense path; these
+    stand in for a trained model's compact hold masks.
+    """
+    _width, height = photo.upright_size_wh
+    scale = input_size_hw[0] / height / 4.0  # original pixels -> 256 low-res frame
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    holds = sorted(photo.holds, key=lambda h: -h.radius)[:count]
+    return [np.clip(3.0 * (1.0 - np.hypot(xx - h.x * scale, yy - h.y * scale) / max(h.radius * scale, 1.0)), -8, 8)
+            .astype(np.float32) for h in holds]
+
+
+def prepare_model(args: argparse.Namespace, out: Path) -> tuple[Any, Path, str]:
+    """The PyTorch model and its ONNX export (same weights); reuses an earlier export."""
+    if args.checkpoint:
+        sam = load_checkpoint(args.model_type, args.checkpoint)
+        weights = {"origin": "checkpoint", "file": args.checkpoint.name}
+        label = f"checkpoint {args.checkpoint.name}"
+    else:
+        sam = build_random(args.model_type, args.seed)
+        weights = {"origin": "random", "seed": args.seed}
+        label = f"random weights, seed {args.seed}"
+    model_dir = REPO / "models" / f"bench-{args.model_type}-{weights.get('seed', 'ckpt')}"
+    manifest = model_dir / "manifest.json"
+    if not manifest.is_file() or json.loads(manifest.read_text())["weights"] != weights:
+        export_model(LoadedModel(sam, weights), args.model_type, model_dir, skip_parity=True)
+    return sam, model_dir, label
+
+
+def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, RuntimeSettings], dict[str, str]]:
+    """Settings per provider variant to run, and the skipped ones with the reason."""
+    available = ort.get_available_providers()
+    run: dict[str, RuntimeSettings] = {}
+    skipped: dict[str, str] = {}
+    variants = {"cpu": [("cpu", "fp32")], "cuda": [("cuda", "fp32"), ("cuda", "fp16")],
+                "tensorrt": [("tensorrt", "fp32"), ("tensorrt", "fp16")]}
+    for name in requested:
+        for provider, precision in variants[name]:
+            label = provider if provider == "cpu" else f"{provider}-{precision}"
+            if ORT_NAMES[provider] not in available:  # type: ignore[index]
+                skipped[label] = f"{ORT_NAMES[provider]} is not in this onnxruntime build ({ort.__version__}, {', '.join(available)})"  # type: ignore[index]
+                continue
+            if provider == "cuda" and precision == "fp16" and not (model_dir / "encoder_fp16.onnx").is_file():
+                skipped[label] = "the export has no fp16 graphs (export with --fp16)"
+                continue
+            from runtime.providers import TensorRTOptions
+
+            config = ProviderConfig(requested=(provider,), require_gpu=provider != "cpu",  # type: ignore[arg-type]
+                                    tensorrt=TensorRTOptions(fp16=precision == "fp16"))
+            run[label] = RuntimeSettings(providers=config, precision=precision if provider == "cuda" else "auto")  # type: ignore[arg-type]
+            if provider == "cpu":  # no busy-waiting threads while the baseline process runs
+                run[label] = replace(run[label], providers=replace(config, cpu=CpuOptions(spinning=False)))
+    return run, skipped
+
+
+def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: OutputOptions) -> dict[str, Any]:
+    """One request through the runtime plus output encoding, as the server does it."""
+    start = time.perf_counter()
+    result = extractor.extract(request)
+    stages = dict(result.timings_ms)
+    encode_start = time.perf_counter()
+    if outputs.result_format != "none" and result.rgb is not None:
+        encode_result(cutout_rgba(result.rgb, result.mask), outputs)
+    if outputs.mask_format != "none":
+        encode_mask(result.mask, outputs.mask_format, outputs.png_level)
+    stages["encode_ms"] = (time.perf_counter() - encode_start) * 1000.0
+    return {"total_ms": (time.perf_counter() - start) * 1000.0, "stages": stages, "image_id": result.image_id}
+
+
+class HttpBench:
+    """A real server process on 127.0.0.1 and timed HTTP requests against it."""
+
+    def __init__(self, model_dir: Path, log: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "inference.py"), "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+             "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "SAM_PROVIDERS": "cpu", "SAM_LOG_FORMAT": "json", "SAM_CPU_SPINNING": "false"})
+        self.client = httpx.Client(base_url=self.url, timeout=120)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: see {log}")
+            try:
+                if self.client.get("/ping").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def invoke(self, body: bytes, content_type: str, **headers: str) -> dict[str, Any]:
+        start = time.perf_counter()
+        response = self.client.post("/invocations", content=body, headers={"Content-Type": content_type, **headers})
+        total = (time.perf_counter() - start) * 1000.0
+        response.raise_for_status()
+        data = response.json()
+        stages = dict(data.get("timings_ms", {}))
+        stages["encode_and_http_ms"] = max(0.0, total - sum(stages.values()))
+        return {"total_ms": total, "stages": stages, "image_id": data.get("image_id"),
+                "request_id": response.headers.get("x-request-id")}
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: Path = args.out
+    sam, model_dir, weights_label = prepare_model(args, out)
+    width, height = args.image_sizes[0]
+    photos = [wall_photo(width, height, seed=100 + i) for i in range(args.repeats)]
+    plans, skipped = provider_plan(args.providers, model_dir)
+    extractors = {label: HoldExtractor.from_model_dir(model_dir, settings) for label, settings in plans.items()}
+    for extractor in extractors.values():
+        extractor.engine.warm_up()
+    del sam  # the baseline runs in its own process
+    baseline = BaselineProcess(args.model_type, args.seed, args.checkpoint)
+    samples: list[dict[str, Any]] = []
+    steps = args.repeats * (1 + len(extractors) * 5 + 3 + 2) + 2
+    progress = tqdm(total=steps, desc="benchmark", unit="step", file=sys.stderr)
+
+    def record(scenario: str, provider: str, measured: dict[str, Any]) -> dict[str, Any]:
+        total = measured.get("total_ms", sum(measured["stages"].values()))
+        samples.append({"scenario": scenario, "provider": provider, "total_ms": total, "stages": measured["stages"]})
+        progress.set_postfix_str(f"{scenario} {total:.0f} ms")
+        progress.update()
+        return measured
+
+    progress.set_postfix_str("sgemm")
+    gflops = sgemm_gflops(2048 if args.quick else 4096)
+    progress.update()
+    http = HttpBench(model_dir, out / "server.log")
+    progress.update()
+    try:
+        for repeat, photo in enumerate(photos):
+            clicks = [Click(x, y) for x, y in photo.clicks(20)]
+            record("baseline PyTorch, 5 clicks, PNG", "torch-cpu",
+                   baseline.request(photo.jpeg, [(c.x, c.y) for c in clicks[:COLD_CLICKS]]))
+            for label, extractor in extractors.items():
+                extractor.cache = EmbeddingCache(2 << 30)
+                cold = record("ours cold, 5 clicks, PNG", label, ours_request(
+                    extractor, ExtractRequest(tuple(clicks[:COLD_CLICKS]), image_bytes=photo.jpeg), OutputOptions()))
+                for count in (1, 5, 20):
+                    record(f"ours warm, {count} click{'s' if count > 1 else ''}, compact", label, ours_request(
+                        extractor, ExtractRequest(tuple(clicks[:count]), image_id=cold["image_id"], need_pixels=False), COMPACT))
+                record("ours warm, 1 click, WebP cut-out", label, ours_request(
+                    extractor, ExtractRequest(tuple(clicks[:1]), image_id=cold["image_id"]),
+                    OutputOptions(result_format="webp", mask_format="png1")))
+            entry = next(iter(extractors.values())).cache.get(cold["image_id"]) if extractors else None
+            if entry is not None:
+                plan = postprocess.plan_masks(256, 1024, entry.input_size_hw, entry.orig_size_hw)
+                for count in (1, 20):
+                    logits = hold_shaped_logits(photo, count, entry.input_size_hw)
+                    start = time.perf_counter()
+                    postprocess.render_union([postprocess.cell_mask(low, plan) for low in logits], plan)
+                    elapsed = (time.perf_counter() - start) * 1000.0
+                    record(f"post-processing only, {count} hold-shaped mask{'s' if count > 1 else ''}", "numpy",
+                           {"total_ms": elapsed, "stages": {"postprocess_ms": elapsed}})
+            points = [{"x": c.x, "y": c.y} for c in clicks[:COLD_CLICKS]]
+            variant = photo.jpeg[:-2] + bytes([repeat % 251]) + photo.jpeg[-2:]  # new bytes: a cold request
+            record("HTTP cold JSON, 5 clicks, PNG", "cpu", http.invoke(json.dumps(
+                {"image_base64": base64.b64encode(photo.jpeg).decode(), "points": points}).encode(), "application/json"))
+            attributes = "points=" + ";".join(f"{c.x},{c.y}" for c in clicks[:COLD_CLICKS]) + "&result_format=webp&mask_format=png1"
+            raw = record("HTTP cold raw JPEG, 5 clicks, WebP", "cpu", http.invoke(
+                variant, "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes": attributes}))
+            record("HTTP warm JSON, 1 click, compact", "cpu", http.invoke(json.dumps(
+                {"image_id": raw["image_id"], "points": points[:1],
+                 "outputs": {"result_format": "none", "mask_format": "png1"}}).encode(), "application/json"))
+        overhead = server_overhead(http, args.repeats * 10)
+    finally:
+        http.close()
+        baseline.close()
+        progress.close()
+    return build_report(args, samples, gflops, weights_label, (width, height), photos[0].jpeg, list(extractors), skipped,
+                        overhead)
+
+
+def server_overhead(http: HttpBench, count: int) -> dict[str, float]:
+    """p50 of /ping, and of a tiny cached invocation minus the model stages it reports (ms).
+
+    The tiny request is a 64x48 photo already in the cache, one click, a 1-bit mask only:
+    what remains after subtracting its reported stages is HTTP, parsing and JSON.
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 90, 60)).save(buffer, format="PNG")
+    first = http.invoke(json.dumps({"image_base64": base64.b64encode(buffer.getvalue()).decode(),
+                                    "points": [{"x": 10, "y": 10}]}).encode(), "application/json")
+    body = json.dumps({"image_id": first["image_id"], "points": [{"x": 10, "y": 10}],
+                       "outputs": {"result_format": "none", "mask_format": "png1"}}).encode()
+    overheads, pings, ids = [], [], set()
+    for _ in range(count):
+        pings.append(_timed(lambda: http.client.get("/ping")) * 1000.0)
+        measured = http.invoke(body, "application/json")
+        overheads.append(measured["stages"]["encode_and_http_ms"])
+        ids.add(measured["request_id"])
+    server_side = []
+    for line in http.log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("request_id") in ids and "timings_ms" in entry:
+            server_side.append(entry["latency_ms"] - sum(entry["timings_ms"].values()))
+    return {"ping_p50_ms": float(np.median(pings)), "client_observed_overhead_p50_ms": float(np.median(overheads)),
+            "server_overhead_p50_ms": float(np.median(server_side)) if server_side else float("nan"),
+            "requests": count}
+
+
+def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops: float, weights: str,
+                 size_wh: tuple[int, int], jpeg: bytes, providers: list[str], skipped: dict[str, str],
+                 overhead: dict[str, float]) -> dict[str, Any]:
+    summary = summarize_samples(samples)
+    tflop = ENCODER_TFLOP[args.model_type]
+    floor_ms = tflop * 1e12 / (gflops * 1e9) * 1000.0
+
+    def median(key: str, stage: str | None = None) -> float | None:
+        item = summary.get(key)
+        if item is None:
+            return None
+        return item["stages_ms"].get(stage) if stage else item["total_ms"]["median"]
+
+    main = providers[0] if providers else "cpu"
+    ours_encoder = median(f"{main}/ours cold, 5 clicks, PNG", "encoder_ms")
+    torch_encoder = median("torch-cpu/baseline PyTorch, 5 clicks, PNG", "encoder_ms")
+    baseline = median("torch-cpu/baseline PyTorch, 5 clicks, PNG")
+    warm = median(f"{main}/ours warm, 1 click, compact")
+    decoder_1 = median(f"{main}/ours warm, 1 click, compact", "decoder_ms")
+    decoder_20 = median(f"{main}/ours warm, 20 clicks, compact", "decoder_ms")
+    cold = median(f"{main}/ours cold, 5 clicks, PNG")
+    ratios = {
+        "encoder_vs_pytorch": ours_encoder / torch_encoder if ours_encoder and torch_encoder else None,
+        "encoder_vs_floor": ours_encoder / floor_ms if ours_encoder else None,
+        "warm_vs_baseline": warm / baseline if warm and baseline else None,
+        "decoder_20_vs_1": decoder_20 / decoder_1 if decoder_20 and decoder_1 else None,
+        "server_overhead_ms": overhead.get("server_overhead_p50_ms"),
+        "client_observed_overhead_ms": overhead.get("client_observed_overhead_p50_ms"),
+        "cold_vs_baseline": cold / baseline if cold and baseline else None,
+        "ping_p50_ms": overhead.get("ping_p50_ms"),
+    }
+    versions = {name: metadata.version(name) for name in ("onnxruntime", "torch", "numpy", "pillow")}
+    return {
+        "command": "python benchmarks/bench_latency.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "versions": versions, "model": {"type": args.model_type, "weights": weights},
+        "image": {"width": size_wh[0], "height": size_wh[1], "bytes": len(jpeg)}, "repeats": args.repeats,
+        "sgemm_gflops": gflops, "encoder_tflop": tflop, "encoder_floor_ms": floor_ms,
+        "providers": providers, "skipped_providers": skipped, "summary": summary, "ratios": ratios,
+        "targets": evaluate_targets(ratios), "overhead": overhead, "samples": samples,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = text.lower().split("x")
+    return int(width), int(height)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-type", default=None, choices=sorted(ENCODER_TFLOP))
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path)
+    source.add_argument("--random-weights", action="store_true", help="seeded random weights (the default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--providers", default="cpu,cuda,tensorrt", help="comma list of cpu, cuda, tensorrt")
+    parser.add_argument("--image-sizes", default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="tiny model, small photo, 2 repeats: a few minutes")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench")
+    args = parser.parse_args(argv)
+    args.model_type = args.model_type or ("tiny" if args.quick else "vit_b")
+    args.image_sizes = [_size(s) for s in (args.image_sizes or ("1512x2016" if args.quick else "3024x4032")).split(",")]
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = set(args.providers) - {"cpu", "cuda", "tensorrt"}
+    if unknown:
+        parser.error(f"unknown providers: {', '.join(sorted(unknown))}")
+    report = run(args)
+    paths = write_all(report, args.out)
+    print((args.out / "RESULTS.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

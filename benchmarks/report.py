@@ -1,0 +1,124 @@
+"""Benchmark report: summary statistics, targets, JSON, Markdown table and PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: (name, scenario measured, scenario compared with or None, limit, description)
+TARGETS = (
+    ("encoder_vs_pytorch", 0.6, "cold encoder in ONNX Runtime <= 0.6x the PyTorch encoder"),
+    ("encoder_vs_floor", 1.6, "cold encoder <= 1.6x the sgemm floor (encoder FLOPs / measured sgemm rate)"),
+    ("warm_vs_baseline", 1 / 50, "warm request (cached, 1 click, compact outputs) <= 1/50 of the baseline request"),
+    ("decoder_20_vs_1", 2.0, "20 clicks in one request <= 2x the decoder time of 1 click"),
+    ("server_overhead_ms", 3.0, "server overhead on a tiny request <= 3 ms p50 (server log latency minus model stages)"),
+)
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Median, p95, min and count of a list of milliseconds."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(array)), "p95": float(np.percentile(array, 95)), "min": float(array.min()),
+            "n": int(array.size)}
+
+
+def summarize_samples(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Group samples by (provider, scenario): total and per-stage statistics."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for sample in samples:
+        groups.setdefault(f"{sample['provider']}/{sample['scenario']}", []).append(sample)
+    summary = {}
+    for key, items in groups.items():
+        stages = sorted({stage for item in items for stage in item["stages"]})
+        summary[key] = {
+            "total_ms": summarize([item["total_ms"] for item in items]),
+            "stages_ms": {stage: summarize([item["stages"].get(stage, 0.0) for item in items])["median"] for stage in stages},
+        }
+    return summary
+
+
+def evaluate_targets(ratios: dict[str, float | None]) -> list[dict[str, Any]]:
+    rows = []
+    for name, limit, description in TARGETS:
+        value = ratios.get(name)
+        rows.append({"target": name, "description": description, "limit": limit, "measured": value,
+                     "met": None if value is None else bool(value <= limit)})
+    return rows
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    machine = report["machine"]
+    lines = [
+        "# Latency benchmark", "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {machine['cpu']} ({machine['cores']} cores), {machine['platform']}  ",
+        (f"Model: {report['model']['type']} ({report['model']['weights']}), photo {report['image']['width']}x"
+        f"{report['image']['height']} JPEG ({report['image']['bytes'] / 1e6:.1f} MB), repeats {report['repeats']}  "),
+        f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
+        (f"sgemm: {report['sgemm_gflops']:.0f} GFLOP/s measured in this run; encoder floor "
+        f"{report['encoder_floor_ms']:.0f} ms ({report['encoder_tflop']} TFLOP)  "),
+        (f"Providers: {', '.join(report['providers'])}; skipped: "
+        f"{'; '.join(f'{k} ({v})' for k, v in report['skipped_providers'].items()) or 'none'}"), "",
+        "## Requests (milliseconds)", "",
+        "| scenario | median | p95 | stages (median) |", "| --- | ---: | ---: | --- |",
+    ]
+    for key, item in report["summary"].items():
+        stages = ", ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in item["stages_ms"].items() if v >= 0.5)
+        lines.append(f"| {key} | {item['total_ms']['median']:.1f} | {item['total_ms']['p95']:.1f} | {stages} |")
+    lines += ["", "## Ratios and targets", "", "| target | limit | measured | met |", "| --- | ---: | ---: | :---: |"]
+    for row in report["targets"]:
+        measured = "n/a" if row["measured"] is None else f"{row['measured']:.3g}"
+        met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['description']} | {row['limit']:.3g} | {measured} | {met} |")
+    lines += ["", "Other ratios: " + ", ".join(f"{k} {v:.3g}" for k, v in report["ratios"].items() if v is not None), ""]
+    path.write_text("\n".join(lines))
+
+
+def write_chart(report: dict[str, Any], path: Path) -> None:
+    """Left: median total per scenario (log scale, p95 whisker). Right: where the time goes (shares)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(report["summary"])
+    stage_names = sorted({s for item in report["summary"].values() for s in item["stages_ms"]})
+    fig, (totals_axis, share_axis) = plt.subplots(1, 2, figsize=(14, 0.45 * len(keys) + 2), sharey=True,
+                                                  gridspec_kw={"width_ratios": [3, 2]})
+    medians = np.array([report["summary"][k]["total_ms"]["median"] for k in keys])
+    p95s = np.array([report["summary"][k]["total_ms"]["p95"] for k in keys])
+    totals_axis.barh(keys, medians, xerr=[np.zeros_like(medians), p95s - medians], color="#4c72b0", capsize=3)
+    for y, value in enumerate(medians):
+        totals_axis.text(value * 1.1, y, f"{value:,.0f} ms", va="center", fontsize=8)
+    totals_axis.set_xscale("log")
+    totals_axis.set_xlim(left=1, right=medians.max() * 8)
+    totals_axis.set_xlabel("median milliseconds per request (log scale; whisker to p95)")
+    totals_axis.invert_yaxis()
+    left = np.zeros(len(keys))
+    colours = plt.get_cmap("tab10")
+    for index, stage in enumerate(stage_names):
+        values = np.array([report["summary"][k]["stages_ms"].get(stage, 0.0) for k in keys])
+        sums = np.array([max(sum(report["summary"][k]["stages_ms"].values()), 1e-9) for k in keys])
+        share = values / sums
+        share_axis.barh(keys, share, left=left, label=stage.removesuffix("_ms"), color=colours(index % 10))
+        left += share
+    share_axis.set_xlim(0, 1)
+    share_axis.set_xlabel("share of the request's time by stage")
+    share_axis.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{report['model']['type']} on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
+                 f"{report['image']['width']}x{report['image']['height']} photo")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "results.json", out_dir / "RESULTS.md", out_dir / "latency.png"]
+    paths[0].write_text(json.dumps(report, indent=2))
+    write_markdown(report, paths[1])
+    write_chart(report, paths[2])
+    return paths

@@ -1,0 +1,25 @@
+"""The benchmark harness runs end to end in --quick mode (no timing assertions: CI is a smoke run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.server import REPO
+
+
+def test_quick_benchmark_writes_report_json_markdown_and_chart(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_latency.py"), "--quick", "--repeats", "1",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    scenarios = {key.split("/", 1)[1] for key in report["summary"]}
+    assert {"baseline PyTorch, 5 clicks, PNG", "ours cold, 5 clicks, PNG", "ours warm, 20 clicks, compact",
+            "HTTP cold raw JPEG, 5 clicks, WebP", "HTTP warm JSON, 1 click, compact"} <= scenarios
+    assert report["sgemm_gflops"] > 0 and report["model"]["type"] == "tiny"
+    assert {row["target"] for row in report["targets"]} >= {"encoder_vs_pytorch", "warm_vs_baseline"}
+    assert "cuda-fp32" in report["skipped_providers"] or "cuda-fp32" in report["providers"]
+    assert "| target | limit | measured | met |" in (tmp_path / "RESULTS.md").read_text()
+    assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
