@@ -258,20 +258,27 @@ cmd_endpoint() {
 
 resource_id() { echo "endpoint/$ENDPOINT_NAME/variant/$VARIANT_NAME"; }
 
+# register_target MIN MAX; target_tracking POLICY_JSON: the variant's scaling target and policy.
+register_target() {
+  aws_change application-autoscaling register-scalable-target --service-namespace sagemaker \
+    --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+    --min-capacity "$1" --max-capacity "$2" >/dev/null
+}
+
+target_tracking() {
+  aws_change application-autoscaling put-scaling-policy --policy-name "$ENDPOINT_NAME-scaling" --service-namespace sagemaker \
+    --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
+    --policy-type TargetTrackingScaling --target-tracking-scaling-policy-configuration "$1" >/dev/null
+}
+
 cmd_autoscale() {
-  local policy="$ENDPOINT_NAME-scaling"
   if [[ "$DEPLOY_MODE" == async ]]; then
-    aws_change application-autoscaling register-scalable-target --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
-      --min-capacity "$ASYNC_MIN_INSTANCES" --max-capacity "$MAX_INSTANCES" >/dev/null
-    aws_change application-autoscaling put-scaling-policy --policy-name "$policy" --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
-      --policy-type TargetTrackingScaling --target-tracking-scaling-policy-configuration \
-      "{\"TargetValue\":$ASYNC_TARGET_BACKLOG_PER_INSTANCE,\"CustomizedMetricSpecification\":{\"MetricName\":\"ApproximateBacklogSizePerInstance\",\"Namespace\":\"AWS/SageMaker\",\"Dimensions\":[{\"Name\":\"EndpointName\",\"Value\":\"$ENDPOINT_NAME\"}],\"Statistic\":\"Average\"},\"ScaleInCooldown\":600,\"ScaleOutCooldown\":120}" >/dev/null
+    register_target "$ASYNC_MIN_INSTANCES" "$MAX_INSTANCES"
+    target_tracking "{\"TargetValue\":$ASYNC_TARGET_BACKLOG_PER_INSTANCE,\"CustomizedMetricSpecification\":{\"MetricName\":\"ApproximateBacklogSizePerInstance\",\"Namespace\":\"AWS/SageMaker\",\"Dimensions\":[{\"Name\":\"EndpointName\",\"Value\":\"$ENDPOINT_NAME\"}],\"Statistic\":\"Average\"},\"ScaleInCooldown\":600,\"ScaleOutCooldown\":120}"
     # From zero instances the backlog per instance is undefined: a step policy on
     # HasBacklogWithoutCapacity starts the first instance.
     local step_arn
-    step_arn="$(aws_change application-autoscaling put-scaling-policy --policy-name "$policy-from-zero" --service-namespace sagemaker \
+    step_arn="$(aws_change application-autoscaling put-scaling-policy --policy-name "$ENDPOINT_NAME-scaling-from-zero" --service-namespace sagemaker \
       --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount --policy-type StepScaling \
       --step-scaling-policy-configuration '{"AdjustmentType":"ChangeInCapacity","MetricAggregationType":"Average","Cooldown":120,"StepAdjustments":[{"MetricIntervalLowerBound":0,"ScalingAdjustment":1}]}' \
       --query PolicyARN --output text)"
@@ -280,13 +287,8 @@ cmd_autoscale() {
       --statistic Average --period 60 --evaluation-periods 2 --threshold 1 --comparison-operator GreaterThanOrEqualToThreshold \
       --treat-missing-data missing --alarm-actions "${step_arn:-DRY-RUN-POLICY-ARN}"
   else
-    aws_change application-autoscaling register-scalable-target --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
-      --min-capacity "$MIN_INSTANCES" --max-capacity "$MAX_INSTANCES" >/dev/null
-    aws_change application-autoscaling put-scaling-policy --policy-name "$policy" --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount \
-      --policy-type TargetTrackingScaling --target-tracking-scaling-policy-configuration \
-      "{\"TargetValue\":$TARGET_INVOCATIONS_PER_INSTANCE,\"PredefinedMetricSpecification\":{\"PredefinedMetricType\":\"SageMakerVariantInvocationsPerInstance\"},\"ScaleInCooldown\":300,\"ScaleOutCooldown\":60}" >/dev/null
+    register_target "$MIN_INSTANCES" "$MAX_INSTANCES"
+    target_tracking "{\"TargetValue\":$TARGET_INVOCATIONS_PER_INSTANCE,\"PredefinedMetricSpecification\":{\"PredefinedMetricType\":\"SageMakerVariantInvocationsPerInstance\"},\"ScaleInCooldown\":300,\"ScaleOutCooldown\":60}"
   fi
   info "autoscaling for $(resource_id) ($DEPLOY_MODE)"
 }
