@@ -213,9 +213,11 @@ class HttpBench:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     sam, model_dir, weights_label = prepare_model(args, out)
-    width, height = args.image_sizes[0]
-    photos = [wall_photo(width, height, seed=100 + i) for i in range(args.repeats)]
+    sizes = args.image_sizes
+    # Interleaved: repeat r measures every size before repeat r + 1 starts.
+    photos = [(size, wall_photo(size[0], size[1], seed=100 + i)) for i in range(args.repeats) for size in sizes]
     plans, skipped = provider_plan(args.providers, model_dir)
     extractors = {label: HoldExtractor.from_model_dir(model_dir, settings) for label, settings in plans.items()}
     for extractor in extractors.values():
@@ -223,10 +225,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     del sam  # the baseline runs in its own process
     baseline = BaselineProcess(args.model_type, args.seed, args.checkpoint)
     samples: list[dict[str, Any]] = []
-    steps = args.repeats * (1 + len(extractors) * 5 + 3 + 2) + 2
+    steps = len(photos) * (1 + len(extractors) * 5 + 3 + 2) + 2
     progress = tqdm(total=steps, desc="benchmark", unit="step", file=sys.stderr)
 
+    current_size = {"label": ""}
+
     def record(scenario: str, provider: str, measured: dict[str, Any]) -> dict[str, Any]:
+        scenario += current_size["label"]
         total = measured.get("total_ms", sum(measured["stages"].values()))
         samples.append({"scenario": scenario, "provider": provider, "total_ms": total, "stages": measured["stages"]})
         progress.set_postfix_str(f"{scenario} {total:.0f} ms")
@@ -239,7 +244,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     http = HttpBench(model_dir, out / "server.log")
     progress.update()
     try:
-        for repeat, photo in enumerate(photos):
+        for repeat, (size, photo) in enumerate(photos):
+            current_size["label"] = f" @{size[0]}x{size[1]}" if len(sizes) > 1 else ""
             clicks = [Click(x, y) for x, y in photo.clicks(20)]
             record("baseline PyTorch, 5 clicks, PNG", "torch-cpu",
                    baseline.request(photo.jpeg, [(c.x, c.y) for c in clicks[:COLD_CLICKS]]))
@@ -278,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         http.close()
         baseline.close()
         progress.close()
-    return build_report(args, samples, gflops, weights_label, (width, height), photos[0].jpeg, list(extractors), skipped,
+    return build_report(args, samples, gflops, weights_label, sizes[0], photos[0][1].jpeg, list(extractors), skipped,
                         overhead)
 
 
@@ -331,13 +337,14 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         return item["stages_ms"].get(stage) if stage else item["total_ms"]["median"]
 
     main = providers[0] if providers else "cpu"
-    ours_encoder = median(f"{main}/ours cold, 5 clicks, PNG", "encoder_ms")
-    torch_encoder = median("torch-cpu/baseline PyTorch, 5 clicks, PNG", "encoder_ms")
-    baseline = median("torch-cpu/baseline PyTorch, 5 clicks, PNG")
-    warm = median(f"{main}/ours warm, 1 click, compact")
-    decoder_1 = median(f"{main}/ours warm, 1 click, compact", "decoder_ms")
-    decoder_20 = median(f"{main}/ours warm, 20 clicks, compact", "decoder_ms")
-    cold = median(f"{main}/ours cold, 5 clicks, PNG")
+    at = f" @{size_wh[0]}x{size_wh[1]}" if len(args.image_sizes) > 1 else ""  # ratios use the first size
+    ours_encoder = median(f"{main}/ours cold, 5 clicks, PNG{at}", "encoder_ms")
+    torch_encoder = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}", "encoder_ms")
+    baseline = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}")
+    warm = median(f"{main}/ours warm, 1 click, compact{at}")
+    decoder_1 = median(f"{main}/ours warm, 1 click, compact{at}", "decoder_ms")
+    decoder_20 = median(f"{main}/ours warm, 20 clicks, compact{at}", "decoder_ms")
+    cold = median(f"{main}/ours cold, 5 clicks, PNG{at}")
     ratios = {
         "encoder_vs_pytorch": ours_encoder / torch_encoder if ours_encoder and torch_encoder else None,
         "encoder_vs_floor": ours_encoder / floor_ms if ours_encoder else None,
@@ -353,7 +360,8 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         "command": "python benchmarks/bench_latency.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": versions, "model": {"type": args.model_type, "weights": weights},
-        "image": {"width": size_wh[0], "height": size_wh[1], "bytes": len(jpeg)}, "repeats": args.repeats,
+        "image": {"width": size_wh[0], "height": size_wh[1], "bytes": len(jpeg),
+                  "sizes": [f"{w}x{h}" for w, h in args.image_sizes]}, "repeats": args.repeats,
         "sgemm_gflops": gflops, "encoder_tflop": tflop, "encoder_floor_ms": floor_ms,
         "providers": providers, "skipped_providers": skipped, "summary": summary, "ratios": ratios,
         "targets": evaluate_targets(ratios), "overhead": overhead, "samples": samples,

@@ -51,12 +51,15 @@ def evaluate_targets(ratios: dict[str, float | None]) -> list[dict[str, Any]]:
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     machine = report["machine"]
+    image = report["image"]
+    sizes = image.get("sizes") or [f"{image['width']}x{image['height']}"]
     lines = [
         "# Latency benchmark", "",
         f"Command: `{report['command']}`  ",
         f"Machine: {machine['cpu']} ({machine['cores']} cores), {machine['platform']}  ",
-        (f"Model: {report['model']['type']} ({report['model']['weights']}), photo {report['image']['width']}x"
-        f"{report['image']['height']} JPEG ({report['image']['bytes'] / 1e6:.1f} MB), repeats {report['repeats']}  "),
+        (f"Model: {report['model']['type']} ({report['model']['weights']}), photos "
+         f"{', '.join(sizes)} JPEG "
+         f"(first {report['image']['bytes'] / 1e6:.1f} MB; ratios use the first size), repeats {report['repeats']}  "),
         f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
         (f"sgemm: {report['sgemm_gflops']:.0f} GFLOP/s measured in this run; encoder floor "
         f"{report['encoder_floor_ms']:.0f} ms ({report['encoder_tflop']} TFLOP)  "),
