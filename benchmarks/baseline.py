@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from segment_anything import SamPredictor
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def baseline_request(predictor: SamPredictor, jpeg: bytes, clicks: list[tuple[float, float]]) -> dict[str, Any]:
+def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, float]]) -> dict[str, Any]:
     """One old-service request; returns stage timings in ms and the output sizes."""
     stages: dict[str, float] = {}
     start = time.perf_counter()
@@ -58,10 +57,10 @@ def baseline_worker(connection: Any, model_type: str, seed: int, checkpoint: str
     """
     from pathlib import Path
 
-    from export.sam_models import build_random, load_checkpoint
+    from export.sam_models import build_random, load_checkpoint, predictor_for
 
     sam = load_checkpoint(model_type, Path(checkpoint)) if checkpoint else build_random(model_type, seed)
-    predictor = SamPredictor(sam)
+    predictor = predictor_for(model_type, sam)
     connection.send("ready")
     while (message := connection.recv()) is not None:
         jpeg, clicks = message

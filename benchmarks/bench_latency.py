@@ -51,7 +51,8 @@ from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig
 from runtime.settings import RuntimeSettings
 from synthetic.wall_photo import wall_photo
 
-ENCODER_TFLOP = {"vit_b": 0.97, "vit_l": 3.0, "vit_h": 6.0, "tiny": 0.004}
+#: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
+ENCODER_TFLOP = {"vit_b": 0.97, "vit_l": 3.0, "vit_h": 6.0, "vit_t": 0.0775, "tiny": 0.004}
 COLD_CLICKS = 5
 COMPACT = OutputOptions(result_format="none", mask_format="png1")
 

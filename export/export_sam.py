@@ -31,13 +31,19 @@ if __package__ in (None, ""):
 import numpy as np
 import onnx
 import torch
-from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from export import exporters
 from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored
 from export.parity import ParityError, check_parity, synthetic_image
-from export.sam_models import MODEL_TYPES, CheckpointMismatch, CheckpointUnreadable, build_random, load_checkpoint
+from export.sam_models import (
+    MODEL_TYPES,
+    CheckpointMismatch,
+    CheckpointUnreadable,
+    build_random,
+    load_checkpoint,
+    predictor_for,
+)
 from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
 
 log = logging.getLogger("export_sam")
@@ -91,7 +97,7 @@ def _float32_constants(values: torch.Tensor) -> tuple[float, float, float]:
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for package in ("torch", "segment-anything", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "pillow"):
+    for package in ("torch", "segment-anything", "mobilesam-mirror", "timm", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "pillow"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -129,7 +135,7 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
         models["decoder_fp16"] = exporters.save_model(
             exporters.to_fp16(decoder_graph), output / "decoder_fp16.onnx", "decoder_fp16", "fp16", external_data)
     del encoder_graph, decoder_graph
-    parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, output, fp16)
+    parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, model_type, output, fp16)
     manifest = Manifest(
         model_type=model_type,
         image_size=sam.image_encoder.img_size,
@@ -148,10 +154,10 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
     return manifest
 
 
-def _parity(sam: Sam, output: Path, fp16: bool) -> dict[str, Any]:
+def _parity(sam: Sam, model_type: str, output: Path, fp16: bool) -> dict[str, Any]:
     """fp32 parity (enforced) and fp16 parity (recorded; may not run on CPU)."""
     log.info("checking parity with PyTorch (SamPredictor)")
-    predictor = SamPredictor(sam)
+    predictor = predictor_for(model_type, sam)
     size_hw = (600, 800)
     with torch.no_grad():
         predictor.set_image(synthetic_image(size_hw))

@@ -3,13 +3,17 @@
 ``MODEL_TYPES`` maps a model type to its ``ModelSpec``; the CLI offers exactly its keys.
 ``tiny`` is SAM's own architecture (same prompt encoder and mask decoder, 256x64x64
 embeddings) with a very small ViT, for tests and smoke runs; it has no official weights.
+``vit_t`` is MobileSAM: a TinyViT image encoder with SAM's prompt encoder and mask decoder,
+built from the ``mobilesam-mirror`` package (a packaging mirror of MobileSAM's code).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from segment_anything.build_sam import _build_sam
@@ -27,9 +31,16 @@ class ModelSpec:
     encoder_global_attn_indexes: tuple[int, ...]
     checkpoint_url: str | None = None
     checkpoint_sha256: str | None = None
+    family: Literal["sam", "mobile_sam"] = "sam"
 
     def build(self) -> Sam:
         """Build the architecture with PyTorch's default (unseeded) initialization."""
+        if self.family == "mobile_sam":
+            with warnings.catch_warnings():  # timm deprecation notices from MobileSAM's imports
+                warnings.simplefilter("ignore")
+                from mobile_sam.build_sam import build_sam_vit_t
+
+            return build_sam_vit_t(checkpoint=None)  # type: ignore[no-any-return]
         return _build_sam(
             encoder_embed_dim=self.encoder_embed_dim,
             encoder_depth=self.encoder_depth,
@@ -57,11 +68,19 @@ MODEL_TYPES: dict[str, ModelSpec] = {
         _OFFICIAL + "sam_vit_h_4b8939.pth",
         "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
     ),
+    "vit_t": ModelSpec(
+        "vit_t", 64, 0, 0, (),
+        "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+        "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        family="mobile_sam",
+    ),
     "tiny": ModelSpec("tiny", 64, 2, 2, (1,)),
 }
 
-#: Patch-embedding width of each type, to name the type a mismatched checkpoint belongs to.
-_TYPE_BY_EMBED_DIM = {spec.encoder_embed_dim: name for name, spec in MODEL_TYPES.items()}
+#: Patch-embedding width of each ViT type, to name the type a mismatched checkpoint belongs to.
+_TYPE_BY_EMBED_DIM = {spec.encoder_embed_dim: name for name, spec in MODEL_TYPES.items() if spec.family == "sam"}
+#: A key only TinyViT (MobileSAM) checkpoints have.
+_TINYVIT_KEY = "image_encoder.patch_embed.seq.0.c.weight"
 
 
 class CheckpointMismatch(ValueError):
@@ -92,6 +111,28 @@ def build_random(model_type: str, seed: int) -> Sam:
     return model.eval()
 
 
+def checkpoint_type(state: dict[str, Any]) -> str | None:
+    """The model type a state dict belongs to, from its patch embedding (None if unknown)."""
+    if _TINYVIT_KEY in state:
+        return "vit_t"
+    patch = state.get("image_encoder.patch_embed.proj.weight")
+    if patch is None:
+        return None
+    width = int(patch.shape[0])
+    return _TYPE_BY_EMBED_DIM.get(width, f"an encoder of width {width}")
+
+
+def predictor_for(model_type: str, sam: Sam) -> Any:
+    """The reference ``SamPredictor`` of the model's own package (MobileSAM's for vit_t)."""
+    if MODEL_TYPES[model_type].family == "mobile_sam":
+        from mobile_sam import SamPredictor as MobileSamPredictor
+
+        return MobileSamPredictor(sam)
+    from segment_anything import SamPredictor
+
+    return SamPredictor(sam)
+
+
 def load_checkpoint(model_type: str, path: Path) -> Sam:
     """Build ``model_type`` and load a SAM state dict from ``path`` (strictly), in eval mode.
 
@@ -107,16 +148,11 @@ def load_checkpoint(model_type: str, path: Path) -> Sam:
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointMismatch(f"{path} does not hold a state dict")
-    patch = state.get("image_encoder.patch_embed.proj.weight")
-    if patch is None:
-        raise CheckpointMismatch(f"{path} is not a SAM checkpoint (no image_encoder.patch_embed.proj.weight)")
-    embed_dim = int(patch.shape[0])
-    if embed_dim != spec.encoder_embed_dim:
-        guess = _TYPE_BY_EMBED_DIM.get(embed_dim, f"an encoder of width {embed_dim}")
-        raise CheckpointMismatch(
-            f"{path} is a {guess} checkpoint, not {model_type} "
-            f"(encoder width {embed_dim}, {model_type} has {spec.encoder_embed_dim})"
-        )
+    found = checkpoint_type(state)
+    if found is None:
+        raise CheckpointMismatch(f"{path} is not a SAM or MobileSAM checkpoint (no image encoder patch embedding)")
+    if found != model_type:
+        raise CheckpointMismatch(f"{path} is a {found} checkpoint, not {model_type}")
     model = spec.build()
     try:
         model.load_state_dict(state, strict=True)

@@ -68,3 +68,12 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     server = start_server(tiny_model_dir, tmp_path_factory.mktemp("server") / "server.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def vit_t_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MobileSAM (vit_t) with seeded random weights, exported with parity against MobileSAM."""
+    out = tmp_path_factory.mktemp("vit_t_model")
+    result = run_export("--model-type", "vit_t", "--random-weights", "--seed", "5", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
