@@ -116,7 +116,9 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
 
         try:
             with anyio.fail_after(settings.request_timeout_s):
-                payload, media, headers, facts = await anyio.to_thread.run_sync(work, limiter=limiter)
+                # abandon_on_cancel: the timeout answers now; the thread finishes (and caches) alone.
+                payload, media, headers, facts = await anyio.to_thread.run_sync(work, limiter=limiter,
+                                                                                abandon_on_cancel=True)
         except TimeoutError as exc:
             raise RequestTimeout(
                 f"the request did not finish within {settings.request_timeout_s:.0f} s; retry (its embedding may be cached)"

@@ -134,3 +134,19 @@ def test_ping_is_503_until_vit_b_is_loaded_and_warm(vit_b_model_dir: Path, tmp_p
         assert '"message": "model ready"' in server.logs()
     finally:
         assert server.stop() == 0
+
+
+def test_request_timeout_answers_503_on_time(tiny_model_dir: Path, tmp_path: Path) -> None:
+    server = start_server(tiny_model_dir, tmp_path / "s.log", env={"SAM_REQUEST_TIMEOUT_S": "0.3"})
+    try:
+        image = encode(synthetic_image((2000, 3000), seed=62), "JPEG", quality=90)
+        points = [{"x": 100.0 + 40 * i, "y": 100.0 + 30 * i} for i in range(40)]
+        started = time.monotonic()
+        response = httpx.post(server.url + "/invocations", timeout=60, json={
+            "image_base64": base64.b64encode(image).decode(), "points": points})
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503 and response.json()["error"] == "timeout"
+        assert elapsed < 2.0, elapsed
+        assert httpx.get(server.url + "/ping").status_code == 200  # the server carries on
+    finally:
+        assert server.stop() == 0
