@@ -183,9 +183,41 @@ cmd_image() {
   info "image $IMAGE_URI"
 }
 
+# Host memory of an instance type in GiB (0 when unknown): vCPUs from the size, GiB per vCPU
+# from the family (c: 2, m: 4, r: 8; g4dn.xlarge has 16 GiB for 4 vCPUs).
+instance_memory_gib() {
+  local family="${1#ml.}" size vcpus per_vcpu
+  size="${family#*.}"; family="${family%%.*}"
+  case "$size" in
+    large) vcpus=2 ;; xlarge) vcpus=4 ;;
+    *xlarge) vcpus=$(( ${size%xlarge} * 4 )) ;;
+    *) echo 0; return ;;
+  esac
+  case "$family" in
+    c*) per_vcpu=2 ;; m*|g4dn|g5|g6) per_vcpu=4 ;; r*) per_vcpu=8 ;;
+    *) echo 0; return ;;
+  esac
+  echo $(( vcpus * per_vcpu ))
+}
+
+# Embedding cache budget: a quarter of host memory (the model, the upload being decoded and
+# the OS need the rest), at least 512 MiB, at most 8 GiB; 1 GiB for unknown CPU types and
+# 2 GiB for unknown GPU types. An entry is a 4 MiB embedding plus the upload.
+cache_budget() {
+  local memory; memory="$(instance_memory_gib "$INSTANCE_TYPE")"
+  if (( memory == 0 )); then
+    if [[ "$IMAGE_VARIANT" == gpu ]]; then echo "2GiB"; else echo "1GiB"; fi
+    return
+  fi
+  local mib=$(( memory * 1024 / 4 ))
+  (( mib < 512 )) && mib=512
+  (( mib > 8192 )) && mib=8192
+  echo "${mib}MiB"
+}
+
 container_environment() {
   local cache max_body
-  if [[ "$IMAGE_VARIANT" == gpu ]]; then cache="2GiB"; else cache="1GiB"; fi
+  cache="$(cache_budget)"
   if [[ "$DEPLOY_MODE" == async ]]; then max_body="256MiB"; else max_body="6MiB"; fi
   printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%s","SAM_LOG_FORMAT":"json","SAM_ENDPOINT_NAME":"%s"}' \
     "${SAM_CACHE_BYTES:-$cache}" "${SAM_MAX_BODY_BYTES:-$max_body}" "$ENDPOINT_NAME"

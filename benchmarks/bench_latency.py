@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,10 @@ from export.export_sam import LoadedModel, export_model
 from export.sam_models import build_random, load_checkpoint
 from runtime import postprocess
 from runtime.cache import EmbeddingCache
+from runtime.cpu_engines import openvino_available
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
-from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig
+from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOptions
 from runtime.settings import RuntimeSettings
 from synthetic.wall_photo import wall_photo
 
@@ -129,28 +129,37 @@ def prepare_model(args: argparse.Namespace, out: Path) -> tuple[Any, Path, str]:
 
 
 def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, RuntimeSettings], dict[str, str]]:
-    """Settings per provider variant to run, and the skipped ones with the reason."""
+    """Settings per provider variant to run, and the skipped ones with the reason.
+
+    ``cpu`` runs every CPU engine side by side: ONNX Runtime, OpenVINO, and ``auto`` (the
+    service's default: OpenVINO encoder, ONNX Runtime decoder).
+    """
     available = ort.get_available_providers()
     run: dict[str, RuntimeSettings] = {}
     skipped: dict[str, str] = {}
-    variants = {"cpu": [("cpu", "fp32")], "cuda": [("cuda", "fp32"), ("cuda", "fp16")],
-                "tensorrt": [("tensorrt", "fp32"), ("tensorrt", "fp16")]}
-    for name in requested:
+    no_spin = CpuOptions(spinning=False)  # no busy-waiting threads while the baseline process runs
+    if "cpu" in requested:
+        run["cpu-onnxruntime"] = RuntimeSettings(providers=ProviderConfig(requested=("cpu",), cpu=no_spin),
+                                                 cpu_engine="onnxruntime")
+        if openvino_available():
+            for engine in ("openvino", "auto"):
+                run[f"cpu-{engine}"] = RuntimeSettings(providers=ProviderConfig(requested=("cpu",), cpu=no_spin),
+                                                       cpu_engine=engine)  # type: ignore[arg-type]
+        else:
+            skipped["cpu-openvino"] = skipped["cpu-auto"] = "the openvino package is not installed"
+    variants = {"cuda": [("cuda", "fp32"), ("cuda", "fp16")], "tensorrt": [("tensorrt", "fp32"), ("tensorrt", "fp16")]}
+    for name in (n for n in requested if n != "cpu"):
         for provider, precision in variants[name]:
-            label = provider if provider == "cpu" else f"{provider}-{precision}"
+            label = f"{provider}-{precision}"
             if ORT_NAMES[provider] not in available:  # type: ignore[index]
                 skipped[label] = f"{ORT_NAMES[provider]} is not in this onnxruntime build ({ort.__version__}, {', '.join(available)})"  # type: ignore[index]
                 continue
             if provider == "cuda" and precision == "fp16" and not (model_dir / "encoder_fp16.onnx").is_file():
                 skipped[label] = "the export has no fp16 graphs (export with --fp16)"
                 continue
-            from runtime.providers import TensorRTOptions
-
-            config = ProviderConfig(requested=(provider,), require_gpu=provider != "cpu",  # type: ignore[arg-type]
+            config = ProviderConfig(requested=(provider,), require_gpu=True,  # type: ignore[arg-type]
                                     tensorrt=TensorRTOptions(fp16=precision == "fp16"))
             run[label] = RuntimeSettings(providers=config, precision=precision if provider == "cuda" else "auto")  # type: ignore[arg-type]
-            if provider == "cpu":  # no busy-waiting threads while the baseline process runs
-                run[label] = replace(run[label], providers=replace(config, cpu=CpuOptions(spinning=False)))
     return run, skipped
 
 
@@ -337,7 +346,7 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
             return None
         return item["stages_ms"].get(stage) if stage else item["total_ms"]["median"]
 
-    main = providers[0] if providers else "cpu"
+    main = "cpu-auto" if "cpu-auto" in providers else (providers[0] if providers else "cpu")
     at = f" @{size_wh[0]}x{size_wh[1]}" if len(args.image_sizes) > 1 else ""  # ratios use the first size
     ours_encoder = median(f"{main}/ours cold, 5 clicks, PNG{at}", "encoder_ms")
     torch_encoder = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}", "encoder_ms")
@@ -352,11 +361,22 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         "warm_vs_baseline": warm / baseline if warm and baseline else None,
         "decoder_20_vs_1": decoder_20 / decoder_1 if decoder_20 and decoder_1 else None,
         "server_overhead_ms": overhead.get("server_overhead_p50_ms"),
+        "http_cold_raw_ms": median(f"cpu/HTTP cold raw JPEG, 5 clicks, WebP{at}"),
+        "http_followup_ms": median(f"cpu/HTTP warm JSON, 1 click, compact{at}"),
         "client_observed_overhead_ms": overhead.get("client_observed_overhead_p50_ms"),
         "cold_vs_baseline": cold / baseline if cold and baseline else None,
         "ping_p50_ms": overhead.get("ping_p50_ms"),
     }
-    versions = {name: metadata.version(name) for name in ("onnxruntime", "torch", "numpy", "pillow")}
+    engines = {label: {
+        "encoder_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}", "encoder_ms"),
+        "decoder_1_ms": median(f"{label}/ours warm, 1 click, compact{at}", "decoder_ms"),
+        "decoder_20_ms": median(f"{label}/ours warm, 20 clicks, compact{at}", "decoder_ms"),
+        "cold_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}"),
+        "warm_ms": median(f"{label}/ours warm, 1 click, compact{at}"),
+    } for label in providers}
+    for row in engines.values():
+        row["encoder_vs_floor"] = row["encoder_ms"] / floor_ms if row["encoder_ms"] else None
+    versions = {name: _version(name) for name in ("onnxruntime", "openvino", "torch", "numpy", "pillow")}
     return {
         "command": "python benchmarks/bench_latency.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
@@ -364,9 +384,16 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         "image": {"width": size_wh[0], "height": size_wh[1], "bytes": len(jpeg),
                   "sizes": [f"{w}x{h}" for w, h in args.image_sizes]}, "repeats": args.repeats,
         "sgemm_gflops": gflops, "encoder_tflop": tflop, "encoder_floor_ms": floor_ms,
-        "providers": providers, "skipped_providers": skipped, "summary": summary, "ratios": ratios,
-        "targets": evaluate_targets(ratios), "overhead": overhead, "samples": samples,
+        "providers": providers, "main_provider": main, "skipped_providers": skipped, "engines": engines,
+        "summary": summary, "ratios": ratios, "targets": evaluate_targets(ratios, args.model_type), "overhead": overhead, "samples": samples,
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _cpu_name() -> str:

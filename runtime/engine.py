@@ -1,10 +1,11 @@
-"""The SAM engine: ONNX Runtime encoder and decoder sessions behind two calls.
+"""The SAM engine: an encoder runner and a decoder runner behind two calls.
 
-``SamEngine.from_model_dir`` validates the manifest, picks providers and precision, opens
-the sessions and checks what ONNX Runtime really uses; ``SamEngine(...)`` only stores
-what it is given. Encoder runs are serialized (one at a time per device, so concurrent
-new images do not thrash); decoder runs may proceed concurrently. On a GPU the embedding
-stays on the device as an ``OrtValue`` and is bound to the decoder without a host copy.
+``SamEngine.from_model_dir`` validates the manifest, picks providers, the CPU engine per
+graph (ONNX Runtime or OpenVINO, see ``runtime.cpu_engines``) and precision, opens the
+graphs and checks what really runs; ``SamEngine(...)`` only stores what it is given.
+Encoder runs are serialized (one at a time per device, so concurrent new images do not
+thrash); decoder runs may proceed concurrently. On a GPU the embedding stays on the
+device as an ``OrtValue`` and is bound to the decoder without a host copy.
 """
 
 from __future__ import annotations
@@ -13,30 +14,43 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
+from runtime import openvino_runner, ort_runner
+from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
 from runtime.errors import ModelLoadError
-from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest, load_manifest
+from runtime.manifest import Manifest, load_manifest
 from runtime.preprocess import PreparedImage, Preprocessor
-from runtime.providers import (
-    GPU_PROVIDERS,
-    ProviderName,
-    Role,
-    check_active,
-    provider_arguments,
-    resolve_providers,
-)
+from runtime.providers import GPU_PROVIDERS, ProviderName, Role, resolve_providers
 from runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
 LOW_RES = 256
+
+
+class EncoderRunner(Protocol):
+    """Runs the image encoder: float32 1x3x1024x1024 -> embedding 1x256x64x64."""
+
+    engine: str
+    provider: ProviderName
+
+    def encode(self, tensor: NDArray[np.float32]) -> Any: ...
+
+
+class DecoderRunner(Protocol):
+    """Runs the prompt decoder: an embedding and B prompt feeds -> logits Bx4x256x256, scores Bx4."""
+
+    engine: str
+    provider: ProviderName
+
+    def decode(self, embedding: Any, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -57,77 +71,71 @@ class Decoded:
     iou_predictions: NDArray[np.float32]
 
 
-def _session_options(settings: RuntimeSettings) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = settings.providers.cpu.intra_op_threads
-    options.inter_op_num_threads = settings.providers.cpu.inter_op_threads
-    options.enable_cpu_mem_arena = settings.providers.cpu.memory_arena
-    options.log_severity_level = 3
-    if not settings.providers.cpu.spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
+def _open_encoder(model_dir: Path, manifest: Manifest, engine: EngineName, providers: tuple[ProviderName, ...],
+                  settings: RuntimeSettings) -> EncoderRunner:
+    if engine == "openvino":
+        return openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(
+            model_dir / manifest.models["encoder"].file, "encoder", settings.openvino,
+            settings.providers.cpu.intra_op_threads))
+    session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
+    return ort_runner.OrtEncoder(session, active, settings.providers.cuda.device_id)
 
 
-def _preload_gpu_libraries() -> None:
-    """Load CUDA and cuDNN from the NVIDIA wheels (onnxruntime-gpu >= 1.21), so that no
-    LD_LIBRARY_PATH is needed for them; a failure is logged and left to session creation."""
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
+def _open_decoder(model_dir: Path, manifest: Manifest, engine: EngineName, providers: tuple[ProviderName, ...],
+                  settings: RuntimeSettings) -> DecoderRunner:
+    if engine == "openvino":
+        return openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(
+            model_dir / manifest.models["decoder"].file, "decoder", settings.openvino,
+            settings.providers.cpu.intra_op_threads))
+    session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings)
+    return ort_runner.OrtDecoder(session, active)
+
+
+def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, EngineName]:
+    """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice."""
+    if providers[0] in GPU_PROVIDERS:
+        return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
     try:
-        preload()
-    except Exception as exc:  # noqa: BLE001 - diagnostics only; session creation reports the real error
-        log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
-
-
-def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
-    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
-    wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
-    fp16_role = f"{role}_fp16"
-    if provider == "cuda" and wants_fp16 and fp16_role in manifest.models:
-        return manifest.models[fp16_role].file
-    if settings.precision == "fp16" and provider == "cpu":
-        log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
-    return manifest.models[role].file
+        return choose_cpu_engines(settings.cpu_engine, openvino_available())
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 class SamEngine:
     """Thread-safe encoder/decoder pair (see module docstring)."""
 
-    def __init__(self, manifest: Manifest, encoder: ort.InferenceSession, decoder: ort.InferenceSession,
-                 provider: ProviderName, device_id: int = 0) -> None:
+    def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner) -> None:
         self.manifest = manifest
-        self.provider = provider
-        self.device_id = device_id
-        self._encoder = encoder
-        self._decoder = decoder
+        self.encoder = encoder
+        self.decoder = decoder
         self._encoder_lock = threading.Lock()
         self.preprocessor = Preprocessor(manifest.image_size, manifest.pixel_mean, manifest.pixel_std)
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
-        """Validate ``model_dir`` and open its sessions with the configured providers."""
-        manifest = load_manifest(Path(model_dir), verify_checksums=settings.verify_model_checksums)
+        """Validate ``model_dir`` and open both graphs with the configured providers and engines."""
+        model_dir = Path(model_dir)
+        manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
         providers = resolve_providers(settings.providers, ort.get_available_providers())
-        if any(name in GPU_PROVIDERS for name in providers):
-            _preload_gpu_libraries()
-        options = _session_options(settings)
-        sessions: dict[Role, ort.InferenceSession] = {}
-        active: dict[Role, ProviderName] = {}
-        for role in ("encoder", "decoder"):
-            path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
-            try:
-                session = ort.InferenceSession(str(path), options, providers=provider_arguments(settings.providers, providers, role))
-            except Exception as exc:
-                raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
-            active[role] = check_active(role, session.get_providers(), providers, settings.providers)
-            sessions[role] = session
-        log.info("model %s from %s on %s (%s)", manifest.model_type, model_dir, active["encoder"],
+        if providers[0] in GPU_PROVIDERS:
+            ort_runner.preload_gpu_libraries()
+        engines = choose_engines(settings, providers)
+        encoder = _open_encoder(model_dir, manifest, engines["encoder"], providers, settings)
+        decoder = _open_decoder(model_dir, manifest, engines["decoder"], providers, settings)
+        log.info("model %s from %s: encoder on %s/%s, decoder on %s/%s (%s)", manifest.model_type, model_dir,
+                 encoder.engine, encoder.provider, decoder.engine, decoder.provider,
                  manifest.weights.get("origin", "unknown weights"))
-        return cls(manifest, sessions["encoder"], sessions["decoder"], active["encoder"],
-                   settings.providers.cuda.device_id)
+        return cls(manifest, encoder, decoder)
+
+    @property
+    def provider(self) -> ProviderName:
+        """The device class the encoder runs on: tensorrt, cuda or cpu."""
+        return self.encoder.provider
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """The engine running each graph, e.g. {"encoder": "openvino", "decoder": "onnxruntime"}."""
+        return {"encoder": self.encoder.engine, "decoder": self.decoder.engine}
 
     @property
     def on_gpu(self) -> bool:
@@ -140,14 +148,7 @@ class SamEngine:
     def encode(self, prepared: PreparedImage) -> Embedding:
         """Run the encoder (one at a time) on a prepared image."""
         with self._encoder_lock:
-            if self.on_gpu:
-                binding = self._encoder.io_binding()
-                binding.bind_cpu_input(ENCODER_INPUT, prepared.tensor)
-                binding.bind_output(ENCODER_OUTPUT, "cuda", self.device_id)
-                self._encoder.run_with_iobinding(binding)
-                value: Any = binding.get_outputs()[0]
-            else:
-                value = self._encoder.run([ENCODER_OUTPUT], {ENCODER_INPUT: prepared.tensor})[0]
+            value = self.encoder.encode(prepared.tensor)
         nbytes = int(np.prod(EMBEDDING_SHAPE)) * 4
         return Embedding(value, nbytes, prepared.orig_size_hw, prepared.input_size_hw)
 
@@ -171,17 +172,7 @@ class SamEngine:
             "mask_input": np.ascontiguousarray(mask_input, np.float32),
             "has_mask_input": np.ascontiguousarray(has_mask_input, np.float32),
         }
-        if isinstance(embedding, ort.OrtValue):
-            binding = self._decoder.io_binding()
-            binding.bind_ortvalue_input("image_embeddings", embedding)
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
-            binding.bind_output("low_res_masks", "cpu")
-            binding.bind_output("iou_predictions", "cpu")
-            self._decoder.run_with_iobinding(binding)
-            low_res, scores = binding.copy_outputs_to_cpu()
-        else:
-            low_res, scores = self._decoder.run(None, {"image_embeddings": embedding, **feeds})
+        low_res, scores = self.decoder.decode(embedding, feeds)
         return Decoded(np.asarray(low_res, np.float32), np.asarray(scores, np.float32))
 
     def warm_up(self) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, cast
 
+from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.image_io import DEFAULT_MAX_PIXELS
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
 
@@ -90,6 +91,8 @@ class RuntimeSettings:
 
     providers: ProviderConfig = field(default_factory=ProviderConfig)
     precision: Precision = "auto"
+    cpu_engine: CpuEngineSetting = "auto"
+    openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_clicks: int = 64
@@ -143,6 +146,11 @@ class RuntimeSettings:
         return cls(
             providers=providers,
             precision=read_env(environ, "SAM_PRECISION", _precision, "auto"),
+            cpu_engine=read_env(environ, "SAM_CPU_ENGINE", parse_cpu_engine, "auto"),
+            openvino=OpenVinoOptions(
+                precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, "f32"),
+                cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, None),
+            ),
             cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),
             max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),

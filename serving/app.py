@@ -80,6 +80,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         return JSONResponse({
             "model_type": service.extractor.engine.manifest.model_type,
             "provider": service.extractor.engine.provider,
+            "engines": service.extractor.engine.engines,
             "cache": asdict(service.extractor.cache.stats()),
             "open_sessions": service.sessions.count(),
         })
@@ -239,7 +240,8 @@ def serve(settings: ServerSettings) -> int:
             state.service = HoldService.from_model_dir(settings.model_dir, settings)
             state.ready.set()
             log.info("model ready", extra={"load_s": round(time.perf_counter() - start, 3),
-                                           "provider": state.service.extractor.engine.provider})
+                                           "provider": state.service.extractor.engine.provider,
+                                           "engines": state.service.extractor.engine.engines})
         except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.error("cannot load the model: %s", state.load_error)

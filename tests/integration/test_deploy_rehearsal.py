@@ -128,10 +128,22 @@ def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, t
     assert target["ScalableTargets"][0]["MinCapacity"] == 0
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["PrimaryContainer"]["Environment"]["SAM_MAX_BODY_BYTES"] == "256MiB"
-    assert model["PrimaryContainer"]["Environment"]["SAM_CACHE_BYTES"] == "1GiB"  # CPU instance type
+    assert model["PrimaryContainer"]["Environment"]["SAM_CACHE_BYTES"] == "4096MiB"  # a quarter of ml.m5.xlarge's 16 GiB
     deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
     assert deleted.returncode == 0, deleted.stderr
     _nothing_left(aws)
+
+
+@pytest.mark.parametrize("instance_type,cache", [
+    ("ml.m5.large", "2048MiB"), ("ml.c7i.large", "1024MiB"), ("ml.c7i.4xlarge", "8192MiB"),
+    ("ml.m5.24xlarge", "8192MiB"), ("ml.g4dn.xlarge", "4096MiB"), ("ml.t2.medium", "1GiB"), ("ml.p9.unknown", "2GiB"),
+])
+def test_cache_budget_follows_the_instance_memory(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+                                                  instance_type: str, cache: str) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", f"INSTANCE_TYPE={instance_type}", "model")
+    assert result.returncode == 0, result.stderr
+    create = next(line for line in result.stdout.splitlines() if "create-model" in line)
+    assert f'SAM_CACHE_BYTES\\":\\"{cache}\\"' in create or f'"SAM_CACHE_BYTES":"{cache}"' in create, create
 
 
 def test_missing_bucket_setting_is_a_clear_error(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:

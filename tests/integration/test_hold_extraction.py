@@ -21,9 +21,10 @@ from runtime.settings import RuntimeSettings
 from tests.reference import encode, mask_iou, old_service_masks
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> SamEngine:
-    return SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings())
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino", "auto"], ids=lambda p: f"cpu_engine={p}")
+def engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> SamEngine:
+    """Every parity test runs on each CPU engine: ONNX Runtime, OpenVINO, and auto's mix."""
+    return SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine=request.param))
 
 
 @pytest.fixture()

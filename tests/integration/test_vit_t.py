@@ -8,11 +8,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import torch
 from PIL import Image, ImageOps
 
 from export.parity import synthetic_image
 from export.sam_models import build_random, predictor_for
+from runtime.cpu_engines import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.manifest import load_manifest
 from runtime.settings import RuntimeSettings
@@ -29,9 +31,11 @@ def test_vit_t_export_records_parity_against_mobilesam(vit_t_model_dir: Path) ->
     assert min(case["mask_iou_min"] for case in fp32["cases"]) > 0.999
 
 
-def test_vit_t_extraction_matches_mobilesam_old_service(vit_t_model_dir: Path) -> None:
+@pytest.mark.parametrize("cpu_engine", ["onnxruntime", "openvino"])
+def test_vit_t_extraction_matches_mobilesam_old_service(vit_t_model_dir: Path, cpu_engine: CpuEngineSetting) -> None:
     sam = build_random("vit_t", 5)
-    extractor = HoldExtractor.from_model_dir(vit_t_model_dir, RuntimeSettings())
+    extractor = HoldExtractor.from_model_dir(vit_t_model_dir, RuntimeSettings(cpu_engine=cpu_engine))
+    assert extractor.engine.engines == {"encoder": cpu_engine, "decoder": cpu_engine}
     upright = synthetic_image((900, 700), seed=3)
     exif = Image.Exif()
     exif[0x0112] = 6

@@ -56,8 +56,11 @@ def test_requirement_pins_agree_with_pyproject() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     serving = dict(item.split("==") for item in project["project"]["optional-dependencies"]["serving"])
     common = _pins(REPO / "requirements-serving.txt")
-    assert common == {k: v for k, v in serving.items() if k != "onnxruntime"}
-    assert _pins(REPO / "requirements-sagemaker.txt")["onnxruntime"] == serving["onnxruntime"]
+    engines = ("onnxruntime", "openvino", "openvino-telemetry")
+    assert common == {k: v for k, v in serving.items() if k not in engines}
+    cpu_image = _pins(REPO / "requirements-sagemaker.txt")
+    assert {k: cpu_image[k] for k in engines} == {k: serving[k] for k in engines}
+    assert "openvino" not in _pins(REPO / "requirements-sagemaker-gpu.txt")  # both graphs run ONNX Runtime on GPU
     assert _pins(REPO / "requirements-sagemaker-gpu.txt")["onnxruntime-gpu"] == serving["onnxruntime"]
 
 

@@ -1,0 +1,78 @@
+"""Which inference engine runs each graph on CPU: ONNX Runtime or OpenVINO.
+
+On a GPU provider both graphs stay on ONNX Runtime (TensorRT or CUDA). On CPU,
+``SAM_CPU_ENGINE`` chooses: ``onnxruntime`` or ``openvino`` for both graphs, or ``auto``,
+which takes the faster engine per graph as measured by ``benchmarks/bench_latency.py`` on
+our machines (``benchmarks/RESULTS.md``): OpenVINO for the image encoder when it is
+installed, ONNX Runtime for the prompt decoder (its small dynamic-shape runs are about
+15% faster there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from runtime.providers import Role
+
+EngineName = Literal["onnxruntime", "openvino"]
+CpuEngineSetting = Literal["auto", "onnxruntime", "openvino"]
+OpenVinoPrecision = Literal["f32", "bf16", "auto"]
+
+ENGINES: tuple[EngineName, ...] = ("onnxruntime", "openvino")
+#: ``auto``'s choice per graph when OpenVINO is installed (see the module docstring).
+AUTO_CPU_ENGINES: dict[Role, EngineName] = {"encoder": "openvino", "decoder": "onnxruntime"}
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """OpenVINO CPU plugin options.
+
+    ``precision``: ``f32`` keeps parity with PyTorch (the default); ``bf16`` asks for
+    bfloat16 inference on CPUs that support it (AMX or AVX512-BF16, e.g. ml.c7i), about
+    3 significant digits; ``auto`` leaves the choice to OpenVINO, which picks bf16 on such
+    CPUs. A CPU without bf16 silently runs f32; the engine logs the precision in effect.
+    ``cache_dir``: where OpenVINO keeps compiled models so a restart skips compilation
+    (None: no cache). Threads come from ``CpuOptions.intra_op_threads`` (0: all cores).
+    """
+
+    precision: OpenVinoPrecision = "f32"
+    cache_dir: str | None = None
+
+
+def parse_cpu_engine(text: str) -> CpuEngineSetting:
+    value = text.strip().lower()
+    if value not in ("auto", *ENGINES):
+        raise ValueError(f"expected auto, {' or '.join(ENGINES)}")
+    return cast(CpuEngineSetting, value)
+
+
+def parse_openvino_precision(text: str) -> OpenVinoPrecision:
+    value = text.strip().lower()
+    if value not in ("f32", "bf16", "auto"):
+        raise ValueError("expected f32, bf16 or auto")
+    return cast(OpenVinoPrecision, value)
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package can be imported (it is optional for the GPU image)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def choose_cpu_engines(setting: CpuEngineSetting, openvino_installed: bool) -> dict[Role, EngineName]:
+    """The engine per graph for a CPU-only engine.
+
+    ``openvino`` without the package raises ``ValueError`` naming the fix; ``auto`` falls
+    back to ONNX Runtime for every graph when OpenVINO is not installed.
+    """
+    if setting == "onnxruntime":
+        return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
+    if setting == "openvino":
+        if not openvino_installed:
+            raise ValueError("SAM_CPU_ENGINE=openvino but the openvino package is not installed "
+                             "(pip install openvino, or use SAM_CPU_ENGINE=auto|onnxruntime)")
+        return {"encoder": "openvino", "decoder": "openvino"}
+    if not openvino_installed:
+        return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
+    return dict(AUTO_CPU_ENGINES)

@@ -1,0 +1,121 @@
+"""ONNX Runtime graph runners: session options, model file choice, and the IO-bound GPU path.
+
+``OrtEncoder`` returns the 1x256x64x64 float32 embedding as a numpy array on CPU, or as a
+CUDA ``OrtValue`` on a GPU provider (IO binding: the embedding never leaves the device).
+``OrtDecoder`` binds such an ``OrtValue`` without a host copy. Sessions are thread-safe
+for ``run``; the engine serializes encoder runs itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from runtime.errors import ModelLoadError
+from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
+from runtime.providers import GPU_PROVIDERS, ProviderName, Role, check_active, provider_arguments
+from runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "onnxruntime"
+
+
+def session_options(settings: RuntimeSettings) -> ort.SessionOptions:
+    """Full graph optimization, the configured CPU threads, arena and spinning."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.providers.cpu.intra_op_threads
+    options.inter_op_num_threads = settings.providers.cpu.inter_op_threads
+    options.enable_cpu_mem_arena = settings.providers.cpu.memory_arena
+    options.log_severity_level = 3
+    if not settings.providers.cpu.spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA wheels (onnxruntime-gpu >= 1.21), so that no
+    LD_LIBRARY_PATH is needed for them; a failure is logged and left to session creation."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - diagnostics only; session creation reports the real error
+        log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
+
+
+def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
+    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
+    wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
+    fp16_role = f"{role}_fp16"
+    if provider == "cuda" and wants_fp16 and fp16_role in manifest.models:
+        return manifest.models[fp16_role].file
+    if settings.precision == "fp16" and provider == "cpu":
+        log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
+    return manifest.models[role].file
+
+
+def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
+                 settings: RuntimeSettings) -> tuple[ort.InferenceSession, ProviderName]:
+    """One ONNX Runtime session for ``role`` and the provider it really runs on."""
+    path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
+    try:
+        session = ort.InferenceSession(str(path), session_options(settings),
+                                       providers=provider_arguments(settings.providers, providers, role))
+    except Exception as exc:
+        raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+    return session, check_active(role, session.get_providers(), providers, settings.providers)
+
+
+class OrtEncoder:
+    """The image encoder on an ONNX Runtime session (CPU, CUDA or TensorRT)."""
+
+    engine = ENGINE_NAME
+
+    def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0) -> None:
+        self._session = session
+        self.provider = provider
+        self.device_id = device_id
+
+    def encode(self, tensor: NDArray[np.float32]) -> Any:
+        """float32 1x3x1024x1024 -> embedding 1x256x64x64 (numpy, or a CUDA ``OrtValue``)."""
+        if self.provider in GPU_PROVIDERS:
+            binding = self._session.io_binding()
+            binding.bind_cpu_input(ENCODER_INPUT, tensor)
+            binding.bind_output(ENCODER_OUTPUT, "cuda", self.device_id)
+            self._session.run_with_iobinding(binding)
+            return binding.get_outputs()[0]
+        return self._session.run([ENCODER_OUTPUT], {ENCODER_INPUT: tensor})[0]
+
+
+class OrtDecoder:
+    """The prompt decoder on an ONNX Runtime session."""
+
+    engine = ENGINE_NAME
+
+    def __init__(self, session: ort.InferenceSession, provider: ProviderName) -> None:
+        self._session = session
+        self.provider = provider
+
+    def decode(self, embedding: Any, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
+        """Embedding (numpy or ``OrtValue``) and prompt feeds -> (low-res logits Bx4x256x256, scores Bx4)."""
+        if isinstance(embedding, ort.OrtValue):
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input("image_embeddings", embedding)
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_output("low_res_masks", "cpu")
+            binding.bind_output("iou_predictions", "cpu")
+            self._session.run_with_iobinding(binding)
+            low_res, scores = binding.copy_outputs_to_cpu()
+        else:
+            low_res, scores = self._session.run(None, {"image_embeddings": embedding, **feeds})
+        return low_res, scores

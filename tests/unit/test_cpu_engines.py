@@ -1,0 +1,49 @@
+"""CPU engine choice and OpenVINO options: what each setting selects, and bad values named."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.cpu_engines import AUTO_CPU_ENGINES, OpenVinoOptions, choose_cpu_engines
+from runtime.openvino_runner import compile_config
+from runtime.settings import RuntimeSettings
+
+
+@pytest.mark.parametrize("setting,installed,expected", [
+    ("auto", True, AUTO_CPU_ENGINES),
+    ("auto", False, {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
+    ("onnxruntime", True, {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
+    ("openvino", True, {"encoder": "openvino", "decoder": "openvino"}),
+])
+def test_engine_per_graph(setting, installed, expected) -> None:  # type: ignore[no-untyped-def]
+    assert choose_cpu_engines(setting, installed) == expected
+
+
+def test_auto_prefers_openvino_for_the_encoder_and_onnxruntime_for_the_decoder() -> None:
+    assert AUTO_CPU_ENGINES == {"encoder": "openvino", "decoder": "onnxruntime"}
+
+
+def test_openvino_asked_but_missing_names_the_fix() -> None:
+    with pytest.raises(ValueError, match="openvino package is not installed.*pip install openvino"):
+        choose_cpu_engines("openvino", False)
+
+
+def test_settings_from_env() -> None:
+    settings = RuntimeSettings.from_env({"SAM_CPU_ENGINE": " OpenVINO ", "SAM_OPENVINO_PRECISION": "bf16",
+                                         "SAM_OPENVINO_CACHE_DIR": "/tmp/ov-cache"})
+    assert settings.cpu_engine == "openvino"
+    assert settings.openvino == OpenVinoOptions(precision="bf16", cache_dir="/tmp/ov-cache")
+    defaults = RuntimeSettings.from_env({})
+    assert defaults.cpu_engine == "auto" and defaults.openvino == OpenVinoOptions("f32", None)
+
+
+@pytest.mark.parametrize("name,value", [("SAM_CPU_ENGINE", "tensorflow"), ("SAM_OPENVINO_PRECISION", "int8")])
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
+        RuntimeSettings.from_env({name: value})
+
+
+def test_compile_config() -> None:
+    assert compile_config(OpenVinoOptions(), 0) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    assert compile_config(OpenVinoOptions("auto", "/c"), 3) == {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 3, "CACHE_DIR": "/c"}
