@@ -31,9 +31,10 @@ def _extract(engine: SamEngine, data: bytes) -> np.ndarray:
 
 def test_cuda_engine_keeps_embeddings_on_device_and_matches_cpu(tiny_model_dir: Path) -> None:
     gpu = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(
-        providers=ProviderConfig(requested=("cuda",), require_gpu=True), precision="fp32"))
+        providers=ProviderConfig(requested=("cuda",), require_gpu=True), precision="fp32", cpu_engine="openvino"))
     cpu = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(providers=ProviderConfig(requested=("cpu",))))
     assert gpu.provider == "cuda" and gpu.on_gpu
+    assert gpu.engines == {"encoder": "onnxruntime", "decoder": "onnxruntime"}  # SAM_CPU_ENGINE is for CPU only
     image = synthetic_image((480, 640), 3)
     embedding = gpu.encode(gpu.prepare(Image.fromarray(image)))
     assert isinstance(embedding.value, ort.OrtValue) and embedding.value.device_name().lower() == "cuda"

@@ -21,7 +21,9 @@ def test_quick_benchmark_writes_report_json_markdown_and_chart(tmp_path: Path) -
     for size in ("1512x2016", "640x480"):
         assert {f"baseline PyTorch, 5 clicks, PNG @{size}", f"ours cold, 5 clicks, PNG @{size}",
                 f"ours warm, 20 clicks, compact @{size}", f"HTTP cold raw JPEG, 5 clicks, WebP @{size}",
-                f"HTTP warm JSON, 1 click, compact @{size}"} <= scenarios
+                f"HTTP warm JSON, 1 click, compact @{size}", f"HTTP cold raw JPEG, 1 click, compact @{size}"} <= scenarios
+    assert set(report["engines"]) == {"cpu-onnxruntime", "cpu-openvino", "cpu-auto"} and report["main_provider"] == "cpu-auto"
+    assert all(row["encoder_ms"] > 0 and row["encoder_vs_floor"] > 0 for row in report["engines"].values())
     assert report["ratios"]["warm_vs_baseline"] is not None and report["image"]["sizes"] == ["1512x2016", "640x480"]
     assert report["sgemm_gflops"] > 0 and report["model"]["type"] == "tiny"
     assert {row["target"] for row in report["targets"]} >= {"encoder_vs_pytorch", "warm_vs_baseline"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runtime.cpu_engines import AUTO_CPU_ENGINES, OpenVinoOptions, choose_cpu_engines
+from runtime.engine import choose_engines
+from runtime.errors import ModelLoadError
 from runtime.openvino_runner import compile_config
 from runtime.settings import RuntimeSettings
 
@@ -21,6 +23,19 @@ def test_engine_per_graph(setting, installed, expected) -> None:  # type: ignore
 
 def test_auto_prefers_openvino_for_the_encoder_and_onnxruntime_for_the_decoder() -> None:
     assert AUTO_CPU_ENGINES == {"encoder": "openvino", "decoder": "onnxruntime"}
+
+
+@pytest.mark.parametrize("providers", [("cuda", "cpu"), ("tensorrt", "cuda", "cpu")])
+def test_gpu_providers_keep_both_graphs_on_onnxruntime(providers) -> None:  # type: ignore[no-untyped-def]
+    settings = RuntimeSettings(cpu_engine="openvino")
+    assert choose_engines(settings, providers) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
+
+
+def test_openvino_required_but_missing_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("runtime.engine.openvino_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="pip install openvino"):
+        choose_engines(RuntimeSettings(cpu_engine="openvino"), ("cpu",))
+    assert choose_engines(RuntimeSettings(), ("cpu",)) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
 
 
 def test_openvino_asked_but_missing_names_the_fix() -> None:

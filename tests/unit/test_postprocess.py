@@ -53,6 +53,20 @@ def test_noisy_masks_take_the_dense_path_and_smooth_ones_do_not() -> None:
     assert pp.cell_mask(white, plan).dense is not None
 
 
+@pytest.mark.parametrize("orig_hw", [(3024, 4032), (1500, 700), (2001, 1999), (1100, 4000)])
+def test_dense_path_equals_torch_and_the_unblocked_computation(orig_hw: tuple[int, int]) -> None:
+    white = np.random.default_rng(orig_hw[0]).standard_normal((256, 256)).astype(np.float32)
+    plan = pp.plan_masks(256, 1024, resized_size_hw(orig_hw, 1024), orig_hw)
+    mask = pp.cell_mask(white, plan)
+    assert mask.dense is not None
+    reference_logits = _torch_reference(white, orig_hw)
+    differing = mask.dense != (reference_logits > 0)
+    assert np.all(np.abs(reference_logits[differing]) < 1e-5)
+    mid = pp.stage1(white, plan)
+    for threshold in (0.0, 0.7):
+        assert np.array_equal(pp.stage2_full_mask(mid, plan, threshold), pp.stage2_full(mid, plan) > threshold)
+
+
 def test_union_equals_or_of_masks() -> None:
     orig_hw = (900, 1300)
     plan = pp.plan_masks(256, 1024, resized_size_hw(orig_hw, 1024), orig_hw)
