@@ -117,8 +117,9 @@ class CudaOptions:
 class CpuOptions:
     """CPU EP / session options. ``intra_op_threads`` 0 lets ONNX Runtime use every core.
 
-    ``spinning``: idle pool threads busy-wait for the next parallel section (lower latency,
-    but they burn cores that other processes on a small instance could use).
+    ``spinning``: the decoder's idle pool threads busy-wait for the next parallel section
+    (lower latency, but they burn cores that other processes on a small instance could
+    use). The encoder's pool never spins (see ``runtime.ort_runner.session_options``).
     """
 
     intra_op_threads: int = 0

@@ -62,3 +62,20 @@ def test_compile_config() -> None:
     assert compile_config(OpenVinoOptions(), 0) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     assert compile_config(OpenVinoOptions("auto", "/c"), 3) == {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 3, "CACHE_DIR": "/c"}
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_encoder_pool_never_spins_and_the_decoder_follows_the_setting(spinning: bool) -> None:
+    from runtime.ort_runner import session_options
+    from runtime.providers import CpuOptions, ProviderConfig
+
+    settings = RuntimeSettings(providers=ProviderConfig(cpu=CpuOptions(spinning=spinning)))
+    encoder = session_options(settings, "encoder")
+    decoder = session_options(settings, "decoder")
+    assert encoder.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    expected = "0" if not spinning else None
+    try:
+        value = decoder.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # not set: ONNX Runtime's default (spinning) applies
+        value = None
+    assert value == expected
