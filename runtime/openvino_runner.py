@@ -46,10 +46,11 @@ def compile_graph(path: Path, role: Role, options: OpenVinoOptions, threads: int
         raise ModelLoadError("OpenVINO is selected but the openvino package is not installed") from exc
     core = ov.Core()
     try:
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", compile_config(options, threads))
+        # Given the path (not a read model), a CACHE_DIR hit skips reading the ONNX file too.
+        compiled = core.compile_model(str(path), "CPU", compile_config(options, threads))
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"OpenVINO cannot load {path}: {first_line}") from exc
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"OpenVINO cannot load {path}: {reason}") from exc
     precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
     if options.precision == "bf16" and precision != "bf16":
         log.warning("%s: SAM_OPENVINO_PRECISION=bf16 asked, but this CPU has no bf16 support: running %s",
