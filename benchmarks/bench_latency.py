@@ -139,13 +139,11 @@ def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, Runt
     skipped: dict[str, str] = {}
     no_spin = CpuOptions(spinning=False)  # no busy-waiting threads while the baseline process runs
     if "cpu" in requested:
-        run["cpu-onnxruntime"] = RuntimeSettings(providers=ProviderConfig(requested=("cpu",), cpu=no_spin),
-                                                 cpu_engine="onnxruntime")
-        if openvino_available():
-            for engine in ("openvino", "auto"):
-                run[f"cpu-{engine}"] = RuntimeSettings(providers=ProviderConfig(requested=("cpu",), cpu=no_spin),
-                                                       cpu_engine=engine)  # type: ignore[arg-type]
-        else:
+        engines = ("onnxruntime", "openvino", "auto") if openvino_available() else ("onnxruntime",)
+        for engine in engines:
+            run[f"cpu-{engine}"] = RuntimeSettings(providers=ProviderConfig(requested=("cpu",), cpu=no_spin),
+                                                   cpu_engine=engine)  # type: ignore[arg-type]
+        if len(engines) == 1:
             skipped["cpu-openvino"] = skipped["cpu-auto"] = "the openvino package is not installed"
     variants = {"cuda": [("cuda", "fp32"), ("cuda", "fp16")], "tensorrt": [("tensorrt", "fp32"), ("tensorrt", "fp16")]}
     for name in (n for n in requested if n != "cpu"):
@@ -352,13 +350,20 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
 
     main = "cpu-auto" if "cpu-auto" in providers else (providers[0] if providers else "cpu")
     at = f" @{size_wh[0]}x{size_wh[1]}" if len(args.image_sizes) > 1 else ""  # ratios use the first size
-    ours_encoder = median(f"{main}/ours cold, 5 clicks, PNG{at}", "encoder_ms")
+    engines = {label: {
+        "encoder_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}", "encoder_ms"),
+        "decoder_1_ms": median(f"{label}/ours warm, 1 click, compact{at}", "decoder_ms"),
+        "decoder_20_ms": median(f"{label}/ours warm, 20 clicks, compact{at}", "decoder_ms"),
+        "cold_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}"),
+        "warm_ms": median(f"{label}/ours warm, 1 click, compact{at}"),
+    } for label in providers}
+    for row in engines.values():
+        row["encoder_vs_floor"] = row["encoder_ms"] / floor_ms if row["encoder_ms"] else None
+    ours = engines.get(main, {})
+    ours_encoder, warm, cold = ours.get("encoder_ms"), ours.get("warm_ms"), ours.get("cold_ms")
+    decoder_1, decoder_20 = ours.get("decoder_1_ms"), ours.get("decoder_20_ms")
     torch_encoder = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}", "encoder_ms")
     baseline = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}")
-    warm = median(f"{main}/ours warm, 1 click, compact{at}")
-    decoder_1 = median(f"{main}/ours warm, 1 click, compact{at}", "decoder_ms")
-    decoder_20 = median(f"{main}/ours warm, 20 clicks, compact{at}", "decoder_ms")
-    cold = median(f"{main}/ours cold, 5 clicks, PNG{at}")
     ratios = {
         "encoder_vs_pytorch": ours_encoder / torch_encoder if ours_encoder and torch_encoder else None,
         "encoder_vs_floor": ours_encoder / floor_ms if ours_encoder else None,
@@ -372,15 +377,6 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         "cold_vs_baseline": cold / baseline if cold and baseline else None,
         "ping_p50_ms": overhead.get("ping_p50_ms"),
     }
-    engines = {label: {
-        "encoder_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}", "encoder_ms"),
-        "decoder_1_ms": median(f"{label}/ours warm, 1 click, compact{at}", "decoder_ms"),
-        "decoder_20_ms": median(f"{label}/ours warm, 20 clicks, compact{at}", "decoder_ms"),
-        "cold_ms": median(f"{label}/ours cold, 5 clicks, PNG{at}"),
-        "warm_ms": median(f"{label}/ours warm, 1 click, compact{at}"),
-    } for label in providers}
-    for row in engines.values():
-        row["encoder_vs_floor"] = row["encoder_ms"] / floor_ms if row["encoder_ms"] else None
     versions = {name: _version(name) for name in ("onnxruntime", "openvino", "torch", "numpy", "pillow")}
     return {
         "command": "python benchmarks/bench_latency.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

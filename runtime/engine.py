@@ -71,26 +71,6 @@ class Decoded:
     iou_predictions: NDArray[np.float32]
 
 
-def _open_encoder(model_dir: Path, manifest: Manifest, engine: EngineName, providers: tuple[ProviderName, ...],
-                  settings: RuntimeSettings) -> EncoderRunner:
-    if engine == "openvino":
-        return openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(
-            model_dir / manifest.models["encoder"].file, "encoder", settings.openvino,
-            settings.providers.cpu.intra_op_threads))
-    session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
-    return ort_runner.OrtEncoder(session, active, settings.providers.cuda.device_id)
-
-
-def _open_decoder(model_dir: Path, manifest: Manifest, engine: EngineName, providers: tuple[ProviderName, ...],
-                  settings: RuntimeSettings) -> DecoderRunner:
-    if engine == "openvino":
-        return openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(
-            model_dir / manifest.models["decoder"].file, "decoder", settings.openvino,
-            settings.providers.cpu.intra_op_threads))
-    session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings)
-    return ort_runner.OrtDecoder(session, active)
-
-
 def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, EngineName]:
     """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice."""
     if providers[0] in GPU_PROVIDERS:
@@ -120,8 +100,17 @@ class SamEngine:
         if providers[0] in GPU_PROVIDERS:
             ort_runner.preload_gpu_libraries()
         engines = choose_engines(settings, providers)
-        encoder = _open_encoder(model_dir, manifest, engines["encoder"], providers, settings)
-        decoder = _open_decoder(model_dir, manifest, engines["decoder"], providers, settings)
+        encoder: EncoderRunner
+        decoder: DecoderRunner
+        if engines["encoder"] == "openvino":
+            encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings))
+        else:
+            session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
+            encoder = ort_runner.OrtEncoder(session, active, settings.providers.cuda.device_id)
+        if engines["decoder"] == "openvino":
+            decoder = openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(model_dir, manifest, "decoder", settings))
+        else:
+            decoder = ort_runner.OrtDecoder(*ort_runner.open_session(model_dir, manifest, "decoder", providers, settings))
         log.info("model %s from %s: encoder on %s/%s, decoder on %s/%s (%s)", manifest.model_type, model_dir,
                  encoder.engine, encoder.provider, decoder.engine, decoder.provider,
                  manifest.weights.get("origin", "unknown weights"))

@@ -18,8 +18,9 @@ from numpy.typing import NDArray
 
 from runtime.cpu_engines import OpenVinoOptions
 from runtime.errors import ModelLoadError
-from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT
+from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
 from runtime.providers import ProviderName, Role
+from runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ def compile_config(options: OpenVinoOptions, threads: int) -> dict[str, Any]:
     return config
 
 
-def compile_graph(path: Path, role: Role, options: OpenVinoOptions, threads: int) -> Any:
+def compile_graph(model_dir: Path, manifest: Manifest, role: Role, settings: RuntimeSettings) -> Any:
     """Read and compile one ONNX graph for the CPU; errors become ``ModelLoadError``."""
+    path = Path(model_dir) / manifest.models[role].file
+    options, threads = settings.openvino, settings.providers.cpu.intra_op_threads
     try:
         import openvino as ov
     except ImportError as exc:
