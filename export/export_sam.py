@@ -35,7 +35,7 @@ from segment_anything.modeling import Sam
 
 from export import exporters
 from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored
-from export.parity import ParityError, check_parity, synthetic_image
+from export.parity import ParityError, check_parity
 from export.sam_models import (
     MODEL_TYPES,
     CheckpointMismatch,
@@ -45,6 +45,7 @@ from export.sam_models import (
     predictor_for,
 )
 from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
+from synthetic.test_images import synthetic_image
 
 log = logging.getLogger("export_sam")
 

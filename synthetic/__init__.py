@@ -1,1 +1,1 @@
-"""Synthetic test data: realistic climbing-wall photos."""
+"""Synthetic test data: realistic climbing-wall photos and small deterministic test images."""

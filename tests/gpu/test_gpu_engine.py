@@ -9,12 +9,12 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from export.parity import synthetic_image
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.providers import ProviderConfig
 from runtime.settings import RuntimeSettings
+from synthetic.test_images import synthetic_image
 from tests.reference import encode, mask_iou
 
 pytestmark = [

@@ -12,11 +12,11 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from export.parity import synthetic_image
 from runtime.cpu_engines import OpenVinoOptions
 from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
 from runtime.settings import RuntimeSettings
+from synthetic.test_images import synthetic_image
 
 
 @pytest.fixture(scope="module")

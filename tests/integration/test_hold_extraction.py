@@ -12,12 +12,12 @@ import torch
 from PIL import Image, ImageOps
 from segment_anything import SamPredictor
 
-from export.parity import synthetic_image
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.settings import RuntimeSettings
+from synthetic.test_images import synthetic_image
 from tests.reference import encode, mask_iou, old_service_masks
 
 

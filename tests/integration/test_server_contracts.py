@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.parity import synthetic_image
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.settings import RuntimeSettings
+from synthetic.test_images import synthetic_image
 from tests.reference import encode
 
 IMAGE = synthetic_image((600, 800), seed=31)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from export.parity import synthetic_image
+from synthetic.test_images import synthetic_image
 from tests.reference import encode
 
 PNG = encode(synthetic_image((200, 300), seed=51))

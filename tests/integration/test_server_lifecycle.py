@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from export.parity import synthetic_image
+from synthetic.test_images import synthetic_image
 from tests.integration.server import REPO, free_port, start_server, wait_for_ping
 from tests.reference import encode
 

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from export.parity import synthetic_image
+from synthetic.test_images import synthetic_image
 from tests.integration.server import start_server
 from tests.reference import encode
 

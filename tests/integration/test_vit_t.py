@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from export.parity import synthetic_image
 from export.sam_models import build_random, predictor_for
 from runtime.cpu_engines import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.manifest import load_manifest
 from runtime.settings import RuntimeSettings
+from synthetic.test_images import synthetic_image
 from tests.conftest import run_export
 from tests.integration.server import start_server
 from tests.reference import encode, mask_iou, old_service_masks

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from export.parity import synthetic_image
 from runtime.preprocess import Preprocessor, resized_size_hw, to_model_coords
+from synthetic.test_images import synthetic_image
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
