@@ -25,7 +25,7 @@ def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, floa
     stages: dict[str, float] = {}
     start = time.perf_counter()
     image = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg))).convert("RGB"))
-    stages["decode_ms"] = _ms(start)
+    stages["image_decode_ms"] = _ms(start)
     start = time.perf_counter()
     with torch.no_grad():
         predictor.set_image(image)
@@ -44,7 +44,7 @@ def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, floa
     result, mask = io.BytesIO(), io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(result, format="PNG")
     Image.fromarray(union.astype(np.uint8) * 255, "L").save(mask, format="PNG")
-    stages["encode_ms"] = _ms(start)
+    stages["output_encode_ms"] = _ms(start)
     return {"stages": stages, "bytes_out": len(result.getvalue()) + len(mask.getvalue())}
 
 

@@ -171,7 +171,7 @@ def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: Out
         encode_result(cutout_rgba(result.rgb, result.mask), outputs)
     if outputs.mask_format != "none":
         encode_mask(result.mask, outputs.mask_format, outputs.png_level)
-    stages["encode_ms"] = (time.perf_counter() - encode_start) * 1000.0
+    stages["output_encode_ms"] = (time.perf_counter() - encode_start) * 1000.0
     return {"total_ms": (time.perf_counter() - start) * 1000.0, "stages": stages, "image_id": result.image_id}
 
 

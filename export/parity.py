@@ -21,6 +21,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from runtime import postprocess
+from runtime.masks import mask_iou
 from runtime.preprocess import Preprocessor, to_model_coords
 from synthetic.test_images import synthetic_image
 
@@ -75,12 +76,6 @@ def _relative(a: NDArray[Any], b: NDArray[Any]) -> tuple[float, float]:
     diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
     scale = float(np.max(np.abs(b))) if b.size else 0.0
     return diff, diff / scale if scale > 0 else diff
-
-
-def mask_iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    """Intersection over union of two boolean masks; 1.0 when both are empty."""
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
 def _decoder_feed(embedding: NDArray[np.float32], prompts: list[Prompt], orig_size_hw: tuple[int, int],

@@ -180,7 +180,7 @@ class HoldExtractor:
             start = time.perf_counter()
             image = decode_image(image_bytes, self.max_image_pixels)
             decoded.append(image)
-            timings["decode_ms"] = _ms(start)
+            timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
             timings["preprocess_ms"] = _ms(start)
@@ -228,7 +228,7 @@ class HoldExtractor:
                 image = decode_image(entry.image_bytes, self.max_image_pixels)
             if (image.height, image.width) != out_size:
                 image = image.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
-            timings["image_ms"] = _ms(start)
+            timings["cutout_pixels_ms"] = _ms(start)
         return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts,
                           image if request.need_pixels else None, per_prompt, timings)
 

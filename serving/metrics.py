@@ -16,10 +16,11 @@ from typing import Any
 
 #: (metric name, unit, request fact it comes from)
 STAGE_METRICS = (
+    ("ImageDecodeLatency", "Milliseconds", "image_decode_ms"),
     ("EncoderLatency", "Milliseconds", "encoder_ms"),
     ("DecoderLatency", "Milliseconds", "decoder_ms"),
     ("PostprocessLatency", "Milliseconds", "postprocess_ms"),
-    ("OutputEncodeLatency", "Milliseconds", "encode_ms"),
+    ("OutputEncodeLatency", "Milliseconds", "output_encode_ms"),
 )
 
 _emitter = logging.getLogger("sam.metrics")

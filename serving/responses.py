@@ -68,26 +68,46 @@ def negotiate(accept: str | None, default: str) -> str:
 
 
 def encode_prediction(prediction: Prediction, media: str) -> tuple[bytes, str]:
-    """Encode a prediction as ``media`` (already negotiated); adds ``encode_ms`` to its timings."""
+    """Encode a prediction as ``media`` (already negotiated).
+
+    The images are encoded first and timed, so the answer's ``timings_ms`` includes
+    ``output_encode_ms`` (the cut-out and mask encoding; the framing around them is
+    negligible beside it).
+    """
     if prediction.result is None:
         body = {"closed_session_id": prediction.closed_session_id, "warnings": list(prediction.warnings)}
         return json.dumps(body).encode("utf-8"), JSON
     start = time.perf_counter()
-    encoded = _ENCODERS[media](prediction)
-    prediction.result.timings_ms["encode_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
-    return encoded, media
+    images = _images(prediction, media)
+    prediction.result.timings_ms["output_encode_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
+    return _ENCODERS[media](prediction, images), media
 
 
-def _images(prediction: Prediction) -> tuple[bytes | None, bytes | None]:
+@dataclass(frozen=True)
+class EncodedImages:
+    """The encoded outputs of one answer: cut-out, mask and per-click masks (None when not asked)."""
+
+    result: bytes | None
+    mask: bytes | None
+    per_click_masks: list[bytes] | None
+
+
+def _images(prediction: Prediction, media: str) -> EncodedImages:
     result, outputs = prediction.result, prediction.outputs
     assert result is not None
+    if media == PNG:
+        fmt: MaskFormat = "png1" if outputs.mask_format == "png1" else "png"
+        return EncodedImages(None, encode_mask(result.mask, fmt, outputs.png_level), None)
     image = None
     if outputs.result_format != "none":
         if result.rgb is None:
             raise ValueError("the result image was requested but no pixels were kept")
         image = encode_result(cutout_rgba(result.rgb, result.mask), outputs)
     mask = encode_mask(result.mask, outputs.mask_format, outputs.png_level) if outputs.mask_format != "none" else None
-    return image, mask
+    per_click = None
+    if media == JSON and result.prompt_masks is not None:
+        per_click = [encode_mask(m, "png1", outputs.png_level) for m in result.prompt_masks]
+    return EncodedImages(image, mask, per_click)
 
 
 def metadata(prediction: Prediction) -> dict[str, Any]:
@@ -107,48 +127,50 @@ def metadata(prediction: Prediction) -> dict[str, Any]:
              "area": p.area, "kept": p.kept}
             for p in result.prompts
         ],
-        "timings_ms": result.timings_ms,
+        "timings_ms": _timings_with_legacy_names(result.timings_ms),
         "warnings": list(prediction.warnings),
     }
 
 
-def _encode_json(prediction: Prediction) -> bytes:
-    image, mask = _images(prediction)
-    result = prediction.result
-    assert result is not None
+def _encode_json(prediction: Prediction, images: EncodedImages) -> bytes:
     body: dict[str, Any] = {
-        "result_image_base64": _b64(image),
-        "mask_image_base64": _b64(mask),
+        "result_image_base64": _b64(images.result),
+        "mask_image_base64": _b64(images.mask),
         **metadata(prediction),
     }
-    if result.prompt_masks is not None:
-        body["per_click_masks_base64"] = [
-            _b64(encode_mask(m, "png1", prediction.outputs.png_level)) for m in result.prompt_masks
-        ]
+    if images.per_click_masks is not None:
+        body["per_click_masks_base64"] = [_b64(m) for m in images.per_click_masks]
     return json.dumps(body).encode("utf-8")
 
 
-def _encode_zip(prediction: Prediction) -> bytes:
-    image, mask = _images(prediction)
+def _encode_zip(prediction: Prediction, images: EncodedImages) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        if image is not None:
-            archive.writestr("result_image.bin", image)
-        if mask is not None:
-            archive.writestr("mask_image.bin", mask)
+        if images.result is not None:
+            archive.writestr("result_image.bin", images.result)
+        if images.mask is not None:
+            archive.writestr("mask_image.bin", images.mask)
         archive.writestr("metadata.json", json.dumps(metadata(prediction)))
     return buffer.getvalue()
 
 
-def _encode_png(prediction: Prediction) -> bytes:
-    result = prediction.result
-    assert result is not None
-    fmt: MaskFormat = "png1" if prediction.outputs.mask_format == "png1" else "png"
-    return encode_mask(result.mask, fmt, prediction.outputs.png_level)
+def _encode_png(prediction: Prediction, images: EncodedImages) -> bytes:
+    assert images.mask is not None
+    return images.mask
+
+
+#: Timing names of the previous release, still sent beside the new ones until the next release.
+LEGACY_TIMING_NAMES = {"decode_ms": "image_decode_ms", "encode_ms": "output_encode_ms", "image_ms": "cutout_pixels_ms"}
+
+
+def _timings_with_legacy_names(timings: dict[str, float]) -> dict[str, float]:
+    """The stage timings plus their old names (``decode_ms`` = ``image_decode_ms``, ...)."""
+    legacy = {old: timings[new] for old, new in LEGACY_TIMING_NAMES.items() if new in timings}
+    return {**timings, **legacy}
 
 
 def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-_ENCODERS: dict[str, Callable[[Prediction], bytes]] = {JSON: _encode_json, ZIP: _encode_zip, PNG: _encode_png}
+_ENCODERS: dict[str, Callable[[Prediction, EncodedImages], bytes]] = {JSON: _encode_json, ZIP: _encode_zip, PNG: _encode_png}

@@ -30,11 +30,6 @@ def old_service_masks(sam: Sam, image: NDArray[np.uint8], clicks_xy: list[tuple[
     return union, per_click
 
 
-def mask_iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
-
-
 def encode(image: NDArray[np.uint8] | Image.Image, fmt: str = "PNG", **params: object) -> bytes:
     """Encode an RGB array or PIL image to file bytes."""
     pil = Image.fromarray(image) if isinstance(image, np.ndarray) else image

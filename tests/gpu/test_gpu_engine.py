@@ -12,10 +12,11 @@ from PIL import Image
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.holds import Click, ExtractRequest, HoldExtractor
+from runtime.masks import mask_iou
 from runtime.providers import ProviderConfig
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
-from tests.reference import encode, mask_iou
+from tests.reference import encode
 
 pytestmark = [
     pytest.mark.gpu,

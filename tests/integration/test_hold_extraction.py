@@ -16,9 +16,10 @@ from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
-from tests.reference import encode, mask_iou, old_service_masks
+from tests.reference import encode, old_service_masks
 
 
 @pytest.fixture(scope="module", params=["onnxruntime", "openvino", "auto"], ids=lambda p: f"cpu_engine={p}")

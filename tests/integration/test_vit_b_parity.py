@@ -14,9 +14,10 @@ from PIL import Image, ImageOps
 from export.sam_models import load_checkpoint
 from runtime.cpu_engines import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
-from tests.reference import encode, mask_iou, old_service_masks
+from tests.reference import encode, old_service_masks
 
 pytestmark = pytest.mark.slow
 

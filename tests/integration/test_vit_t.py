@@ -16,11 +16,12 @@ from export.sam_models import build_random, predictor_for
 from runtime.cpu_engines import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.manifest import load_manifest
+from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.conftest import run_export
 from tests.integration.server import start_server
-from tests.reference import encode, mask_iou, old_service_masks
+from tests.reference import encode, old_service_masks
 
 
 def test_vit_t_export_records_parity_against_mobilesam(vit_t_model_dir: Path) -> None:
