@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from runtime.errors import BadRequest, InvalidPoints, PayloadTooLarge, UnsupportedMediaType
+from runtime.errors import BadRequest, InvalidPoints, PayloadTooLarge
 from runtime.holds import Click, ExtractOptions
 from runtime.outputs import OutputOptions
+from serving.errors import UnsupportedMediaType
 
 JSON = "application/json"
 ZIP = "application/zip"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 from runtime.errors import ServiceError
 from serving.config import ServerSettings
+from serving.errors import http_status
 from serving.responses import Prediction
 from serving.service import HoldService, Invocation, RequestContext, encode, parse
 
@@ -44,7 +45,7 @@ def _toolkit_class(base: type[ServiceError]) -> type:
 
     class Adapted(base, toolkit):  # type: ignore[valid-type, misc]
         def __init__(self, original: ServiceError) -> None:
-            toolkit.__init__(self, original.status_code, original.message, f"{original.code}: {original.message}")
+            toolkit.__init__(self, http_status(original), original.message, f"{original.code}: {original.message}")
             self.code = original.code
 
     Adapted.__name__ = Adapted.__qualname__ = f"Toolkit{base.__name__}"

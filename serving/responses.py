@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.errors import NotAcceptable
 from runtime.holds import HoldResult
 from runtime.outputs import MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
+from serving.errors import NotAcceptable
 
 JSON = "application/json"
 ZIP = "application/zip"

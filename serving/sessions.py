@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from cachetools import TTLCache
 
 from runtime.cache import EmbeddingCache
-from runtime.errors import BadRequest, CapacityExhausted, SessionExpired, UnknownSession
+from runtime.errors import BadRequest, CapacityExhausted
+from serving.errors import SessionExpired, UnknownSession
 
 NEW_SESSION = "NEW_SESSION"
 SESSION_ID_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
