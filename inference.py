@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, help="port (default SAGEMAKER_BIND_TO_PORT or 8080)")
     args = parser.parse_args(argv)
 
-    from serving.app import serve
     from serving.config import ServerSettings
+    from serving.server import serve
 
     try:
         settings = ServerSettings.from_env(os.environ)

@@ -1,18 +1,17 @@
-"""The Starlette app SageMaker talks to, and ``serve`` (uvicorn) with an explicit lifecycle.
+"""The Starlette app SageMaker talks to: routes, the request-log middleware, error answers.
 
 Routes: ``GET /ping``, ``POST /invocations`` and the SageMaker Runtime path
 ``POST /endpoints/{name}/invocations`` (boto3 / AWS CLI with ``endpoint_url``), the old
-``GET /healthz``, ``GET /openapi.json`` and ``GET /stats``. The model loads in a thread
-after the socket is open: ``/ping`` answers 503 until it is loaded and warmed up, 200
-after, 503 again while draining on SIGTERM. A model that fails to load stops the server
-with a non-zero exit code.
+``GET /healthz``, ``GET /openapi.json`` and ``GET /stats``. ``/ping`` answers 503 until the
+state holds a loaded service, and again while draining (``serving.server`` runs the
+process lifecycle). Invocations call the service directly (parse, predict, encode); the
+handler functions in ``serving.handlers`` are the same steps for AWS's toolkit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -20,32 +19,23 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runtime.errors import BadRequest, NotReady, PayloadTooLarge, ServiceError
-from runtime.manifest import load_manifest
-from serving import handlers, metrics
+from runtime.errors import BadRequest, PayloadTooLarge, ServiceError
+from serving import metrics
 from serving.config import ServerSettings
-from serving.logs import configure_logging
+from serving.errors import NotReady, http_status
 from serving.openapi import openapi_schema
-from serving.service import HoldService, RequestContext
+from serving.service import HoldService, RequestContext, encode, parse
+from serving.workers import WorkerPool
 
 log = logging.getLogger("sam.server")
 
 REQUEST_ID_HEADER = "X-Request-Id"
-
-
-class RequestTimeout(ServiceError):
-    """The request did not finish within the configured time (its work may still complete)."""
-
-    status_code = 503
-    code = "timeout"
 
 
 class ServerState:
@@ -56,11 +46,12 @@ class ServerState:
         self.load_error: str | None = None
         self.draining = False
         self.ready = threading.Event()
+        self.workers: WorkerPool | None = None
 
 
 def create_app(settings: ServerSettings, state: ServerState, on_startup: Callable[[], None] | None = None) -> Starlette:
     """Build the ASGI app over ``state`` (which a loader thread fills)."""
-    limiter = anyio.CapacityLimiter(settings.worker_threads)
+    workers = state.workers = WorkerPool(settings.worker_threads, settings.max_queued_requests)
 
     async def ping(request: Request) -> Response:
         if state.ready.is_set() and not state.draining:
@@ -83,6 +74,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "engines": service.extractor.engine.engines,
             "cache": asdict(service.extractor.cache.stats()),
             "open_sessions": service.sessions.count(),
+            "workers": asdict(workers.stats()),
         })
 
     async def schema(request: Request) -> Response:
@@ -105,9 +97,9 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         service = state.service
 
         def work() -> tuple[bytes, str, dict[str, str], dict[str, Any]]:
-            data = handlers.input_fn(body, content_type, context)
-            prediction = handlers.predict_fn(data, service)
-            payload, media = handlers.output_fn(prediction, context.accept)
+            invocation = parse(body, content_type, context)
+            prediction = service.predict(invocation)
+            payload, media = encode(prediction, context.accept)
             facts: dict[str, Any] = {}
             if prediction.result is not None:
                 facts = {"image_id": prediction.result.image_id, "cache_hit": prediction.result.cache_hit,
@@ -115,15 +107,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
                          "pixels": prediction.result.orig_size_hw[0] * prediction.result.orig_size_hw[1]}
             return payload, media, prediction.headers, facts
 
-        try:
-            with anyio.fail_after(settings.request_timeout_s):
-                # abandon_on_cancel: the timeout answers now; the thread finishes (and caches) alone.
-                payload, media, headers, facts = await anyio.to_thread.run_sync(work, limiter=limiter,
-                                                                                abandon_on_cancel=True)
-        except TimeoutError as exc:
-            raise RequestTimeout(
-                f"the request did not finish within {settings.request_timeout_s:.0f} s; retry (its embedding may be cached)"
-            ) from exc
+        payload, media, headers, facts = await workers.run(work, settings.request_timeout_s)
         request.state.facts = facts
         return Response(payload, media_type=media, headers=headers)
 
@@ -219,65 +203,4 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _error_response(exc: ServiceError, request: Request) -> Response:
     return JSONResponse({"error": exc.code, "message": exc.message,
-                         "request_id": getattr(request.state, "request_id", None)}, status_code=exc.status_code)
-
-
-def serve(settings: ServerSettings) -> int:
-    """Run the server until SIGTERM/SIGINT; return the process exit code."""
-    configure_logging(settings.log_format)
-    try:
-        load_manifest(settings.model_dir, verify_checksums=False)  # fail fast, before opening the port
-    except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
-        log.error("cannot serve %s: %s", settings.model_dir, exc)
-        print(f"error: cannot serve {settings.model_dir}: {exc}", flush=True)
-        return 1
-    state = ServerState()
-    server: uvicorn.Server
-
-    def load() -> None:
-        try:
-            start = time.perf_counter()
-            state.service = HoldService.from_model_dir(settings.model_dir, settings)
-            state.ready.set()
-            log.info("model ready", extra={"load_s": round(time.perf_counter() - start, 3),
-                                           "provider": state.service.extractor.engine.provider,
-                                           "engines": state.service.extractor.engine.engines})
-        except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
-            state.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("cannot load the model: %s", state.load_error)
-            print(f"error: cannot load the model from {settings.model_dir}: {exc}", flush=True)
-            server.should_exit = True
-
-    def start_loading() -> None:
-        threading.Thread(target=load, name="model-loader", daemon=True).start()
-
-    app = create_app(settings, state, on_startup=start_loading)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=int(settings.graceful_timeout_s), lifespan="on",
-                            limit_concurrency=max(64, settings.worker_threads * 8), server_header=False)
-    server = _DrainingServer(config, state)
-    # uvicorn re-raises SIGTERM after its graceful drain, under the handler found at start:
-    # by then every request has finished, so that handler only lets serve() return its code.
-    previous = signal.signal(signal.SIGTERM, _drained)
-    try:
-        server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 1 if state.load_error else 0
-
-
-def _drained(signum: int, frame: Any) -> None:
-    log.info("drained; exiting", extra={"signal": signum})
-
-
-class _DrainingServer(uvicorn.Server):
-    """Marks the state as draining on SIGTERM/SIGINT so ``/ping`` turns 503 while requests finish."""
-
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
-        super().__init__(config)
-        self._state = state
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self._state.draining = True
-        log.info("shutdown requested: draining in-flight requests", extra={"signal": sig})
-        super().handle_exit(sig, frame)
+                         "request_id": getattr(request.state, "request_id", None)}, status_code=http_status(exc))

@@ -36,6 +36,7 @@ class ServerSettings:
     request_timeout_s: float = 55.0
     graceful_timeout_s: float = 25.0
     worker_threads: int = 8
+    max_queued_requests: int = 16
     session_ttl_s: float = 20 * 60.0
     max_sessions: int = 256
     log_format: LogFormat = "json"
@@ -57,6 +58,7 @@ class ServerSettings:
             request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", _positive_float, 55.0),
             graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", _positive_float, 25.0),
             worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),
+            max_queued_requests=read_env(environ, "SAM_MAX_QUEUED_REQUESTS", _non_negative_int, 16),
             session_ttl_s=read_env(environ, "SAM_SESSION_TTL_S", _positive_float, 1200.0),
             max_sessions=read_env(environ, "SAM_MAX_SESSIONS", positive(int), 256),
             log_format=read_env(environ, "SAM_LOG_FORMAT", _log_format, "json"),
@@ -71,4 +73,11 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise ValueError("must be positive")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value

@@ -1,72 +1,38 @@
-"""Start ``inference.py serve`` as a real process on 127.0.0.1 and wait for /ping (tests only)."""
+"""Real server processes for the integration tests (see ``serving.local_endpoint``)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
+import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+from serving.local_endpoint import REPO, LocalEndpoint, free_port, start_local_endpoint
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[str]
-    url: str
-    log_path: Path
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+__all__ = ["REPO", "LocalEndpoint", "free_port", "log_records", "start_server", "wait_for_running_work"]
 
 
 def start_server(model_dir: Path, log_path: Path, env: dict[str, str] | None = None,
-                 wait_ready: bool = True, deadline_s: float = 120.0) -> RunningServer:
-    """Start the server; when ``wait_ready``, poll /ping until 200 or fail at the deadline."""
-    port = free_port()
-    log_file = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "inference.py"), "serve", "--model-dir", str(model_dir),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-        env={**os.environ, "SAM_LOG_FORMAT": "json", **(env or {})},
-    )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
-    if wait_ready:
-        wait_for_ping(server, deadline_s)
-    return server
+                 wait_ready: bool = True, deadline_s: float = 120.0) -> LocalEndpoint:
+    """Start the server with JSON logs; when ``wait_ready``, until /ping answers 200."""
+    return start_local_endpoint(model_dir, log_path, {"SAM_LOG_FORMAT": "json", **(env or {})}, wait_ready, deadline_s)
 
 
-def wait_for_ping(server: RunningServer, deadline_s: float = 120.0) -> list[int]:
-    """Poll /ping until it answers 200; return every status seen (connection errors as 0)."""
-    seen: list[int] = []
+
+def wait_for_running_work(server: LocalEndpoint, count: int, deadline_s: float = 60.0) -> None:
+    """Poll ``/stats`` until ``count`` requests are being worked on (model work in progress)."""
     end = time.monotonic() + deadline_s
+    running = -1
     while time.monotonic() < end:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.logs()}")
-        try:
-            status = httpx.get(server.url + "/ping", timeout=2.0).status_code
-        except httpx.TransportError:
-            status = 0
-        seen.append(status)
-        if status == 200:
-            return seen
-        time.sleep(0.05)
-    raise TimeoutError(f"/ping did not answer 200 within {deadline_s} s:\n{server.logs()}")
+        running = httpx.get(server.url + "/stats", timeout=5).json()["workers"]["running"]
+        if running >= count:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"only {running} of {count} requests were in progress after {deadline_s} s")
+
+
+def log_records(server: LocalEndpoint) -> list[dict[str, Any]]:
+    """The server's JSON log lines, in order (EMF metric lines included)."""
+    return [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]

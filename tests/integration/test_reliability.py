@@ -14,7 +14,7 @@ import httpx
 
 from benchmarks.load_test import ACTIONS, run
 from synthetic.wall_photo import wall_photo
-from tests.integration.server import start_server
+from tests.integration.server import log_records, start_server, wait_for_running_work
 
 
 def _rss_bytes(pid: int) -> int:
@@ -66,7 +66,7 @@ def test_memory_stays_within_the_cache_budget_during_a_soak(tiny_model_dir: Path
 
 
 def test_sigterm_under_load_finishes_in_flight_requests(tiny_model_dir: Path, tmp_path: Path) -> None:
-    server = start_server(tiny_model_dir, tmp_path / "s.log")
+    server = start_server(tiny_model_dir, tmp_path / "s.log", env={"SAM_WORKER_THREADS": "4"})
     photos = [wall_photo(960, 1280, holds=20, seed=700 + i).jpeg for i in range(4)]
     statuses: list[int] = []
 
@@ -82,14 +82,17 @@ def test_sigterm_under_load_finishes_in_flight_requests(tiny_model_dir: Path, tm
     started = time.monotonic()
     for thread in threads:
         thread.start()
-    time.sleep(0.4)
+    wait_for_running_work(server, len(photos))
     server.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join(60)
     code = server.process.wait(30)
     assert code == 0 and time.monotonic() - started < 30
-    assert statuses and all(status in (200, 503) for status in statuses), statuses
-    assert statuses.count(200) >= 1
+    assert statuses == [200] * len(photos), statuses
+    records = log_records(server)
+    drain = next(i for i, r in enumerate(records) if r.get("message") == "shutdown requested: draining in-flight requests")
+    answered = [i for i, r in enumerate(records) if r.get("message") == "request" and r.get("path") == "/invocations"]
+    assert len(answered) == len(photos) and min(answered) > drain  # all four were in progress at SIGTERM
 
 
 def test_emf_metrics_and_quiet_ping(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from synthetic.test_images import synthetic_image
-from tests.integration.server import REPO, free_port, start_server, wait_for_ping
+from tests.integration.server import REPO, free_port, log_records, start_server, wait_for_running_work
 from tests.reference import encode
 
 
@@ -73,7 +73,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tiny_model_dir: Path, tmp_pat
     thread = threading.Thread(target=slow_request)
     started = time.monotonic()
     thread.start()
-    time.sleep(0.5)
+    wait_for_running_work(server, 1)
     server.process.send_signal(signal.SIGTERM)
     thread.join(60)
     response = outcome["response"]
@@ -81,7 +81,10 @@ def test_sigterm_lets_the_request_in_flight_finish(tiny_model_dir: Path, tmp_pat
     assert response.json()["mask_image_base64"]
     assert server.process.wait(30) == 0
     assert time.monotonic() - started < 30
-    assert "draining" in server.logs()
+    messages = [(r.get("message"), r.get("path"), r.get("status")) for r in log_records(server)]
+    drain = messages.index(("shutdown requested: draining in-flight requests", None, None))
+    answered = messages.index(("request", "/invocations", 200))
+    assert drain < answered, messages  # SIGTERM came while the request was in progress, and it was answered
 
 
 def test_many_concurrent_clients_get_the_single_client_answers(tiny_server) -> None:  # type: ignore[no-untyped-def]
@@ -129,7 +132,7 @@ def test_ping_is_503_until_vit_b_is_loaded_and_warm(vit_b_model_dir: Path, tmp_p
             except httpx.TransportError:
                 time.sleep(0.05)
         assert early is not None and early.status_code == 503 and early.json()["error"] == "not_ready"
-        seen = wait_for_ping(server, deadline_s=240)
+        seen = server.wait_ready(deadline_s=240)
         assert 503 in seen and seen[-1] == 200
         assert '"message": "model ready"' in server.logs()
     finally:

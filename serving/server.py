@@ -1,0 +1,86 @@
+"""The server process: ``serve`` runs uvicorn with an explicit lifecycle.
+
+The socket opens first; the model loads in a thread (``/ping`` answers 503 until it is
+loaded and warmed up, 200 after). SIGTERM marks the state as draining (``/ping`` 503),
+lets in-flight requests finish within ``SAM_GRACEFUL_TIMEOUT_S`` and exits 0. A model that
+fails to load stops the server with exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from runtime.manifest import load_manifest
+from serving.app import ServerState, create_app
+from serving.config import ServerSettings
+from serving.logs import configure_logging
+from serving.service import HoldService
+
+log = logging.getLogger("sam.server")
+
+
+def serve(settings: ServerSettings) -> int:
+    """Run the server until SIGTERM/SIGINT; return the process exit code."""
+    configure_logging(settings.log_format)
+    try:
+        load_manifest(settings.model_dir, verify_checksums=False)  # fail fast, before opening the port
+    except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
+        log.error("cannot serve %s: %s", settings.model_dir, exc)
+        print(f"error: cannot serve {settings.model_dir}: {exc}", flush=True)
+        return 1
+    state = ServerState()
+    server: uvicorn.Server
+
+    def load() -> None:
+        try:
+            start = time.perf_counter()
+            state.service = HoldService.from_model_dir(settings.model_dir, settings)
+            state.ready.set()
+            log.info("model ready", extra={"load_s": round(time.perf_counter() - start, 3),
+                                           "provider": state.service.extractor.engine.provider,
+                                           "engines": state.service.extractor.engine.engines})
+        except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot load the model: %s", state.load_error)
+            print(f"error: cannot load the model from {settings.model_dir}: {exc}", flush=True)
+            server.should_exit = True
+
+    def start_loading() -> None:
+        threading.Thread(target=load, name="model-loader", daemon=True).start()
+
+    app = create_app(settings, state, on_startup=start_loading)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=int(settings.graceful_timeout_s), lifespan="on",
+                            limit_concurrency=max(64, settings.worker_threads * 8), server_header=False)
+    server = _DrainingServer(config, state)
+    # uvicorn re-raises SIGTERM after its graceful drain, under the handler found at start:
+    # by then every request has finished, so that handler only lets serve() return its code.
+    previous = signal.signal(signal.SIGTERM, _drained)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if state.load_error else 0
+
+
+def _drained(signum: int, frame: Any) -> None:
+    log.info("drained; exiting", extra={"signal": signum})
+
+
+class _DrainingServer(uvicorn.Server):
+    """Marks the state as draining on SIGTERM/SIGINT so ``/ping`` turns 503 while requests finish."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._state.draining = True
+        log.info("shutdown requested: draining in-flight requests", extra={"signal": sig})
+        super().handle_exit(sig, frame)
