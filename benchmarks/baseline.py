@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from export.old_service import old_service_predict
+
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
@@ -31,12 +33,7 @@ def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, floa
         predictor.set_image(image)
     stages["encoder_ms"] = _ms(start)
     start = time.perf_counter()
-    union = np.zeros(image.shape[:2], dtype=bool)
-    with torch.no_grad():
-        for x, y in clicks:
-            masks, _, _ = predictor.predict(point_coords=np.array([[x, y]], np.float32), point_labels=np.array([1]),
-                                            multimask_output=False)
-            union |= masks[0]
+    union, _ = old_service_predict(predictor, clicks)
     stages["decoder_ms"] = _ms(start)
     start = time.perf_counter()
     alpha = np.where(union, 255, 25).astype(np.uint8)

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -40,15 +39,16 @@ from tqdm import tqdm
 
 from benchmarks.baseline import baseline_worker
 from benchmarks.report import evaluate_targets, summarize_samples, write_all
-from export.export_sam import LoadedModel, export_model
-from export.sam_models import build_random, load_checkpoint
+from export.export_sam import export_model, load_model
 from runtime import postprocess
 from runtime.cache import EmbeddingCache
 from runtime.cpu_engines import openvino_available
 from runtime.holds import Click, ExtractRequest, HoldExtractor
-from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.outputs import OutputOptions
 from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOptions
 from runtime.settings import RuntimeSettings
+from serving.local_endpoint import start_local_endpoint
+from serving.responses import JSON, Prediction, encode_prediction
 from synthetic.wall_photo import wall_photo
 
 #: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
@@ -112,20 +112,14 @@ def hold_shaped_logits(photo: Any, count: int, input_size_hw: tuple[int, int]) -
 
 
 def prepare_model(args: argparse.Namespace, out: Path) -> tuple[Any, Path, str]:
-    """The PyTorch model and its ONNX export (same weights); reuses an earlier export."""
-    if args.checkpoint:
-        sam = load_checkpoint(args.model_type, args.checkpoint)
-        weights = {"origin": "checkpoint", "file": args.checkpoint.name}
-        label = f"checkpoint {args.checkpoint.name}"
-    else:
-        sam = build_random(args.model_type, args.seed)
-        weights = {"origin": "random", "seed": args.seed}
-        label = f"random weights, seed {args.seed}"
-    model_dir = REPO / "models" / f"bench-{args.model_type}-{weights.get('seed', 'ckpt')}"
+    """The PyTorch model and its ONNX export (same weights); reuses an earlier export of the same weights."""
+    loaded = load_model(args.model_type, args.checkpoint, args.checkpoint is None, args.seed)
+    label = f"checkpoint {args.checkpoint.name}" if args.checkpoint else f"random weights, seed {args.seed}"
+    model_dir = REPO / "models" / f"bench-{args.model_type}-{loaded.weights.get('seed', 'ckpt')}"
     manifest = model_dir / "manifest.json"
-    if not manifest.is_file() or json.loads(manifest.read_text())["weights"] != weights:
-        export_model(LoadedModel(sam, weights), args.model_type, model_dir, skip_parity=True)
-    return sam, model_dir, label
+    if not manifest.is_file() or json.loads(manifest.read_text())["weights"] != loaded.weights:
+        export_model(loaded, args.model_type, model_dir, skip_parity=True)
+    return loaded.sam, model_dir, label
 
 
 def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, RuntimeSettings], dict[str, str]]:
@@ -162,46 +156,23 @@ def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, Runt
 
 
 def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: OutputOptions) -> dict[str, Any]:
-    """One request through the runtime plus output encoding, as the server does it."""
+    """One request through the runtime plus the server's own response encoding (JSON)."""
     start = time.perf_counter()
     result = extractor.extract(request)
-    stages = dict(result.timings_ms)
-    encode_start = time.perf_counter()
-    if outputs.result_format != "none" and result.rgb is not None:
-        encode_result(cutout_rgba(result.rgb, result.mask), outputs)
-    if outputs.mask_format != "none":
-        encode_mask(result.mask, outputs.mask_format, outputs.png_level)
-    stages["output_encode_ms"] = (time.perf_counter() - encode_start) * 1000.0
-    return {"total_ms": (time.perf_counter() - start) * 1000.0, "stages": stages, "image_id": result.image_id}
+    encode_prediction(Prediction(result, outputs, JSON), JSON)
+    return {"total_ms": (time.perf_counter() - start) * 1000.0, "stages": dict(result.timings_ms),
+            "image_id": result.image_id}
 
 
 class HttpBench:
     """A real server process on 127.0.0.1 and timed HTTP requests against it."""
 
     def __init__(self, model_dir: Path, log: Path) -> None:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.endpoint = start_local_endpoint(model_dir, log, {"SAM_PROVIDERS": "cpu", "SAM_LOG_FORMAT": "json",
+                                                              "SAM_CPU_SPINNING": "false"}, deadline_s=600)
+        self.url = self.endpoint.url
         self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "inference.py"), "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-             "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "SAM_PROVIDERS": "cpu", "SAM_LOG_FORMAT": "json", "SAM_CPU_SPINNING": "false"})
         self.client = httpx.Client(base_url=self.url, timeout=120)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: see {log}")
-            try:
-                if self.client.get("/ping").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server did not become ready")
 
     def invoke(self, body: bytes, content_type: str, **headers: str) -> dict[str, Any]:
         start = time.perf_counter()
@@ -215,8 +186,7 @@ class HttpBench:
                 "request_id": response.headers.get("x-request-id")}
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.endpoint.stop()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

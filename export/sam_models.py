@@ -10,7 +10,6 @@ built from the ``mobilesam-mirror`` package (a packaging mirror of MobileSAM's c
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -161,5 +160,3 @@ def load_checkpoint(model_type: str, path: Path) -> Sam:
         raise CheckpointMismatch(f"{path} does not fit {model_type}: {' '.join(first)}") from exc
     return model.eval()
 
-
-Builder = Callable[[str, int], Sam]

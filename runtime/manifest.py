@@ -33,8 +33,6 @@ DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_inpu
 #: output, tokens 1..3 = multimask outputs); iou_predictions float32 Bx4.
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
 
-MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16")
-
 
 @dataclass(frozen=True)
 class TensorSpec:

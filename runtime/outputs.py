@@ -22,8 +22,6 @@ HOLD_ALPHA = 255
 ResultFormat = Literal["png", "webp", "none"]
 MaskFormat = Literal["png", "png1", "none"]
 
-MEDIA_TYPES = {"png": "image/png", "png1": "image/png", "webp": "image/webp"}
-
 
 @dataclass(frozen=True)
 class OutputOptions:

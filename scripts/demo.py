@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from serving.local_endpoint import start_local_endpoint
 from synthetic.wall_photo import wall_photo
 
 BANNER = "!" * 78
@@ -50,27 +48,6 @@ def export_model(model_type: str, out: Path, checkpoint: str | None) -> str:
     return "random"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], deadline_s: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"/ping did not answer 200 within {deadline_s} s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-type", default="vit_b")
@@ -90,39 +67,34 @@ def main() -> int:
     print(f"[demo] wall photo {image_path} ({len(photo.jpeg) / 1e6:.1f} MB, upright {photo.upright_size_wh[0]}x"
           f"{photo.upright_size_wh[1]}, EXIF orientation 6), {len(first)} clicks then {len(follow)} follow-up clicks")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SAM_LOG_FORMAT": "text", "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+    env = {"SAM_LOG_FORMAT": "text", "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
-    log_path = args.out / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen([sys.executable, str(REPO / "inference.py"), "serve", "--model-dir", str(model_dir),
-                                   "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                  env=env)
-        try:
-            ready_s = wait_ready(url, server, deadline_s=600)
-            print(f"[demo] local endpoint {url} ready in {ready_s:.1f} s (model loaded and warmed up)")
-            points = ";".join(f"{x},{y}" for x, y in first)
-            follow_points = ";".join(f"{x},{y}" for x, y in follow)
-            client = subprocess.run(
-                [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint",
-                 "--endpoint-url", url, "--region", "us-east-1", "--test-image", str(image_path),
-                 "--points", points, "--follow-up", follow_points, "--out-dir", str(args.out)],
-                env=env, capture_output=True, text=True, check=False)
-            print(client.stdout, end="")
-            if client.returncode != 0:
-                print(client.stderr, file=sys.stderr)
-                return client.returncode
-            report = json.loads(client.stdout)
-            print(f"[demo] first request (new photo, encoder + {len(first)} clicks): {report['first_request_s']:.2f} s; "
-                  f"follow-up ({len(follow)} clicks, cached embedding): {report['follow_up_s']:.2f} s")
-            print(f"[demo] outputs: {', '.join(report['files'])}")
-            if origin == "random":
-                print(f"{BANNER}\n[demo] REMINDER: random weights were used; the masks are meaningless.\n{BANNER}")
-        finally:
-            server.terminate()
-            server.wait(30)
+    start = time.monotonic()
+    server = start_local_endpoint(model_dir, args.out / "server.log", env, deadline_s=600)
+    url = server.url
+    try:
+        ready_s = time.monotonic() - start
+        print(f"[demo] local endpoint {url} ready in {ready_s:.1f} s (model loaded and warmed up)")
+        points = ";".join(f"{x},{y}" for x, y in first)
+        follow_points = ";".join(f"{x},{y}" for x, y in follow)
+        client = subprocess.run(
+            [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint",
+             "--endpoint-url", url, "--region", "us-east-1", "--test-image", str(image_path),
+             "--points", points, "--follow-up", follow_points, "--out-dir", str(args.out)],
+            env={**os.environ, **env}, capture_output=True, text=True, check=False)
+        print(client.stdout, end="")
+        if client.returncode != 0:
+            print(client.stderr, file=sys.stderr)
+            return client.returncode
+        report = json.loads(client.stdout)
+        print(f"[demo] first request (new photo, encoder + {len(first)} clicks): {report['first_request_s']:.2f} s; "
+              f"follow-up ({len(follow)} clicks, cached embedding): {report['follow_up_s']:.2f} s")
+        print(f"[demo] outputs: {', '.join(report['files'])}")
+        if origin == "random":
+            print(f"{BANNER}\n[demo] REMINDER: random weights were used; the masks are meaningless.\n{BANNER}")
+    finally:
+        server.stop()
     return 0
 
 

@@ -57,12 +57,11 @@ def parse(body: bytes | str, content_type: str | None, context: RequestContext |
 
 
 class HoldService:
-    """The extractor, the session store and the server settings, as one handler model."""
+    """The extractor and the session store, as one handler model."""
 
-    def __init__(self, extractor: HoldExtractor, sessions: SessionStore, settings: ServerSettings) -> None:
+    def __init__(self, extractor: HoldExtractor, sessions: SessionStore) -> None:
         self.extractor = extractor
         self.sessions = sessions
-        self.settings = settings
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: ServerSettings) -> HoldService:
@@ -70,7 +69,7 @@ class HoldService:
         extractor = HoldExtractor.from_model_dir(model_dir, settings.runtime)
         extractor.engine.warm_up()
         sessions = SessionStore(extractor.cache, settings.session_ttl_s, settings.max_sessions)
-        return cls(extractor, sessions, settings)
+        return cls(extractor, sessions)
 
     def predict(self, invocation: Invocation) -> Prediction:
         """predict_fn: resolve the session, extract holds, open/close sessions."""

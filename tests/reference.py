@@ -1,8 +1,12 @@
-"""The old service's algorithm in PyTorch, as the parity reference (tests only)."""
+"""References for tests: the old service's algorithm in PyTorch, and the runtime's in-process answer."""
 
 from __future__ import annotations
 
+import base64
+import functools
 import io
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,23 +15,19 @@ from PIL import Image
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from export.old_service import old_service_predict
+from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.settings import RuntimeSettings
+
 
 def old_service_masks(sam: Sam, image: NDArray[np.uint8], clicks_xy: list[tuple[float, float]],
                       predictor: SamPredictor | None = None) -> tuple[NDArray[np.bool_], list[NDArray[np.bool_]]]:
-    """set_image once, one predict(multimask_output=False) per click, OR: (union, per-click masks)."""
+    """set_image once (unless ``predictor`` already holds the image), then the old service's clicks."""
     if predictor is None:
         predictor = SamPredictor(sam)
         with torch.no_grad():
             predictor.set_image(image)
-    union = np.zeros(image.shape[:2], dtype=bool)
-    per_click = []
-    for x, y in clicks_xy:
-        with torch.no_grad():
-            masks, _, _ = predictor.predict(point_coords=np.array([[x, y]], np.float32),
-                                            point_labels=np.array([1]), multimask_output=False)
-        per_click.append(masks[0])
-        union |= masks[0]
-    return union, per_click
+    return old_service_predict(predictor, clicks_xy)
 
 
 def encode(image: NDArray[np.uint8] | Image.Image, fmt: str = "PNG", **params: object) -> bytes:
@@ -36,3 +36,33 @@ def encode(image: NDArray[np.uint8] | Image.Image, fmt: str = "PNG", **params: o
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **params)
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def _extractor(model_dir: str) -> HoldExtractor:
+    return HoldExtractor.from_model_dir(Path(model_dir), RuntimeSettings())
+
+
+def in_process_mask(model_dir: Path, image: bytes | None, points: Sequence[tuple[float, float]],
+                    labels: Sequence[int] | None = None, image_id: str | None = None,
+                    box_xyxy: tuple[float, float, float, float] | None = None,
+                    options: ExtractOptions | None = None) -> NDArray[np.bool_]:
+    """The runtime's own answer (bool H x W union mask) for a request: what every client must get."""
+    labels = list(labels) if labels is not None else [1] * len(points)
+    clicks = tuple(Click(float(x), float(y), int(label)) for (x, y), label in zip(points, labels))
+    extractor = _extractor(str(model_dir))
+    if image is not None:
+        request = ExtractRequest(clicks, image_bytes=image, box_xyxy=box_xyxy, options=options or ExtractOptions())
+    else:
+        request = ExtractRequest(clicks, image_id=image_id, box_xyxy=box_xyxy, options=options or ExtractOptions())
+    return extractor.extract(request).mask
+
+
+def decode_mask(data: bytes | str) -> NDArray[np.bool_]:
+    """A mask image (PNG 8-bit 0/255 or 1-bit; raw bytes or base64) -> bool H x W."""
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    image = Image.open(io.BytesIO(raw))
+    values = np.asarray(image.convert("L"))
+    if not set(np.unique(values).tolist()) <= {0, 255}:
+        raise AssertionError(f"the mask is not binary: values {np.unique(values)[:10]}")
+    return values > 0
