@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runtime serving export synthetic scripts rehearsal benchmarks tests inference.py sagemaker_client.py package_model.py
+	$(PY) -m ruff check .
 	$(VENV)/bin/shellcheck deploy_to_sagemaker.sh .ci/run
 	$(PY) -m mypy
 

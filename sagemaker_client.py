@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.bucket:
                 parser.error("--async needs --bucket")
             result = client.extract_async(image, points, args.bucket)
-            report = {"async_s": round(result.latency_s, 3)}
+            report: dict[str, Any] = {"async_s": round(result.latency_s, 3)}
         else:
             result = client.extract(image, points, fmt=args.format, outputs=outputs, open_session=bool(args.follow_up))
             report = {"first_request_s": round(result.latency_s, 3), "image_id": result.image_id}

@@ -36,6 +36,8 @@ class DecoderWrapper(nn.Module):
     Outputs: low_res_masks float32 Bx4x256x256 logits; iou_predictions float32 Bx4.
     """
 
+    image_pe: torch.Tensor  # 1x256x64x64 dense positional encoding (a buffer)
+
     def __init__(self, sam: Sam) -> None:
         super().__init__()
         self.prompt_encoder = sam.prompt_encoder

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,8 +16,10 @@ import pytest
 import torch
 
 from export.checkpoints import CheckpointDownloadError, fetch_checkpoint
+from export.export_sam import main as export_main
 from export.sam_models import build_random
 from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, load_manifest, sha256_of_file
+from serving.local_endpoint import free_port
 from tests.conftest import run_export
 
 
@@ -88,22 +91,31 @@ def test_external_data_layout_loads(tmp_path: Path) -> None:
     assert manifest.parity == {"skipped": True}
 
 
-def test_checkpoint_file_for_another_model_type_is_refused(tmp_path: Path) -> None:
+def _export_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``export_sam.main`` in this process (no torch import per case): (exit code, stderr)."""
+    code = export_main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_checkpoint_file_for_another_model_type_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "tiny.pth"
     torch.save(build_random("tiny", 0).state_dict(), checkpoint)
-    result = run_export("--model-type", "vit_b", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert "is a tiny checkpoint, not vit_b" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, err = _export_in_process(capsys, "--model-type", "vit_b", "--checkpoint", str(checkpoint),
+                                   "--output", str(tmp_path / "out"))
+    assert code == 1
+    assert "is a tiny checkpoint, not vit_b" in err
+    assert "Traceback" not in err
 
 
-def test_missing_checkpoint_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_export("--model-type", "vit_b", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "o"))
-    assert result.returncode == 1
-    assert "nope.pth does not exist" in result.stderr and "Traceback" not in result.stderr
+def test_missing_checkpoint_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _export_in_process(capsys, "--model-type", "vit_b", "--checkpoint", str(tmp_path / "nope.pth"),
+                                   "--output", str(tmp_path / "o"))
+    assert code == 1
+    assert "nope.pth does not exist" in err and "Traceback" not in err
 
 
 def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path: Path) -> None:
+    """The one subprocess case: what a user sees on the terminal, exit code and all."""
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     result = run_export("--model-type", "tiny", "--checkpoint", str(bad), "--output", str(tmp_path / "o"))
@@ -111,27 +123,41 @@ def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot read checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:
+def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    result = run_export("--model-type", "tiny", "--random-weights", "--output", str(blocker / "sub"))
-    assert result.returncode == 1
-    assert "is not writable" in result.stderr and "Traceback" not in result.stderr
+    code, err = _export_in_process(capsys, "--model-type", "tiny", "--random-weights", "--output", str(blocker / "sub"))
+    assert code == 1
+    assert "is not writable" in err and "Traceback" not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def test_tiny_checkpoint_file_exports_through_the_checkpoint_path(tmp_path: Path, tiny_sam: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--checkpoint`` end to end in seconds: the file's weights are what gets exported (parity enforced)."""
+    checkpoint = tmp_path / "tiny_seed3.pth"
+    torch.save(tiny_sam.state_dict(), checkpoint)
+    code, err = _export_in_process(capsys, "--model-type", "tiny", "--checkpoint", str(checkpoint),
+                                   "--output", str(tmp_path / "out"))
+    assert code == 0, err
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest.weights == {"origin": "checkpoint", "file": "tiny_seed3.pth", "sha256": sha256_of_file(checkpoint)}
+    assert manifest.parity["fp32"]["passed"]
+    session = ort.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    with torch.no_grad():
+        expected = tiny_sam.image_encoder(torch.from_numpy(image)).numpy()
+    assert np.abs(session.run(None, {"image": image})[0] - expected).max() < 1e-4
 
 
-def test_offline_download_names_url_and_checkpoint_flag(tmp_path: Path) -> None:
-    mirror = f"http://127.0.0.1:{_free_port()}/segment_anything/"
-    result = run_export("--model-type", "vit_b", "--output", str(tmp_path / "o"),
-                        env={"SAM_CHECKPOINT_MIRROR": mirror, "SAM_CHECKPOINT_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 1
-    assert f"{mirror}sam_vit_b_01ec64.pth" in result.stderr
-    assert "--checkpoint" in result.stderr and "Traceback" not in result.stderr
+def test_offline_download_names_url_and_checkpoint_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = f"http://127.0.0.1:{free_port()}/segment_anything/"
+    monkeypatch.setenv("SAM_CHECKPOINT_MIRROR", mirror)
+    monkeypatch.setenv("SAM_CHECKPOINT_CACHE", str(tmp_path / "cache"))
+    code, err = _export_in_process(capsys, "--model-type", "vit_b", "--output", str(tmp_path / "o"))
+    assert code == 1
+    assert f"{mirror}sam_vit_b_01ec64.pth" in err
+    assert "--checkpoint" in err and "Traceback" not in err
 
 
 @pytest.fixture()
@@ -175,3 +201,13 @@ def test_download_verifies_checksum_and_reuses_cache(file_server: tuple[str, Pat
 def test_manifest_is_json_with_parity_numbers(tiny_model_dir: Path) -> None:
     data = json.loads((tiny_model_dir / "manifest.json").read_text())
     assert data["format_version"] == 1 and data["opset"] == 17 and data["mask_threshold"] == 0.0
+    fp32 = data["parity"]["fp32"]
+    assert fp32["precision"] == "fp32" and fp32["image_size_hw"] == [600, 800] and fp32["passed"] is True
+    assert 0.0 <= fp32["embedding_max_abs"] and 0.0 <= fp32["embedding_max_rel"] < fp32["tolerances"]["embedding_rel"]
+    assert len(fp32["cases"]) == 8
+    for case in fp32["cases"]:
+        assert all(isinstance(case[key], float) and math.isfinite(case[key])
+                   for key in ("logits_max_abs", "logits_max_rel", "iou_pred_max_abs", "mask_iou_min")), case
+        assert case["logits_max_rel"] < fp32["tolerances"]["logits_rel"]
+        assert case["iou_pred_max_abs"] < fp32["tolerances"]["iou_pred_abs"]
+        assert fp32["tolerances"]["mask_iou_min"] <= case["mask_iou_min"] <= 1.0

@@ -103,9 +103,29 @@ def test_routes_and_methods_answer_json(tiny_server) -> None:  # type: ignore[no
 
 
 def test_nothing_is_disturbed_and_logs_hold_no_image_bytes(tiny_server) -> None:  # type: ignore[no-untyped-def]
-    ok = httpx.post(tiny_server.url + "/invocations", content=json.dumps(GOOD).encode(),
-                    headers={"Content-Type": "application/json"}, timeout=60)
-    assert ok.status_code == 200
+    def good() -> httpx.Response:
+        response = httpx.post(tiny_server.url + "/invocations", content=json.dumps(GOOD).encode(),
+                              headers={"Content-Type": "application/json"}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response
+
+    before = good()
+    bad = [
+        (b"x" * (7 << 20), "application/json", 413),
+        (b"{", "application/json", 400),
+        (json.dumps({**GOOD, "points": [{"x": "a", "y": 1}]}).encode(), "application/json", 400),
+        (PNG, "text/plain", 415),
+    ]
+    request_ids = []
+    for body, content_type, status in bad:
+        response = httpx.post(tiny_server.url + "/invocations", content=body, headers={"Content-Type": content_type},
+                              timeout=60)
+        assert response.status_code == status, response.text
+        request_ids.append(response.json()["request_id"])
+    after = good()
+    assert after.json()["cache_hit"] and after.json()["mask_image_base64"] == before.json()["mask_image_base64"]
     logs = tiny_server.logs()
     assert B64[:64] not in logs and '"status": 500' not in logs
-    assert '"status": 413' in logs and '"request_id"' in logs
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    by_id = {r["request_id"]: r for r in records if r.get("message") == "request"}
+    assert [by_id[rid]["status"] for rid in request_ids] == [status for _, _, status in bad]

@@ -13,13 +13,14 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from synthetic.test_images import synthetic_image
 from tests.integration.server import start_server
-from tests.reference import encode
+from tests.reference import decode_mask, encode, in_process_mask
 
 JPEG = encode(synthetic_image((480, 640), seed=41), "JPEG", quality=90)
 JSON_BODY = json.dumps({"image_base64": base64.b64encode(JPEG).decode(), "points": [{"x": 100, "y": 200}]}).encode()
@@ -70,11 +71,12 @@ def _runtime_client(url: str) -> Any:
                         config=Config(retries={"max_attempts": 1}, read_timeout=70))
 
 
-def test_boto3_invoke_endpoint_with_and_without_sessions(tiny_server) -> None:  # type: ignore[no-untyped-def]
+def test_boto3_invoke_endpoint_with_and_without_sessions(tiny_server, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     client = _runtime_client(tiny_server.url)
     plain = client.invoke_endpoint(EndpointName="sam-climbing-endpoint", Body=JSON_BODY, ContentType="application/json")
     data = json.loads(plain["Body"].read())
-    assert plain["ContentType"] == "application/json" and data["mask_image_base64"]
+    assert plain["ContentType"] == "application/json"
+    assert np.array_equal(decode_mask(data["mask_image_base64"]), in_process_mask(tiny_model_dir, JPEG, [(100, 200)]))
     assert plain["CustomAttributes"].startswith("image_id=")
     opened = client.invoke_endpoint(EndpointName="sam-climbing-endpoint", Body=JSON_BODY,
                                     ContentType="application/json", SessionId="NEW_SESSION")
@@ -82,7 +84,8 @@ def test_boto3_invoke_endpoint_with_and_without_sessions(tiny_server) -> None:  
     follow = client.invoke_endpoint(EndpointName="sam-climbing-endpoint", SessionId=session_id,
                                     Body=json.dumps({"points": [{"x": 10, "y": 20}]}).encode(),
                                     ContentType="application/json", Accept="image/png")
-    assert follow["ContentType"] == "image/png" and follow["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert follow["ContentType"] == "image/png"
+    assert np.array_equal(decode_mask(follow["Body"].read()), in_process_mask(tiny_model_dir, JPEG, [(10, 20)]))
     closed = client.invoke_endpoint(EndpointName="sam-climbing-endpoint", SessionId=session_id,
                                     Body=json.dumps({"close_session": True}).encode(), ContentType="application/json")
     assert closed["ClosedSessionId"] == session_id
@@ -92,7 +95,7 @@ def test_boto3_invoke_endpoint_with_and_without_sessions(tiny_server) -> None:  
     assert "the request has no image" in str(info.value)
 
 
-def test_aws_cli_invoke_endpoint(tiny_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_aws_cli_invoke_endpoint(tiny_server, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     request = tmp_path / "request.json"
     request.write_bytes(JSON_BODY)
     out = tmp_path / "out.json"
@@ -104,7 +107,8 @@ def test_aws_cli_invoke_endpoint(tiny_server, tmp_path: Path) -> None:  # type: 
         capture_output=True, text=True, timeout=120, env={**os.environ, **AWS_ENV}, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ContentType"] == "application/json"
-    assert json.loads(out.read_text())["mask_image_base64"]
+    served = decode_mask(json.loads(out.read_text())["mask_image_base64"])
+    assert np.array_equal(served, in_process_mask(tiny_model_dir, JPEG, [(100, 200)]))
 
 
 class _ToolkitContext:
@@ -140,6 +144,7 @@ body = transformer.transform([{{"body": JSON_BODY}}], ok)[0]
 bad = _ToolkitContext(Path({str(tiny_model_dir)!r}), {{"Content-Type": "application/json"}})
 error = transformer.transform([{{"body": b'{{"points": "nope"}}'}}], bad)[0]
 print(json.dumps({{"status": ok.status, "type": ok.content_types[0], "keys": sorted(json.loads(body)),
+                  "mask": json.loads(body)["mask_image_base64"],
                   "error_status": bad.status, "error": error.splitlines()[0]}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False,
@@ -149,4 +154,5 @@ print(json.dumps({{"status": ok.status, "type": ok.content_types[0], "keys": sor
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["status"] is None and report["type"] == "application/json"
     assert {"result_image_base64", "mask_image_base64", "image_id"} <= set(report["keys"])
+    assert np.array_equal(decode_mask(report["mask"]), in_process_mask(tiny_model_dir, JPEG, [(100, 200)]))
     assert report["error_status"][0] == 400 and "points must be a list" in report["error"]

@@ -21,7 +21,7 @@ from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.conftest import run_export
 from tests.integration.server import start_server
-from tests.reference import encode, old_service_masks
+from tests.reference import decode_mask, encode, in_process_mask, old_service_masks
 
 
 def test_vit_t_export_records_parity_against_mobilesam(vit_t_model_dir: Path) -> None:
@@ -62,10 +62,12 @@ def _predictor(sam, image):  # type: ignore[no-untyped-def]
 def test_vit_t_serves(vit_t_model_dir: Path, tmp_path: Path) -> None:
     server = start_server(vit_t_model_dir, tmp_path / "s.log")
     try:
-        body = {"image_base64": base64.b64encode(encode(synthetic_image((300, 400), 1))).decode(),
-                "points": [{"x": 100, "y": 100}]}
+        image = encode(synthetic_image((300, 400), 1))
+        body = {"image_base64": base64.b64encode(image).decode(), "points": [{"x": 100, "y": 100}]}
         response = httpx.post(server.url + "/invocations", json=body, timeout=60)
-        assert response.status_code == 200 and response.json()["mask_image_base64"]
+        assert response.status_code == 200
+        served = decode_mask(response.json()["mask_image_base64"])
+        assert np.array_equal(served, in_process_mask(vit_t_model_dir, image, [(100, 100)]))
         assert httpx.get(server.url + "/stats").json()["model_type"] == "vit_t"
     finally:
         assert server.stop() == 0

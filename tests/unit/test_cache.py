@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -24,7 +25,7 @@ def test_size_limit_must_be_positive() -> None:
 def test_lru_by_bytes_evicts_least_recently_used() -> None:
     cache = EmbeddingCache(3000)
     for key in "abc":
-        cache.get_or_compute(key, lambda key=key: entry(key))
+        cache.get_or_compute(key, functools.partial(entry, key))
     cache.get("a")  # refresh a: b is now the oldest
     cache.get_or_compute("d", lambda: entry("d"))
     with pytest.raises(UnknownImageId, match="evicted"):
@@ -37,7 +38,7 @@ def test_lru_by_bytes_evicts_least_recently_used() -> None:
 def test_large_entry_evicts_several_and_oversized_is_not_cached() -> None:
     cache = EmbeddingCache(3000)
     for key in "abc":
-        cache.get_or_compute(key, lambda key=key: entry(key))
+        cache.get_or_compute(key, functools.partial(entry, key))
     cache.get_or_compute("big", lambda: entry("big", 2500))
     assert cache.stats().evictions == 3 and cache.stats().bytes_held == 2500
     result, hit = cache.get_or_compute("huge", lambda: entry("huge", 5000))
@@ -47,9 +48,14 @@ def test_large_entry_evicts_several_and_oversized_is_not_cached() -> None:
 
 def test_hits_do_not_recompute() -> None:
     cache = EmbeddingCache(10_000)
-    calls = []
+    calls: list[int] = []
+
+    def compute() -> CachedImage:
+        calls.append(1)
+        return entry("k")
+
     for _ in range(3):
-        cache.get_or_compute("k", lambda: calls.append(1) or entry("k"))
+        cache.get_or_compute("k", compute)
     assert calls == [1]
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (2, 1)
@@ -84,10 +90,13 @@ def test_single_flight_under_threads() -> None:
 
 
 def test_failed_computation_reaches_waiters_and_is_not_cached() -> None:
+    """Single flight: the second caller waits for the first one's run and gets its error."""
     cache = EmbeddingCache(10_000)
     started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
 
     def failing() -> CachedImage:
+        calls.append(1)
         started.set()
         release.wait(5)
         raise InvalidImage("bad")
@@ -102,16 +111,20 @@ def test_failed_computation_reaches_waiters_and_is_not_cached() -> None:
 
     first = threading.Thread(target=call)
     first.start()
-    started.wait(5)
+    assert started.wait(5)
     second = threading.Thread(target=call)
     second.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    while cache.stats().coalesced < 1:  # the second caller is waiting on the first one's run
+        assert time.monotonic() < deadline, f"the second caller did not wait (compute ran {len(calls)} times)"
+        time.sleep(0.005)
     release.set()
     first.join(5)
     second.join(5)
-    assert len(errors) == 2
+    assert len(calls) == 1 and len(errors) == 2 and errors[0] is errors[1]
     value, hit = cache.get_or_compute("k", lambda: entry("k"))
     assert not hit and value.image_id == "k"
+    assert cache.stats().misses == 2 and cache.stats().coalesced == 1
 
 
 def test_pinned_entries_survive_eviction_until_unpinned() -> None:
@@ -120,14 +133,14 @@ def test_pinned_entries_survive_eviction_until_unpinned() -> None:
     cache.pin("a")
     cache.pin("a")
     for key in "bcd":
-        cache.get_or_compute(key, lambda key=key: entry(key))
+        cache.get_or_compute(key, functools.partial(entry, key))
     assert cache.get("a").image_id == "a"
     assert cache.stats().pinned_entries == 1
     cache.unpin("a")
     assert cache.get("a").image_id == "a"  # still pinned once
     cache.unpin("a")
     for key in "ef":
-        cache.get_or_compute(key, lambda key=key: entry(key))
+        cache.get_or_compute(key, functools.partial(entry, key))
     with pytest.raises(UnknownImageId):
         cache.get("a")
 
@@ -135,7 +148,7 @@ def test_pinned_entries_survive_eviction_until_unpinned() -> None:
 def test_pinned_budget_is_enforced() -> None:
     cache = EmbeddingCache(10_000, max_pinned_bytes=1500)
     for key in "ab":
-        cache.get_or_compute(key, lambda key=key: entry(key))
+        cache.get_or_compute(key, functools.partial(entry, key))
     cache.pin("a")
     with pytest.raises(CapacityExhausted, match="sessions"):
         cache.pin("b")
