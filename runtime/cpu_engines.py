@@ -11,9 +11,11 @@ installed, ONNX Runtime for the prompt decoder (its small dynamic-shape runs are
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
+from runtime.env_values import choice
 from runtime.providers import Role
 
 EngineName = Literal["onnxruntime", "openvino"]
@@ -41,18 +43,8 @@ class OpenVinoOptions:
     cache_dir: str | None = None
 
 
-def parse_cpu_engine(text: str) -> CpuEngineSetting:
-    value = text.strip().lower()
-    if value not in ("auto", *ENGINES):
-        raise ValueError(f"expected auto, {' or '.join(ENGINES)}")
-    return cast(CpuEngineSetting, value)
-
-
-def parse_openvino_precision(text: str) -> OpenVinoPrecision:
-    value = text.strip().lower()
-    if value not in ("f32", "bf16", "auto"):
-        raise ValueError("expected f32, bf16 or auto")
-    return cast(OpenVinoPrecision, value)
+parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice("auto", "onnxruntime", "openvino")
+parse_openvino_precision: Callable[[str], OpenVinoPrecision] = choice("f32", "bf16", "auto")
 
 
 def openvino_available() -> bool:

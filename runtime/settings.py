@@ -6,12 +6,12 @@ the variable, so a misconfigured container fails at start-up, not on a request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, cast
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
+from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
 from runtime.image_io import DEFAULT_MAX_PIXELS
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
 
@@ -24,30 +24,6 @@ Precision = Literal["auto", "fp32", "fp16"]
 DEFAULT_CACHE_BYTES_GPU = 2 << 30  # ml.g4dn.xlarge: 16 GiB host RAM, 16 GiB T4
 DEFAULT_CACHE_BYTES_CPU = 1 << 30  # ml.m5.large: 8 GiB host RAM
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "KI": 1024, "M": 10**6, "MB": 10**6,
-          "MIB": 1 << 20, "MI": 1 << 20, "G": 10**9, "GB": 10**9, "GIB": 1 << 30, "GI": 1 << 30,
-          "T": 10**12, "TB": 10**12, "TIB": 1 << 40, "TI": 1 << 40}
-
-
-def parse_bytes(text: str) -> int:
-    """'2GiB', '512MB', '1048576' -> bytes."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a byte size (e.g. 512MiB, 2GiB, 1000000)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").upper()])
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
-
-
 def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
     """'auto' or a comma-separated order of tensorrt, cuda, cpu."""
     if text.strip().lower() == "auto":
@@ -59,30 +35,7 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
     return cast(tuple[ProviderName, ...], names)
 
 
-def read_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
-
-
-def positive(parse: Callable[[str], int]) -> Callable[[str], int]:
-    def check(text: str) -> int:
-        value = parse(text)
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-    return check
-
-
-def _precision(text: str) -> Precision:
-    value = text.strip().lower()
-    if value not in ("auto", "fp32", "fp16"):
-        raise ValueError("expected auto, fp32 or fp16")
-    return cast(Precision, value)
+_precision: Callable[[str], Precision] = choice("auto", "fp32", "fp16")
 
 
 @dataclass(frozen=True)

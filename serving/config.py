@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
-from runtime.settings import RuntimeSettings, parse_bool, parse_bytes, positive, read_env
+from runtime.env_values import choice, non_negative_int, parse_bool, parse_bytes, positive, positive_float, read_env
+from runtime.settings import RuntimeSettings
 
 #: SageMaker's real-time request limit (6 MiB). Asynchronous endpoints allow up to 1 GB.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -16,11 +17,7 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 LogFormat = Literal["json", "text"]
 
 
-def _log_format(text: str) -> LogFormat:
-    value = text.strip().lower()
-    if value not in ("json", "text"):
-        raise ValueError("expected json or text")
-    return cast(LogFormat, value)
+_log_format: Callable[[str], LogFormat] = choice("json", "text")
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,11 @@ class ServerSettings:
             max_body_bytes=read_env(environ, "SAM_MAX_BODY_BYTES", positive(parse_bytes), DEFAULT_MAX_BODY_BYTES),
             max_zip_entries=read_env(environ, "SAM_MAX_ZIP_ENTRIES", positive(int), 16),
             max_zip_member_bytes=read_env(environ, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes), 64 << 20),
-            request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", _positive_float, 55.0),
-            graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", _positive_float, 25.0),
+            request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", positive_float, 55.0),
+            graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", positive_float, 25.0),
             worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),
-            max_queued_requests=read_env(environ, "SAM_MAX_QUEUED_REQUESTS", _non_negative_int, 16),
-            session_ttl_s=read_env(environ, "SAM_SESSION_TTL_S", _positive_float, 1200.0),
+            max_queued_requests=read_env(environ, "SAM_MAX_QUEUED_REQUESTS", non_negative_int, 16),
+            session_ttl_s=read_env(environ, "SAM_SESSION_TTL_S", positive_float, 1200.0),
             max_sessions=read_env(environ, "SAM_MAX_SESSIONS", positive(int), 256),
             log_format=read_env(environ, "SAM_LOG_FORMAT", _log_format, "json"),
             metrics_enabled=read_env(environ, "SAM_METRICS", parse_bool, True),
@@ -68,16 +65,3 @@ class ServerSettings:
             runtime=RuntimeSettings.from_env(environ),
         )
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("must be positive")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value

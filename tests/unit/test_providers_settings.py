@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from runtime.env_values import parse_bytes
 from runtime.errors import ProviderUnavailable
 from runtime.providers import ProviderConfig, TensorRTOptions, check_active, provider_arguments, resolve_providers
-from runtime.settings import RuntimeSettings, parse_bytes
+from runtime.settings import RuntimeSettings
 
 CPU_ONLY = ["AzureExecutionProvider", "CPUExecutionProvider"]
 GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -1,0 +1,86 @@
+"""Parsers for configuration values read from the environment (one of each).
+
+``read_env(environ, NAME, parse, default)`` applies a parser and names the variable when
+the value is bad, so a misconfigured container fails at start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+S = TypeVar("S", bound=str)
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE | re.ASCII)
+_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "KI": 1024, "M": 10**6, "MB": 10**6,
+          "MIB": 1 << 20, "MI": 1 << 20, "G": 10**9, "GB": 10**9, "GIB": 1 << 30, "GI": 1 << 30,
+          "T": 10**12, "TB": 10**12, "TIB": 1 << 40, "TI": 1 << 40}
+
+
+def read_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    """``parse(environ[name])``, or ``default`` when unset or blank; a bad value names ``name``."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB', '512MB', '1048576' -> bytes."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a byte size (e.g. 512MiB, 2GiB, 1000000)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").upper()])
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, 1/0, yes/no, on/off (any case)."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def choice(*values: S) -> Callable[[str], S]:
+    """A parser accepting exactly ``values`` (case and surrounding blanks ignored)."""
+    def parse(text: str) -> S:
+        lowered = text.strip().lower()
+        for value in values:
+            if lowered == value.lower():
+                return value
+        raise ValueError(f"expected {', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else f"expected {values[0]}")
+    return parse
+
+
+def positive(parse: Callable[[str], int]) -> Callable[[str], int]:
+    """``parse``, refusing values <= 0."""
+    def check(text: str) -> int:
+        value = parse(text)
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    return check
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a positive number")
+    return value
