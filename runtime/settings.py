@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, cast
+from typing import Literal, cast
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
 from runtime.image_io import DEFAULT_MAX_PIXELS
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
-
-T = TypeVar("T")
 
 Precision = Literal["auto", "fp32", "fp16"]
 
