@@ -37,6 +37,12 @@ class InvalidPoints(BadRequest):
     code = "invalid_points"
 
 
+class OutputTooLarge(BadRequest):
+    """The requested output format cannot hold the output's size (e.g. a WebP cut-out over 14 MP)."""
+
+    code = "output_too_large"
+
+
 class UnknownImageId(ServiceError):
     """An ``image_id`` that was never issued, or whose embedding has been evicted."""
 

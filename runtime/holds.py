@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,8 +24,8 @@ from runtime import postprocess
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints
-from runtime.image_io import decode_image
-from runtime.preprocess import to_model_coords
+from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageLimits, decode_image, probe_image
+from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 
 PromptMode = Literal["per_click", "single"]
@@ -60,6 +61,9 @@ class ExtractRequest:
     box_xyxy: tuple[float, float, float, float] | None = None
     options: ExtractOptions = field(default_factory=ExtractOptions)
     need_pixels: bool = True
+    #: Called with the output size (H', W') before any model work; raises to refuse the request
+    #: (e.g. an output format that cannot hold that many pixels).
+    output_check: Callable[[tuple[int, int]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,18 +162,18 @@ class HoldExtractor:
     """Clicks -> hold masks, with the embedding cache in front of the encoder. Thread-safe."""
 
     def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
-                 max_image_pixels: int = 64_000_000) -> None:
+                 image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> None:
         self.engine = engine
         self.cache = cache
         self.max_clicks = max_clicks
-        self.max_image_pixels = max_image_pixels
+        self.image_limits = image_limits
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
         """Open the model's sessions and a cache sized for the device (see ``RuntimeSettings``)."""
         engine = SamEngine.from_model_dir(model_dir, settings)
         cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
-        return cls(engine, cache, settings.max_clicks, settings.max_image_pixels)
+        return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
 
     def embed(self, image_bytes: bytes) -> tuple[CachedImage, bool, Image.Image | None, dict[str, float]]:
         """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings)."""
@@ -178,7 +182,7 @@ class HoldExtractor:
 
         def compute() -> CachedImage:
             start = time.perf_counter()
-            image = decode_image(image_bytes, self.max_image_pixels)
+            image = decode_image(image_bytes, limits=self.image_limits)
             decoded.append(image)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
@@ -200,12 +204,15 @@ class HoldExtractor:
         check_clicks(request.clicks, request.box_xyxy, self.max_clicks)
         timings: dict[str, float] = {}
         image: Image.Image | None = None
+        options = request.options
         if request.image_bytes is not None:
+            size_hw = probe_image(request.image_bytes, self.image_limits).upright_size_hw
+            check_resizable(size_hw, self.engine.manifest.image_size)
+            self._check_request(request, size_hw)
             entry, hit, image, timings = self.embed(request.image_bytes)
         else:
             entry, hit = self.cache.get(str(request.image_id)), True
-        check_bounds(request.clicks, request.box_xyxy, entry.orig_size_hw)
-        options = request.options
+            self._check_request(request, entry.orig_size_hw)
         out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
 
         start = time.perf_counter()
@@ -225,12 +232,19 @@ class HoldExtractor:
         if request.need_pixels:
             start = time.perf_counter()
             if image is None:
-                image = decode_image(entry.image_bytes, self.max_image_pixels)
+                image = decode_image(entry.image_bytes, limits=self.image_limits)
             if (image.height, image.width) != out_size:
                 image = image.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
         return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts,
                           image if request.need_pixels else None, per_prompt, timings)
+
+    @staticmethod
+    def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:
+        """Everything that can refuse the request once the image's size is known, before model work."""
+        check_bounds(request.clicks, request.box_xyxy, size_hw)
+        if request.output_check is not None:
+            request.output_check(output_size_hw(size_hw, request.options.max_output_side))
 
     def _select_masks(self, low_res: NDArray[np.float32], scores: NDArray[np.float32], groups: list[tuple[int, ...]],
                       plan: postprocess.MaskPlan, options: ExtractOptions) -> tuple[list[PromptResult], list[postprocess.CellMask]]:

@@ -16,8 +16,18 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from runtime.errors import OutputTooLarge
+
 BACKGROUND_ALPHA = 25  # int(255 * 0.1)
 HOLD_ALPHA = 255
+
+#: WebP's format holds at most 16383 pixels a side.
+WEBP_MAX_SIDE = 16383
+#: libwebp's lossy encoder keeps per-macroblock modes in a first partition of at most 512 KiB,
+#: which overflows on large images ("encoding error 6"): measured here with Pillow 13 at our
+#: settings, noise (the worst case) encoded at 15.2 MP and failed at 16 MP; a flat 48 MP
+#: image failed too. 14 MP covers 12-13 MP phone photos with a margin.
+WEBP_MAX_PIXELS = 14_000_000
 
 ResultFormat = Literal["png", "webp", "none"]
 MaskFormat = Literal["png", "png1", "none"]
@@ -39,6 +49,26 @@ class OutputOptions:
             raise ValueError("webp_quality must be within 1..100")
 
 
+def check_output_size(out_size_hw: tuple[int, int], options: OutputOptions) -> None:
+    """Refuse, before any model work, an output size the requested format cannot hold."""
+    height, width = out_size_hw
+    if options.result_format == "webp" and (max(height, width) > WEBP_MAX_SIDE or height * width > WEBP_MAX_PIXELS):
+        fit = _max_side_within(out_size_hw, WEBP_MAX_PIXELS, WEBP_MAX_SIDE)
+        raise OutputTooLarge(
+            f"a WebP cut-out of {width}x{height} exceeds what WebP can encode ({WEBP_MAX_PIXELS / 1e6:g} MP, "
+            f"{WEBP_MAX_SIDE} px a side): set outputs.max_side to {fit} or less, or use result_format png or none")
+
+
+def _max_side_within(size_hw: tuple[int, int], max_pixels: int, max_side: int) -> int:
+    """The largest ``max_side`` whose scaled output has at most ``max_pixels`` and ``max_side`` px a side."""
+    height, width = size_hw
+    long_side, short_side = max(height, width), min(height, width)
+    side = min(max_side, long_side, int((max_pixels * long_side / short_side) ** 0.5))
+    while side > 1 and side * max(1, round(short_side * side / long_side)) > max_pixels:
+        side -= 1
+    return side
+
+
 def cutout_rgba(rgb: Image.Image, mask: NDArray[np.bool_]) -> Image.Image:
     """RGB image (W x H) and bool (H, W) mask -> RGBA image with hold/background alpha."""
     if (rgb.height, rgb.width) != mask.shape:
@@ -55,7 +85,11 @@ def encode_result(rgba: Image.Image, options: OutputOptions) -> bytes:
     if options.result_format == "png":
         rgba.save(buffer, format="PNG", compress_level=options.png_level)
     elif options.result_format == "webp":
-        rgba.save(buffer, format="WEBP", quality=options.webp_quality, alpha_quality=100, method=0, exact=False)
+        try:
+            rgba.save(buffer, format="WEBP", quality=options.webp_quality, alpha_quality=100, method=0, exact=False)
+        except OSError as exc:  # libwebp refuses content it cannot fit (see WEBP_MAX_PIXELS)
+            raise OutputTooLarge(f"WebP could not encode this {rgba.width}x{rgba.height} cut-out ({exc}): set a "
+                                 "smaller outputs.max_side, or use result_format png") from exc
     else:
         raise ValueError("result_format 'none' has no encoding")
     return buffer.getvalue()

@@ -14,12 +14,27 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from runtime.errors import InvalidImage
+
 
 def resized_size_hw(orig_size_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     """Size (h, w) after scaling the longest side to ``long_side`` (ResizeLongestSide rule)."""
     old_h, old_w = orig_size_hw
     scale = long_side * 1.0 / max(old_h, old_w)
     return int(old_h * scale + 0.5), int(old_w * scale + 0.5)
+
+
+def check_resizable(orig_size_hw: tuple[int, int], long_side: int) -> None:
+    """Refuse an image whose short side would round to 0 pixels at the model's resolution.
+
+    ``SamPredictor`` fails on such images too (a zero-sized resize), so there is no answer to
+    be faithful to: at 1024 that is an aspect ratio beyond 2048:1 (e.g. 1x3000).
+    """
+    height, width = orig_size_hw
+    resized_h, resized_w = resized_size_hw(orig_size_hw, long_side)
+    if min(resized_h, resized_w) < 1:
+        raise InvalidImage(f"the image is {width}x{height}: its aspect ratio is beyond {2 * long_side}:1, so its short "
+                           f"side would be 0 pixels at the model's {long_side}-pixel resolution")
 
 
 @dataclass(frozen=True)

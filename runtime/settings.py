@@ -12,7 +12,7 @@ from typing import Literal, cast
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
-from runtime.image_io import DEFAULT_MAX_PIXELS
+from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
 
 Precision = Literal["auto", "fp32", "fp16"]
@@ -46,6 +46,7 @@ class RuntimeSettings:
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
     max_clicks: int = 64
     verify_model_checksums: bool = True
 
@@ -104,6 +105,7 @@ class RuntimeSettings:
             ),
             cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),
             max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
+            max_jpeg_scans=read_env(environ, "SAM_MAX_JPEG_SCANS", positive(int), DEFAULT_MAX_JPEG_SCANS),
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
             verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
         )

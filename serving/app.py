@@ -25,13 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runtime.errors import BadRequest, PayloadTooLarge, ServiceError
+from runtime.errors import ServiceError
 from serving import metrics
+from serving.body import read_body
 from serving.config import ServerSettings
 from serving.errors import NotReady, http_status
 from serving.openapi import openapi_schema
 from serving.service import HoldService, RequestContext, encode, parse
-from serving.workers import WorkerPool
+from serving.workers import Admission, WorkerPool
 
 log = logging.getLogger("sam.server")
 
@@ -52,6 +53,7 @@ class ServerState:
 def create_app(settings: ServerSettings, state: ServerState, on_startup: Callable[[], None] | None = None) -> Starlette:
     """Build the ASGI app over ``state`` (which a loader thread fills)."""
     workers = state.workers = WorkerPool(settings.worker_threads, settings.max_queued_requests)
+    admission = Admission(settings.worker_threads + settings.max_queued_requests)
 
     async def ping(request: Request) -> Response:
         if state.ready.is_set() and not state.draining:
@@ -74,17 +76,22 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "engines": service.extractor.engine.engines,
             "cache": asdict(service.extractor.cache.stats()),
             "open_sessions": service.sessions.count(),
-            "workers": asdict(workers.stats()),
+            "workers": {**asdict(workers.stats()), "admitted_requests": admission.admitted},
         })
 
     async def schema(request: Request) -> Response:
-        return JSONResponse(openapi_schema())
+        return JSONResponse(openapi_schema(settings))
 
     async def invoke(request: Request) -> Response:
         request_id = request.state.request_id
         if not state.ready.is_set() or state.service is None or state.draining:
             raise NotReady("the model is not ready" if not state.draining else "the server is shutting down")
-        body = await _read_body(request, settings.max_body_bytes)
+        with admission.admit():
+            return await _invoke(request, request_id, state.service)
+
+    async def _invoke(request: Request, request_id: str, service: HoldService) -> Response:
+        deadline = time.monotonic() + settings.request_timeout_s
+        body = await read_body(request, settings.max_body_bytes, min(settings.body_timeout_s, settings.request_timeout_s))
         context = RequestContext(
             request_id=request_id,
             custom_attributes=request.headers.get("x-amzn-sagemaker-custom-attributes"),
@@ -94,7 +101,6 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             max_zip_member_bytes=settings.max_zip_member_bytes,
         )
         content_type = request.headers.get("content-type")
-        service = state.service
 
         def work() -> tuple[bytes, str, dict[str, str], dict[str, Any]]:
             invocation = parse(body, content_type, context)
@@ -107,7 +113,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
                          "pixels": prediction.result.orig_size_hw[0] * prediction.result.orig_size_hw[1]}
             return payload, media, prediction.headers, facts
 
-        payload, media, headers, facts = await workers.run(work, settings.request_timeout_s)
+        payload, media, headers, facts = await workers.run(work, max(0.0, deadline - time.monotonic()))
         request.state.facts = facts
         return Response(payload, media_type=media, headers=headers)
 
@@ -183,22 +189,6 @@ class _RequestLogMiddleware:
                 if self.settings.metrics_enabled and scope["method"] == "POST":
                     metrics.emit(metrics.emf_record(self.settings.metrics_namespace, self.settings.endpoint_name,
                                                     {**facts, "request_id": request_id}, latency_ms, status["code"]))
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest(f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"the request body has {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error_response(exc: ServiceError, request: Request) -> Response:

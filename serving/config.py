@@ -31,6 +31,9 @@ class ServerSettings:
     max_zip_entries: int = 16
     max_zip_member_bytes: int = 64 * 1024 * 1024
     request_timeout_s: float = 55.0
+    body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 1024
     graceful_timeout_s: float = 25.0
     worker_threads: int = 8
     max_queued_requests: int = 16
@@ -53,6 +56,9 @@ class ServerSettings:
             max_zip_entries=read_env(environ, "SAM_MAX_ZIP_ENTRIES", positive(int), 16),
             max_zip_member_bytes=read_env(environ, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes), 64 << 20),
             request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", positive_float, 55.0),
+            body_timeout_s=read_env(environ, "SAM_BODY_TIMEOUT_S", positive_float, 30.0),
+            header_timeout_s=read_env(environ, "SAM_HEADER_TIMEOUT_S", positive_float, 10.0),
+            max_connections=read_env(environ, "SAM_MAX_CONNECTIONS", positive(int), 1024),
             graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", positive_float, 25.0),
             worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),
             max_queued_requests=read_env(environ, "SAM_MAX_QUEUED_REQUESTS", non_negative_int, 16),

@@ -23,9 +23,11 @@ import base64
 import binascii
 import io
 import json
+import lzma
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +48,16 @@ KNOWN_FIELDS = frozenset({"image_base64", "image_id", "points", "box", "mode", "
 OUTPUT_FIELDS = frozenset({"result_format", "mask_format", "max_side", "per_click_masks", "png_level"})
 ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min_area", "close_session", "image_id",
                             "result_format", "mask_format", "max_side", "per_click_masks", "png_level"})
-MAX_CUSTOM_ATTRIBUTES_CHARS = 4096
-_IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+#: SageMaker's own limit on X-Amzn-SageMaker-Custom-Attributes (botocore: max 1024, ASCII).
+MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
+#: key=value pairs in the custom attributes (there are 13 keys).
+MAX_CUSTOM_ATTRIBUTE_FIELDS = 32
+#: points.json inside a zip request.
+MAX_POINTS_JSON_BYTES = 1 << 20
+_IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+#: Numbers in custom attributes: ASCII digits only (Python's float() also takes "1_0" and Arabic-Indic digits).
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 
 
@@ -104,6 +114,8 @@ def parse_zip(body: bytes, max_entries: int, max_member_bytes: int) -> ParsedReq
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
         members = archive.infolist()
+    except NotImplementedError as exc:  # e.g. a "version needed to extract" zipfile does not know
+        raise BadRequest(f"the zip archive uses a feature that is not supported: {exc}") from exc
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
         raise BadRequest(f"the body is not a valid zip archive: {exc}") from exc
     if len(members) > max_entries:
@@ -113,7 +125,7 @@ def parse_zip(body: bytes, max_entries: int, max_member_bytes: int) -> ParsedReq
     if missing:
         raise BadRequest(f"the zip archive lacks {' and '.join(missing)} (it must hold image.bin and points.json)")
     image = _read_member(archive, "image.bin", max_member_bytes)
-    points = _read_member(archive, "points.json", 1 << 20)
+    points = _read_member(archive, "points.json", MAX_POINTS_JSON_BYTES)
     document = load_json_object(points, "points.json")
     if "image_base64" in document:
         raise BadRequest("points.json must not carry image_base64: the image is image.bin")
@@ -158,9 +170,12 @@ def parse_custom_attributes(text: str | None) -> dict[str, str]:
     if not text:
         return {}
     if len(text) > MAX_CUSTOM_ATTRIBUTES_CHARS:
-        raise BadRequest(f"X-Amzn-SageMaker-Custom-Attributes is longer than {MAX_CUSTOM_ATTRIBUTES_CHARS} characters")
+        raise BadRequest(f"X-Amzn-SageMaker-Custom-Attributes is longer than {MAX_CUSTOM_ATTRIBUTES_CHARS} characters "
+                         "(SageMaker's limit); send many points as a JSON or zip request")
+    if not text.isascii():
+        raise BadRequest("X-Amzn-SageMaker-Custom-Attributes must be ASCII (SageMaker's rule)")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=32)
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_CUSTOM_ATTRIBUTE_FIELDS)
     except ValueError as exc:
         raise BadRequest(f"X-Amzn-SageMaker-Custom-Attributes is not key=value&key=value: {exc}") from exc
     result: dict[str, str] = {}
@@ -212,7 +227,7 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
     warnings = tuple(f"unknown field {key!r} ignored" for key in sorted(set(document) - KNOWN_FIELDS))
     image_id = document.get("image_id")
     if image_id is not None:
-        if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
+        if not isinstance(image_id, str) or not _IMAGE_ID.fullmatch(image_id):
             raise BadRequest("image_id must be the 32 lowercase hex characters returned by an earlier response")
         if image_bytes is not None:
             raise BadRequest("send either image_base64 or image_id, not both")
@@ -273,7 +288,10 @@ def _click(item: Any, index: int) -> Click:
 def _number(value: Any, field: str, error: type[BadRequest] = InvalidPoints) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error(f"{field} must be a number, not {_type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError as exc:  # an integer of 309+ digits
+        raise error(f"{field} is far too large to be a coordinate") from exc
     if not math.isfinite(number):
         raise error(f"{field} must be finite")
     return number
@@ -312,10 +330,11 @@ def _attribute_points(attributes: Mapping[str, str]) -> list[tuple[float, float,
 
 
 def _numbers(text: str, field: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError as exc:
-        raise InvalidPoints(f"custom attribute {field} must be comma-separated numbers, got {text!r}") from exc
+    parts = [part.strip() for part in text.split(",")]
+    if not all(_DECIMAL.fullmatch(part) for part in parts):
+        raise InvalidPoints(f"custom attribute {field} must be comma-separated decimal numbers "
+                            f"(ASCII digits), got {text[:80]!r}")
+    values = [float(part) for part in parts]
     if not all(math.isfinite(v) for v in values):
         raise InvalidPoints(f"custom attribute {field} must be finite numbers")
     return values
@@ -329,21 +348,23 @@ def _attribute_bool(text: str, key: str) -> bool:
 
 
 def _attribute_int(text: str, key: str) -> int:
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise BadRequest(f"custom attribute {key} must be an integer, not {text!r}") from exc
+    if not _INTEGER.fullmatch(text.strip()):
+        raise BadRequest(f"custom attribute {key} must be an integer (ASCII digits), not {text[:80]!r}")
+    return int(text)
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise BadRequest(f"zip member {name} is encrypted; send it unencrypted")
     if info.file_size > limit:
         raise PayloadTooLarge(f"zip member {name} declares {info.file_size} bytes; the limit is {limit}")
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise BadRequest(f"zip member {name} cannot be read: {exc}") from exc
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, ValueError, zlib.error,
+            lzma.LZMAError) as exc:
+        raise BadRequest(f"zip member {name} cannot be read (corrupt or unsupported compression): {exc}") from exc
     if len(data) > limit:
         raise PayloadTooLarge(f"zip member {name} expands beyond {limit} bytes")
     return data

@@ -53,16 +53,30 @@ class RequestTimeout(ServiceError):
     code = "timeout"
 
 
+class BodyTimeout(ServiceError):
+    """The request body did not arrive within its deadline (a stalled or very slow upload)."""
+
+    code = "request_timeout"
+
+
+class ClientClosedRequest(ServiceError):
+    """The client disconnected before its request was complete (no answer can reach it)."""
+
+    code = "client_closed_request"
+
+
 #: HTTP status per error class; a subclass takes its nearest listed ancestor's status.
 HTTP_STATUS: dict[type[ServiceError], int] = {
     BadRequest: 400,
     UnknownImageId: 404,
     UnknownSession: 404,
     NotAcceptable: 406,
+    BodyTimeout: 408,
     SessionExpired: 410,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     CapacityExhausted: 429,
+    ClientClosedRequest: 499,
     NotReady: 503,
     Overloaded: 503,
     RequestTimeout: 503,

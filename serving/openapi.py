@@ -1,8 +1,23 @@
-"""OpenAPI 3.0 description of the endpoint (served at ``GET /openapi.json``)."""
+"""OpenAPI 3.0 description of the endpoint (served at ``GET /openapi.json``).
+
+Limits (``maxItems``, ``maxLength``, ``x-limits``) and error responses are read from the
+same constants and settings the server enforces (``serving.limits``, ``serving.errors``).
+"""
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import asdict
 from typing import Any
+
+from runtime import errors as runtime_errors
+from runtime.errors import ServiceError
+from serving import errors as serving_errors
+from serving.config import ServerSettings
+from serving.contract import MAX_CUSTOM_ATTRIBUTES_CHARS
+from serving.errors import http_status
+from serving.limits import limits
+from serving.sessions import MAX_SESSION_ID_CHARS
 
 _NUMBER = {"type": "number"}
 _POINT = {
@@ -30,7 +45,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "properties": {
         "image_base64": {"type": "string", "format": "byte", "description": "the image file (JPEG, PNG, WebP, ...)"},
         "image_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "from an earlier response"},
-        "points": {"type": "array", "items": _POINT, "maxItems": 64},
+        "points": {"type": "array", "items": _POINT},
         "box": {"type": "array", "items": _NUMBER, "minItems": 4, "maxItems": 4, "description": "[x0, y0, x1, y1]"},
         "mode": {"type": "string", "enum": ["per_click", "single"], "default": "per_click"},
         "multimask": {"type": "boolean", "default": False},
@@ -70,9 +85,10 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 _HEADERS = [
     {"name": "X-Amzn-SageMaker-Session-Id", "in": "header", "required": False,
-     "schema": {"type": "string", "maxLength": 256, "pattern": "^(NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*)$"}},
+     "schema": {"type": "string", "maxLength": MAX_SESSION_ID_CHARS,
+                "pattern": "^(NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*)$"}},
     {"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header", "required": False,
-     "schema": {"type": "string", "maxLength": 1024},
+     "schema": {"type": "string", "maxLength": MAX_CUSTOM_ATTRIBUTES_CHARS},
      "description": "for raw image bodies: points=x,y;x,y&labels=1,0&box=x0,y0,x1,y1&result_format=webp ..."},
 ]
 
@@ -81,40 +97,49 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
 
-def _invocation(operation_id: str) -> dict[str, Any]:
+def error_responses() -> dict[str, dict[str, Any]]:
+    """One response per status the error classes map to, described by the classes' codes and docstrings."""
+    by_status: dict[int, list[str]] = {}
+    for module in (runtime_errors, serving_errors):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, ServiceError) and cls is not ServiceError:
+                summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".")
+                by_status.setdefault(http_status(cls("")), []).append(f"{cls.code}: {summary}")
+    return {str(status): _error("; ".join(sorted(set(texts)))) for status, texts in sorted(by_status.items())}
+
+
+def _invocation(operation_id: str, settings: ServerSettings) -> dict[str, Any]:
     binary = {"schema": {"type": "string", "format": "binary"}}
+    request = {**REQUEST_SCHEMA, "properties": {
+        **REQUEST_SCHEMA["properties"],
+        "points": {"type": "array", "items": _POINT, "maxItems": settings.runtime.max_clicks}}}
     return {
         "operationId": operation_id,
         "summary": "Extract climbing holds at the tapped points",
         "parameters": _HEADERS,
         "requestBody": {"required": True, "content": {
-            "application/json": {"schema": REQUEST_SCHEMA},
+            "application/json": {"schema": request},
             "application/zip": binary, "image/jpeg": binary, "image/png": binary, "image/webp": binary,
         }},
         "responses": {
             "200": {"description": "holds extracted", "content": {
                 "application/json": {"schema": RESPONSE_SCHEMA}, "application/zip": binary, "image/png": binary}},
-            "400": _error("malformed request (JSON, base64, zip, image, points)"),
-            "404": _error("unknown image_id or session"),
-            "406": _error("no acceptable response type"),
-            "410": _error("session expired"),
-            "413": _error("body, image or zip member too large"),
-            "415": _error("unsupported content type"),
-            "429": _error("too many open sessions"),
-            "503": _error("not ready, shutting down, or timed out"),
+            **error_responses(),
         },
     }
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The OpenAPI document."""
+def openapi_schema(settings: ServerSettings | None = None) -> dict[str, Any]:
+    """The OpenAPI document for a server running with ``settings`` (the defaults if None)."""
+    settings = settings or ServerSettings()
     return {
         "openapi": "3.0.3",
-        "info": {"title": "SAM climbing-hold extraction", "version": "1.0.0"},
+        "info": {"title": "SAM climbing-hold extraction", "version": "1.0.0",
+                 "x-limits": [asdict(limit) for limit in limits(settings)]},
         "paths": {
-            "/invocations": {"post": _invocation("invoke")},
+            "/invocations": {"post": _invocation("invoke", settings)},
             "/endpoints/{endpoint_name}/invocations": {"post": {
-                **_invocation("invokeEndpoint"),
+                **_invocation("invokeEndpoint", settings),
                 "parameters": [{"name": "endpoint_name", "in": "path", "required": True, "schema": {"type": "string"}},
                                *_HEADERS]}},
             "/ping": {"get": {"operationId": "ping", "responses": {"200": {"description": "ready"},

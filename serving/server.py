@@ -19,6 +19,7 @@ import uvicorn
 from runtime.manifest import load_manifest
 from serving.app import ServerState, create_app
 from serving.config import ServerSettings
+from serving.connections import GuardedH11Protocol
 from serving.logs import configure_logging
 from serving.service import HoldService
 
@@ -55,9 +56,12 @@ def serve(settings: ServerSettings) -> int:
         threading.Thread(target=load, name="model-loader", daemon=True).start()
 
     app = create_app(settings, state, on_startup=start_loading)
+    # No uvicorn limit_concurrency: its plain-text 503 hit /ping too. Connections are capped and
+    # timed out by GuardedH11Protocol, invocations by the app's admission limit and deadlines.
+    protocol = GuardedH11Protocol.configured(settings.header_timeout_s, settings.max_connections)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=int(settings.graceful_timeout_s), lifespan="on",
-                            limit_concurrency=max(64, settings.worker_threads * 8), server_header=False)
+                            http=protocol, server_header=False)
     server = _DrainingServer(config, state)
     # uvicorn re-raises SIGTERM after its graceful drain, under the handler found at start:
     # by then every request has finished, so that handler only lets serve() return its code.

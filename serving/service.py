@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runtime.errors import BadRequest
 from runtime.holds import ExtractRequest, HoldExtractor
+from runtime.outputs import check_output_size
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
 from serving.responses import PNG, Prediction, encode_prediction, negotiate
@@ -72,15 +73,23 @@ class HoldService:
         return cls(extractor, sessions)
 
     def predict(self, invocation: Invocation) -> Prediction:
-        """predict_fn: resolve the session, extract holds, open/close sessions."""
+        """predict_fn: resolve the session, extract holds, open/close sessions.
+
+        The image comes from the request (``image_base64``/the body, or ``image_id``); only a
+        request with neither uses the session's image. A request that names an image and a
+        session gets a warning when they differ (the session stays bound to its own image).
+        """
         parsed = invocation.parsed
         header = invocation.session_header
+        warnings = parsed.warnings
+        if header == NEW_SESSION and parsed.close_session:
+            raise BadRequest("close_session cannot be combined with X-Amzn-SageMaker-Session-Id: NEW_SESSION")
         session = self.sessions.get(header) if header and header != NEW_SESSION else None
         if parsed.close_session and not parsed.clicks and parsed.box_xyxy is None:
             if session is None:
                 raise BadRequest("close_session needs the X-Amzn-SageMaker-Session-Id of an open session")
             self.sessions.close(session.session_id)
-            return Prediction(None, parsed.outputs, parsed.default_accept, parsed.warnings,
+            return Prediction(None, parsed.outputs, parsed.default_accept, warnings,
                               {CLOSED_SESSION_HEADER: session.session_id}, session.session_id)
         image_id = parsed.image_id
         if parsed.image_bytes is None and image_id is None:
@@ -88,8 +97,14 @@ class HoldService:
                 raise BadRequest("the request has no image: send the image, an image_id, or a session id")
             image_id = session.image_id
         need_pixels = parsed.outputs.result_format != "none" and invocation.response_type != PNG
+        outputs = parsed.outputs
         result = self.extractor.extract(ExtractRequest(
-            parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, parsed.options, need_pixels))
+            parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, parsed.options, need_pixels,
+            output_check=(lambda size_hw: check_output_size(size_hw, outputs)) if need_pixels else None))
+        if session is not None and result.image_id != session.image_id:
+            note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
+                    "the session stays bound to its own image")
+            warnings += (note,)
         headers = {CUSTOM_ATTRIBUTES_HEADER: f"image_id={result.image_id}&empty={str(result.empty).lower()}"}
         closed = None
         if header == NEW_SESSION:
@@ -97,7 +112,7 @@ class HoldService:
         elif session is not None and parsed.close_session:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
-        return Prediction(result, parsed.outputs, parsed.default_accept, parsed.warnings, headers, closed)
+        return Prediction(result, parsed.outputs, parsed.default_accept, warnings, headers, closed)
 
 
 def encode(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:

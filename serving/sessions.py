@@ -24,7 +24,7 @@ from runtime.errors import BadRequest, CapacityExhausted
 from serving.errors import SessionExpired, UnknownSession
 
 NEW_SESSION = "NEW_SESSION"
-SESSION_ID_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+SESSION_ID_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", re.ASCII)
 MAX_SESSION_ID_CHARS = 256
 
 
@@ -46,7 +46,7 @@ def check_session_header(value: str) -> str:
     """Validate a client's session header: ``NEW_SESSION`` or an id of SageMaker's pattern."""
     if value == NEW_SESSION:
         return value
-    if len(value) > MAX_SESSION_ID_CHARS or not SESSION_ID_PATTERN.match(value):
+    if len(value) > MAX_SESSION_ID_CHARS or not SESSION_ID_PATTERN.fullmatch(value):
         raise BadRequest("X-Amzn-SageMaker-Session-Id must be NEW_SESSION or a session id from an earlier response")
     return value
 

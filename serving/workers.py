@@ -12,8 +12,9 @@ run than configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -86,3 +87,29 @@ class WorkerPool:
     def shutdown(self) -> None:
         """Wait for the work in progress; queued work that has not started is dropped."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Admission:
+    """Counts invocations from their first byte to their answer; refuses those over ``limit``.
+
+    Checked before the body is read, so stalled or slow uploads cannot pile up beyond the
+    limit (each holds at most the body limit in memory), while ``/ping`` never passes here.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("the admission limit must be positive")
+        self.limit = limit
+        self.admitted = 0
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one admission for the block (event-loop thread only: no lock needed)."""
+        if self.admitted >= self.limit:
+            raise Overloaded(f"{self.admitted} requests are already being received or worked on (the limit); "
+                             "retry shortly")
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1

@@ -13,11 +13,13 @@ from PIL import Image
 
 from runtime.errors import ServiceError
 from runtime.image_io import decode_image
+from runtime.jpeg_structure import count_jpeg_structure
 from serving.contract import parse_custom_attributes, parse_json, parse_raw_image, parse_zip
 
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
-JSON_LEAVES = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20)
+JSON_LEAVES = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.integers() | st.integers(10**300, 10**400)
+               | st.floats(allow_nan=False) | st.text(max_size=20))
 JSON_VALUES = st.recursive(JSON_LEAVES, lambda children: st.lists(children, max_size=5)
                            | st.dictionaries(st.text(max_size=10), children, max_size=5), max_leaves=25)
 CONTRACT_KEYS = st.sampled_from(["image_base64", "image_id", "points", "box", "mode", "multimask", "min_area",
@@ -104,3 +106,35 @@ def test_mutated_images_decode_or_are_refused(which: int, flips: list[tuple[int,
         assert image.mode == "RGB"
     except ServiceError:
         pass
+
+
+def _valid_zip(compression: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        archive.writestr("image.bin", VALID_IMAGES[0])
+        archive.writestr("points.json", json.dumps({"points": [{"x": 1, "y": 2}]}))
+    return buffer.getvalue()
+
+
+VALID_ZIPS = [_valid_zip(c) for c in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)]
+
+
+@FUZZ
+@given(st.sampled_from(range(len(VALID_ZIPS))), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                          min_size=1, max_size=8))
+def test_mutated_zips_answer_or_refuse(which: int, flips: list[tuple[int, int]]) -> None:
+    """Mutation fuzzing of real archives (how the corrupt-member and version-0xFF 500s were found)."""
+    data = bytearray(VALID_ZIPS[which])
+    for position, value in flips:
+        data[position % len(data)] = value
+    try:
+        parse_zip(bytes(data), 16, 1 << 20)
+    except ServiceError:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=2048), st.integers(0, 5))
+def test_jpeg_structure_walk_never_fails(tail: bytes, limit: int) -> None:
+    structure = count_jpeg_structure(b"\xff\xd8" + tail, stop_after_scans=limit)
+    assert 0 <= structure.scans <= limit + 1 and structure.segments >= 0
