@@ -10,8 +10,11 @@ before any pixel is decoded (decompression bombs).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,28 +30,66 @@ DEFAULT_MAX_PIXELS = 64_000_000
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: Pillow's format name and the upright (H, W) in pixels."""
+
+    format: str
+    size_hw: tuple[int, int]
+
+
+#: EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def probe_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Read only the header, with the same refusals as ``decode_image`` (no pixel is decoded).
+
+    Used before decoding on a device, so that the pixel limit and the bomb checks hold there too.
+    """
+    with _refusals():
+        image = _open_checked(data, max_pixels)
+        width, height = image.size
+        if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+            width, height = height, width
+        return ImageHeader(str(image.format), (height, width))
+
+
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Image file bytes -> upright RGB PIL image (mode ``RGB``, W x H as stored after EXIF).
 
     Raises ``InvalidImage`` for empty, unknown, truncated or corrupt data, and
     ``PayloadTooLarge`` for images with more than ``max_pixels`` pixels.
     """
+    with _refusals():
+        image = _open_checked(data, max_pixels)
+        image.load()
+        upright: Image.Image = ImageOps.exif_transpose(image) or image
+        return to_rgb(upright)
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse empty data, invalid sizes and more than ``max_pixels``."""
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
+    image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImage(f"the image has an invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+        )
+    return image
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Turn Pillow's failures into ``InvalidImage`` / ``PayloadTooLarge`` (bomb warnings are errors)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            width, height = image.size
-            if width <= 0 or height <= 0:
-                raise InvalidImage(f"the image has an invalid size {width}x{height}")
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
-                )
-            image.load()
-            upright: Image.Image = ImageOps.exif_transpose(image) or image
-            return to_rgb(upright)
+            yield
     except (InvalidImage, PayloadTooLarge):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -14,6 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from runtime.tensors import HostOrDevice
+
 
 def resized_size_hw(orig_size_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     """Size (h, w) after scaling the longest side to ``long_side`` (ResizeLongestSide rule)."""
@@ -26,12 +28,13 @@ def resized_size_hw(orig_size_hw: tuple[int, int], long_side: int) -> tuple[int,
 class PreparedImage:
     """Encoder input plus the geometry needed to map prompts and masks back.
 
-    ``tensor``: float32 1x3xSxS (S = image_size, 1024), normalized, zero-padded bottom/right.
+    ``tensor``: float32 1x3xSxS (S = image_size, 1024), normalized, zero-padded bottom/right;
+    a numpy array, or a device ``OrtValue`` when the pre-processing graph ran on a GPU.
     ``orig_size_hw``: (H, W) of the upright original image, pixels.
     ``input_size_hw``: (h, w) of the resized image inside the padded square, pixels.
     """
 
-    tensor: NDArray[np.float32]
+    tensor: HostOrDevice
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
 
