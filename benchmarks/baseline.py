@@ -22,6 +22,12 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _synchronize(predictor: Any) -> None:
+    """Wait for queued GPU work, so a stage's time is its own (a no-op on CPU)."""
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize(predictor.device)
+
+
 def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, float]]) -> dict[str, Any]:
     """One old-service request; returns stage timings in ms and the output sizes."""
     stages: dict[str, float] = {}
@@ -31,6 +37,7 @@ def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, floa
     start = time.perf_counter()
     with torch.no_grad():
         predictor.set_image(image)
+    _synchronize(predictor)
     stages["encoder_ms"] = _ms(start)
     start = time.perf_counter()
     union, _ = old_service_predict(predictor, clicks)
@@ -45,8 +52,11 @@ def baseline_request(predictor: Any, jpeg: bytes, clicks: list[tuple[float, floa
     return {"stages": stages, "bytes_out": len(result.getvalue()) + len(mask.getvalue())}
 
 
-def baseline_worker(connection: Any, model_type: str, seed: int, checkpoint: str | None) -> None:
+def baseline_worker(connection: Any, model_type: str, seed: int, checkpoint: str | None, device: str = "cpu") -> None:
     """Serve ``baseline_request`` in its own process, as the old service was one.
+
+    ``device``: ``cuda`` runs PyTorch on the GPU, as the old service did on g4dn, so that a GPU
+    benchmark compares like with like (``cpu`` on machines without one).
 
     Receives (jpeg, clicks) tuples and sends back results; ``None`` stops it. Keeping PyTorch
     out of the benchmark's process stops its threads and allocator from sharing with ONNX
@@ -57,7 +67,7 @@ def baseline_worker(connection: Any, model_type: str, seed: int, checkpoint: str
     from export.sam_models import build_random, load_checkpoint, predictor_for
 
     sam = load_checkpoint(model_type, Path(checkpoint)) if checkpoint else build_random(model_type, seed)
-    predictor = predictor_for(model_type, sam)
+    predictor = predictor_for(model_type, sam.to(device))
     connection.send("ready")
     while (message := connection.recv()) is not None:
         jpeg, clicks = message

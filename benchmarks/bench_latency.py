@@ -48,7 +48,7 @@ from runtime.outputs import OutputOptions
 from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOptions
 from runtime.settings import RuntimeSettings
 from serving.local_endpoint import start_local_endpoint
-from serving.responses import JSON, Prediction, encode_prediction
+from serving.responses import JSON, LEGACY_TIMING_NAMES, Prediction, encode_prediction
 from synthetic.wall_photo import wall_photo
 
 #: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
@@ -76,13 +76,14 @@ def _timed(call: Any) -> float:
 class BaselineProcess:
     """The old service's algorithm in its own process (see ``baseline_worker``)."""
 
-    def __init__(self, model_type: str, seed: int, checkpoint: Path | None) -> None:
+    def __init__(self, model_type: str, seed: int, checkpoint: Path | None, device: str = "cpu") -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
+        self.device = device
         self.connection, child = context.Pipe()
         self.process = context.Process(target=baseline_worker, daemon=True,
-                                       args=(child, model_type, seed, str(checkpoint) if checkpoint else None))
+                                       args=(child, model_type, seed, str(checkpoint) if checkpoint else None, device))
         self.process.start()
         if self.connection.recv() != "ready":
             raise RuntimeError("the baseline process did not start")
@@ -117,7 +118,8 @@ def prepare_model(args: argparse.Namespace, out: Path) -> tuple[Any, Path, str]:
     label = f"checkpoint {args.checkpoint.name}" if args.checkpoint else f"random weights, seed {args.seed}"
     model_dir = REPO / "models" / f"bench-{args.model_type}-{loaded.weights.get('seed', 'ckpt')}"
     manifest = model_dir / "manifest.json"
-    if not manifest.is_file() or json.loads(manifest.read_text())["weights"] != loaded.weights:
+    recorded = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    if recorded.get("weights") != loaded.weights or "postprocess" not in recorded.get("models", {}):
         export_model(loaded, args.model_type, model_dir, skip_parity=True)
     return loaded.sam, model_dir, label
 
@@ -155,6 +157,15 @@ def provider_plan(requested: list[str], model_dir: Path) -> tuple[dict[str, Runt
     return run, skipped
 
 
+def baseline_device(labels: list[str]) -> str:
+    """``cuda`` when a GPU provider is measured and PyTorch sees a GPU (like with like), else ``cpu``."""
+    if not any(label.startswith(("cuda", "tensorrt")) for label in labels):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: OutputOptions) -> dict[str, Any]:
     """One request through the runtime plus the server's own response encoding (JSON)."""
     start = time.perf_counter()
@@ -167,9 +178,10 @@ def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: Out
 class HttpBench:
     """A real server process on 127.0.0.1 and timed HTTP requests against it."""
 
-    def __init__(self, model_dir: Path, log: Path) -> None:
+    def __init__(self, model_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.endpoint = start_local_endpoint(model_dir, log, {"SAM_PROVIDERS": "cpu", "SAM_LOG_FORMAT": "json",
-                                                              "SAM_CPU_SPINNING": "false"}, deadline_s=600)
+                                                              "SAM_CPU_SPINNING": "false", **(env or {})},
+                                             deadline_s=600)
         self.url = self.endpoint.url
         self.log = log
         self.client = httpx.Client(base_url=self.url, timeout=120)
@@ -180,7 +192,7 @@ class HttpBench:
         total = (time.perf_counter() - start) * 1000.0
         response.raise_for_status()
         data = response.json()
-        stages = dict(data.get("timings_ms", {}))
+        stages = {k: v for k, v in data.get("timings_ms", {}).items() if k not in LEGACY_TIMING_NAMES}
         stages["encode_and_http_ms"] = max(0.0, total - sum(stages.values()))
         return {"total_ms": total, "stages": stages, "image_id": data.get("image_id"),
                 "request_id": response.headers.get("x-request-id")}
@@ -201,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for extractor in extractors.values():
         extractor.engine.warm_up()
     del sam  # the baseline runs in its own process
-    baseline = BaselineProcess(args.model_type, args.seed, args.checkpoint)
+    baseline = BaselineProcess(args.model_type, args.seed, args.checkpoint, baseline_device(list(extractors)))
     samples: list[dict[str, Any]] = []
     steps = len(photos) * (1 + len(extractors) * 5 + 4 + 2) + 2
     progress = tqdm(total=steps, desc="benchmark", unit="step", file=sys.stderr)
@@ -225,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for repeat, (size, photo) in enumerate(photos):
             current_size["label"] = f" @{size[0]}x{size[1]}" if len(sizes) > 1 else ""
             clicks = [Click(x, y) for x, y in photo.clicks(20)]
-            record("baseline PyTorch, 5 clicks, PNG", "torch-cpu",
+            record("baseline PyTorch, 5 clicks, PNG", f"torch-{baseline.device}",
                    baseline.request(photo.jpeg, [(c.x, c.y) for c in clicks[:COLD_CLICKS]]))
             for label, extractor in extractors.items():
                 extractor.cache = EmbeddingCache(2 << 30)
@@ -332,8 +344,9 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
     ours = engines.get(main, {})
     ours_encoder, warm, cold = ours.get("encoder_ms"), ours.get("warm_ms"), ours.get("cold_ms")
     decoder_1, decoder_20 = ours.get("decoder_1_ms"), ours.get("decoder_20_ms")
-    torch_encoder = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}", "encoder_ms")
-    baseline = median(f"torch-cpu/baseline PyTorch, 5 clicks, PNG{at}")
+    torch_label = next((s["provider"] for s in samples if s["provider"].startswith("torch-")), "torch-cpu")
+    torch_encoder = median(f"{torch_label}/baseline PyTorch, 5 clicks, PNG{at}", "encoder_ms")
+    baseline = median(f"{torch_label}/baseline PyTorch, 5 clicks, PNG{at}")
     ratios = {
         "encoder_vs_pytorch": ours_encoder / torch_encoder if ours_encoder and torch_encoder else None,
         "encoder_vs_floor": ours_encoder / floor_ms if ours_encoder else None,
@@ -356,8 +369,28 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
                   "sizes": [f"{w}x{h}" for w, h in args.image_sizes]}, "repeats": args.repeats,
         "sgemm_gflops": gflops, "encoder_tflop": tflop, "encoder_floor_ms": floor_ms,
         "providers": providers, "main_provider": main, "skipped_providers": skipped, "engines": engines,
+        "stages_vs_floor": stages_vs_floor(summary, providers, torch_label, at),
         "summary": summary, "ratios": ratios, "targets": evaluate_targets(ratios, args.model_type), "overhead": overhead, "samples": samples,
     }
+
+
+#: Per-stage floors measured on a lent NVIDIA H100 (issue 13; platform-facts.md), milliseconds, for a
+#: 3024x4032 JPEG: nvJPEG decode, antialiased GPU resize, torch.compile bf16 vit_b encoder, five
+#: masks upsampled/thresholded/OR-ed/bit-packed/copied, packbits+zlib 1-bit PNG. None: no floor measured.
+GPU_FLOOR_MS = {"image_decode_ms": 6.6, "preprocess_ms": 0.26, "encoder_ms": 8.7, "decoder_ms": None,
+                "postprocess_ms": 1.0, "output_encode_ms": 5.5}
+
+
+def stages_vs_floor(summary: dict[str, Any], providers: list[str], torch_label: str, at: str) -> list[dict[str, Any]]:
+    """With a GPU provider: one row per stage of a new photo with 5 clicks, ours and the PyTorch
+    baseline (on CUDA) beside the measured H100 floor. Empty without a GPU provider."""
+    gpu = next((p for p in providers if p.startswith(("tensorrt", "cuda"))), None)
+    if gpu is None:
+        return []
+    ours = summary.get(f"{gpu}/ours cold, 5 clicks, PNG{at}", {}).get("stages_ms", {})
+    old = summary.get(f"{torch_label}/baseline PyTorch, 5 clicks, PNG{at}", {}).get("stages_ms", {})
+    return [{"stage": stage, "provider": gpu, "ours_ms": ours.get(stage), "baseline_ms": old.get(stage),
+             "baseline": torch_label, "floor_ms": floor} for stage, floor in GPU_FLOOR_MS.items()]
 
 
 def _version(package: str) -> str:

@@ -89,6 +89,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             cells = [_ms(row["encoder_ms"]), "n/a" if row["encoder_vs_floor"] is None else f"{row['encoder_vs_floor']:.2f}",
                      _ms(row["decoder_1_ms"]), _ms(row["decoder_20_ms"]), _ms(row["cold_ms"]), _ms(row["warm_ms"])]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if report.get("stages_vs_floor"):
+        rows = report["stages_vs_floor"]
+        lines += ["", (f"## Stages on the GPU beside the floor (new photo, 5 clicks; ours on {rows[0]['provider']}, "
+                       f"baseline {rows[0]['baseline']}; floor measured on an H100)"), "",
+                  "| stage | ours | old service | floor |", "| --- | ---: | ---: | ---: |"]
+        for row in rows:
+            lines.append(f"| {row['stage']} | {_ms(row['ours_ms'])} | {_ms(row['baseline_ms'])} | {_ms(row['floor_ms'])} |")
     lines += ["", "## Ratios and targets", "", "| target | limit | measured | met |", "| --- | ---: | ---: | :---: |"]
     for row in report["targets"]:
         measured = "n/a" if row["measured"] is None else f"{row['measured']:.3g}"

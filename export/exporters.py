@@ -61,7 +61,9 @@ def trace_encoder(sam: Sam, opset: int) -> onnx.ModelProto:
     """The image encoder: image float32 1x3xSxS -> image_embeddings float32 1x256x64x64."""
     size = sam.image_encoder.img_size
     dummy = torch.randn(1, 3, size, size)
-    return _trace(EncoderWrapper(sam), (dummy,), opset, (ENCODER_INPUT,), (ENCODER_OUTPUT,), {})
+    graph = _trace(EncoderWrapper(sam), (dummy,), opset, (ENCODER_INPUT,), (ENCODER_OUTPUT,), {})
+    _annotate_outputs(graph, {ENCODER_OUTPUT: (1, sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)})
+    return graph
 
 
 def trace_decoder(sam: Sam, opset: int) -> onnx.ModelProto:

@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from cachetools import LRUCache
 
 from runtime.errors import CapacityExhausted, UnknownImageId
+from runtime.tensors import EmbeddingValue
 
 #: Length of an image id: hex digits of the SHA-256 of the uploaded image file (128 bits).
 IMAGE_ID_HEX_CHARS = 32
@@ -39,7 +39,7 @@ class CachedImage:
     """
 
     image_id: str
-    embedding: Any
+    embedding: EmbeddingValue
     embedding_bytes: int
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]

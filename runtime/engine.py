@@ -1,17 +1,28 @@
-"""The SAM engine: an encoder runner and a decoder runner behind two calls.
+"""The SAM engine: four runners behind small protocols, one request path for CPU and GPU.
 
-``SamEngine.from_model_dir`` validates the manifest, picks providers, the CPU engine per
-graph (ONNX Runtime or OpenVINO, see ``runtime.cpu_engines``) and precision, opens the
-graphs and checks what really runs; ``SamEngine(...)`` only stores what it is given.
-Encoder runs are serialized (one at a time per device, so concurrent new images do not
-thrash); decoder runs may proceed concurrently. On a GPU the embedding stays on the
-device as an ``OrtValue`` and is bound to the decoder without a host copy.
+- images (``runtime.images.ImagePreprocessor``): upload -> decoded image -> encoder input;
+- encoder (``EncoderRunner``): encoder input -> image embedding;
+- decoder (``DecoderRunner``): embedding + B prompts -> low-res logits and scores;
+- renderer (``runtime.render.MaskRenderer``): logits -> full-size masks, union, areas, boxes.
+
+On a GPU provider every runner is ONNX Runtime on the device: the encoder input, the
+embedding and the logits stay there as ``OrtValue``s (IO binding), and the request's one
+device-to-host copy is the renderer's bit-packed masks. On CPU the faster implementation per
+graph and per stage runs (``runtime.cpu_engines``, ``runtime.prepost``).
+
+``SamEngine.from_model_dir`` validates the manifest, picks providers, engines and
+implementations, opens the graphs and checks what really runs; ``SamEngine(...)`` only
+stores what it is given. Shapes are read from the manifest, and ``decode`` checks its feeds
+at the boundary (as ``SamPredictor`` does) instead of failing inside ONNX Runtime. Encoder
+runs are serialized (one at a time per device); the other runners may run concurrently.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,41 +34,48 @@ from PIL import Image
 
 from runtime import openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
-from runtime.errors import ModelLoadError
+from runtime.errors import InvalidPoints, ModelLoadError
+from runtime.gpu_jpeg import GpuJpegDecoder
+from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
+from runtime.image_io import ImageLimits
+from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
 from runtime.manifest import Manifest, load_manifest
+from runtime.prepost import choose_prepost
 from runtime.preprocess import PreparedImage, Preprocessor
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, resolve_providers
+from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
 from runtime.settings import RuntimeSettings
+from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_SHAPE = (1, 256, 64, 64)
-LOW_RES = 256
+#: SAM's point labels: -1 padding, 0 background, 1 foreground, 2/3 box corners.
+POINT_LABELS = (-1.0, 0.0, 1.0, 2.0, 3.0)
 
 
 class EncoderRunner(Protocol):
-    """Runs the image encoder: float32 1x3x1024x1024 -> embedding 1x256x64x64."""
+    """Runs the image encoder: float32 1x3xSxS (host or device) -> embedding 1x256x64x64."""
 
     engine: str
     provider: ProviderName
 
-    def encode(self, tensor: NDArray[np.float32]) -> Any: ...
+    def encode(self, tensor: HostOrDevice) -> EmbeddingValue: ...
 
 
 class DecoderRunner(Protocol):
-    """Runs the prompt decoder: an embedding and B prompt feeds -> logits Bx4x256x256, scores Bx4."""
+    """Runs the prompt decoder: an embedding and B prompt feeds -> logits BxTxLxL, scores float32 BxT (host)."""
 
     engine: str
     provider: ProviderName
 
-    def decode(self, embedding: Any, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def decode(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> tuple[LogitsValue, NDArray[Any]]: ...
 
 
 @dataclass(frozen=True)
 class Embedding:
-    """An encoded image. ``value``: float32 1x256x64x64 numpy array, or a device ``OrtValue``."""
+    """An encoded image. ``value``: float32 1x256x64x64, numpy on CPU or a device ``OrtValue``."""
 
-    value: Any
+    value: EmbeddingValue
     nbytes: int
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
@@ -65,9 +83,9 @@ class Embedding:
 
 @dataclass(frozen=True)
 class Decoded:
-    """Decoder output for B prompts: low-res logits float32 Bx4x256x256, scores float32 Bx4."""
+    """Decoder output for B prompts: low-res logits float32 BxTxLxL (host or device), scores float32 BxT (host)."""
 
-    low_res_masks: NDArray[np.float32]
+    low_res_masks: LogitsValue
     iou_predictions: NDArray[np.float32]
 
 
@@ -82,39 +100,75 @@ def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...
 
 
 class SamEngine:
-    """Thread-safe encoder/decoder pair (see module docstring)."""
+    """Thread-safe runners of one exported model (see module docstring).
 
-    def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner) -> None:
+    ``max_prompts`` / ``max_points``: limits of the decoder engine (TensorRT's optimization
+    profile); a request beyond them is refused with a 400 naming the limit.
+    """
+
+    def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner,
+                 images: ImagePreprocessor | None = None, renderer: MaskRenderer | None = None,
+                 max_prompts: int | None = None, max_points: int | None = None) -> None:
         self.manifest = manifest
         self.encoder = encoder
         self.decoder = decoder
-        self._encoder_lock = threading.Lock()
         self.preprocessor = Preprocessor(manifest.image_size, manifest.pixel_mean, manifest.pixel_std)
+        self.images: ImagePreprocessor = images or PillowPreprocessor(self.preprocessor)
+        self.renderer: MaskRenderer = renderer or NumpyMaskRenderer(manifest.image_size, manifest.mask_threshold)
+        self.embedding_shape = manifest.embedding_shape
+        self.low_res_size = manifest.low_res_size
+        self.num_mask_tokens = manifest.num_mask_tokens
+        self.max_prompts = max_prompts
+        self.max_points = max_points
+        self._encoder_lock = threading.Lock()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
-        """Validate ``model_dir`` and open both graphs with the configured providers and engines."""
+        """Validate ``model_dir`` and open every graph with the configured providers and engines."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
         providers = resolve_providers(settings.providers, ort.get_available_providers())
-        if providers[0] in GPU_PROVIDERS:
+        on_gpu = providers[0] in GPU_PROVIDERS
+        if on_gpu:
             ort_runner.preload_gpu_libraries()
         engines = choose_engines(settings, providers)
+        try:
+            prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        if on_gpu and not manifest.has_prepost_graphs:
+            log.warning("%s has no preprocess/postprocess graphs (an older export): pre- and post-processing run "
+                        "on the CPU; export again to keep requests on the GPU", model_dir)
+        device_id = settings.providers.cuda.device_id
         encoder: EncoderRunner
-        decoder: DecoderRunner
         if engines["encoder"] == "openvino":
             encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings))
         else:
             session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
-            encoder = ort_runner.OrtEncoder(session, active, settings.providers.cuda.device_id)
+            encoder = ort_runner.OrtEncoder(session, active, device_id)
+        images: ImagePreprocessor | None = None
+        if prepost["preprocess"] == "graph":
+            session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
+            jpeg = GpuJpegDecoder.create(device_id) if active in GPU_PROVIDERS else None
+            images = OrtPreprocessor(session, active, manifest.image_size, device_id, jpeg)
+        renderer: MaskRenderer | None = None
+        if prepost["postprocess"] == "graph":
+            renderer = OrtMaskRenderer(*ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings),
+                                       device_id=device_id)
+        decoder: DecoderRunner
         if engines["decoder"] == "openvino":
             decoder = openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(model_dir, manifest, "decoder", settings))
         else:
-            decoder = ort_runner.OrtDecoder(*ort_runner.open_session(model_dir, manifest, "decoder", providers, settings))
-        log.info("model %s from %s: encoder on %s/%s, decoder on %s/%s (%s)", manifest.model_type, model_dir,
-                 encoder.engine, encoder.provider, decoder.engine, decoder.provider,
+            session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings)
+            logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS
+            decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device)
+        trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
+        engine = cls(manifest, encoder, decoder, images, renderer,
+                     max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None)
+        log.info("model %s from %s: %s (%s)", manifest.model_type, model_dir,
+                 ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()),
                  manifest.weights.get("origin", "unknown weights"))
-        return cls(manifest, encoder, decoder)
+        return engine
 
     @property
     def provider(self) -> ProviderName:
@@ -123,50 +177,117 @@ class SamEngine:
 
     @property
     def engines(self) -> dict[str, str]:
-        """The engine running each graph, e.g. {"encoder": "openvino", "decoder": "onnxruntime"}."""
-        return {"encoder": self.encoder.engine, "decoder": self.decoder.engine}
+        """What runs each stage, e.g. {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
+        "postprocess": "numpy"} (``provider`` says which device ONNX Runtime uses)."""
+        return {"encoder": self.encoder.engine, "decoder": self.decoder.engine,
+                "preprocess": self.images.engine, "postprocess": self.renderer.engine}
 
     @property
     def on_gpu(self) -> bool:
         return self.provider in GPU_PROVIDERS
 
-    def prepare(self, image: Image.Image) -> PreparedImage:
-        """RGB image -> encoder input (SamPredictor's resize, normalize, pad)."""
-        return self.preprocessor.prepare(image)
+    def load_image(self, data: bytes, limits: ImageLimits) -> LoadedImage:
+        """Decode an uploaded image file (on the device for JPEGs when the GPU path has nvJPEG)."""
+        return self.images.load(data, limits)
+
+    def prepare(self, image: LoadedImage | Image.Image) -> PreparedImage:
+        """Upright RGB image -> encoder input (SamPredictor's resize, normalize, pad)."""
+        if isinstance(image, Image.Image):
+            image = LoadedImage.from_pil(image)
+        return self.images.prepare(image)
 
     def encode(self, prepared: PreparedImage) -> Embedding:
         """Run the encoder (one at a time) on a prepared image."""
+        size = self.manifest.image_size
+        if shape_of(prepared.tensor) != (1, 3, size, size):
+            raise ValueError(f"encoder input must be float32 1x3x{size}x{size}, got {shape_of(prepared.tensor)}")
         with self._encoder_lock:
             value = self.encoder.encode(prepared.tensor)
-        nbytes = int(np.prod(EMBEDDING_SHAPE)) * 4
+        if shape_of(value) != self.embedding_shape:
+            raise ValueError(f"the encoder returned {shape_of(value)}, the manifest says {self.embedding_shape}")
+        nbytes = int(np.prod(self.embedding_shape)) * 4
         return Embedding(value, nbytes, prepared.orig_size_hw, prepared.input_size_hw)
 
-    def decode(self, embedding: Any, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
+    def decode(self, embedding: EmbeddingValue, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
                mask_input: NDArray[np.float32] | None = None, has_mask_input: NDArray[np.float32] | None = None) -> Decoded:
         """Decode B prompts in one run.
 
         ``embedding``: the ``Embedding.value`` of the image. ``point_coords``: float32 BxNx2
         (x, y) in the resized frame; ``point_labels``: float32 BxN; ``mask_input``: float32
-        Bx1x256x256 or None; ``has_mask_input``: float32 B or None.
+        Bx1xLxL or None; ``has_mask_input``: float32 B or None. Shapes are checked here
+        (``ValueError`` naming the tensor); prompts beyond the decoder engine's limits raise
+        ``InvalidPoints`` (a 400).
         """
-        batch = point_coords.shape[0]
+        feeds = self._feeds(embedding, point_coords, point_labels, mask_input, has_mask_input)
+        low_res, scores = self.decoder.decode(embedding, feeds)
+        batch = feeds["point_coords"].shape[0]
+        expected = (batch, self.num_mask_tokens, self.low_res_size, self.low_res_size)
+        if shape_of(low_res) != expected:
+            raise ValueError(f"the decoder returned logits {shape_of(low_res)}, expected {expected}")
+        return Decoded(low_res if isinstance(low_res, ort.OrtValue) else np.asarray(low_res, np.float32),
+                       np.asarray(scores, np.float32))
+
+    def _feeds(self, embedding: EmbeddingValue, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
+               mask_input: NDArray[np.float32] | None, has_mask_input: NDArray[np.float32] | None
+               ) -> dict[str, NDArray[np.float32]]:
+        if shape_of(embedding) != self.embedding_shape:
+            raise ValueError(f"image_embeddings must be {self.embedding_shape}, got {shape_of(embedding)}")
+        coords = np.asarray(point_coords)
+        labels = np.asarray(point_labels)
+        if coords.ndim != 3 or coords.shape[2] != 2 or coords.shape[0] < 1 or coords.shape[1] < 1:
+            raise ValueError(f"point_coords must be BxNx2 with B, N >= 1, got {coords.shape}")
+        batch, points = coords.shape[:2]
+        if labels.shape != (batch, points):
+            raise ValueError(f"point_labels must be {batch}x{points} to match point_coords, got {labels.shape}")
+        if not np.all(np.isfinite(coords)):
+            raise InvalidPoints("point coordinates must be finite")
+        if not np.all(np.isin(labels, POINT_LABELS)):
+            raise ValueError(f"point_labels must be among {POINT_LABELS}, got {sorted(set(labels.ravel().tolist()))}")
+        if self.max_prompts is not None and batch > self.max_prompts:
+            raise InvalidPoints(f"{batch} prompts in one request is more than this decoder's limit of {self.max_prompts} "
+                                "(SAM_TRT_MAX_PROMPTS)")
+        if self.max_points is not None and points > self.max_points:
+            raise InvalidPoints(f"{points} points per prompt (clicks, not-hold points and box corners) is more than this "
+                                f"decoder's limit of {self.max_points} (SAM_TRT_MAX_POINTS)")
+        low = self.low_res_size
         if mask_input is None:
-            mask_input = np.zeros((batch, 1, LOW_RES, LOW_RES), np.float32)
+            mask_input = np.zeros((batch, 1, low, low), np.float32)
             has_mask_input = np.zeros(batch, np.float32)
         elif has_mask_input is None:
             has_mask_input = np.ones(batch, np.float32)
-        feeds = {
-            "point_coords": np.ascontiguousarray(point_coords, np.float32),
-            "point_labels": np.ascontiguousarray(point_labels, np.float32),
+        if np.shape(mask_input) != (batch, 1, low, low):
+            raise ValueError(f"mask_input must be {batch}x1x{low}x{low}, got {np.shape(mask_input)}")
+        if np.shape(has_mask_input) != (batch,):
+            raise ValueError(f"has_mask_input must have {batch} values, got shape {np.shape(has_mask_input)}")
+        return {
+            "point_coords": np.ascontiguousarray(coords, np.float32),
+            "point_labels": np.ascontiguousarray(labels, np.float32),
             "mask_input": np.ascontiguousarray(mask_input, np.float32),
             "has_mask_input": np.ascontiguousarray(has_mask_input, np.float32),
         }
-        low_res, scores = self.decoder.decode(embedding, feeds)
-        return Decoded(np.asarray(low_res, np.float32), np.asarray(scores, np.float32))
+
+    def mask_indices(self, tokens: Sequence[int]) -> NDArray[np.int64]:
+        """The renderer's index of prompt i's mask token ``tokens[i]``: i * T + token (T = num_mask_tokens)."""
+        chosen = np.asarray(tokens, dtype=np.int64)
+        if np.any(chosen < 0) or np.any(chosen >= self.num_mask_tokens):
+            raise ValueError(f"mask tokens must lie in 0..{self.num_mask_tokens - 1}, got {chosen.tolist()}")
+        return np.arange(chosen.size, dtype=np.int64) * self.num_mask_tokens + chosen
+
+    def render(self, decoded: Decoded, tokens: Sequence[int], input_size_hw: tuple[int, int],
+               out_size_hw: tuple[int, int], min_area: int = 0, keep_masks: bool = False) -> RenderedMasks:
+        """Full-size masks of prompt i's token ``tokens[i]`` (see ``runtime.render.MaskRenderer``)."""
+        if len(tokens) != shape_of(decoded.low_res_masks)[0]:
+            raise ValueError(f"{len(tokens)} tokens for {shape_of(decoded.low_res_masks)[0]} prompts")
+        return self.renderer.render(decoded.low_res_masks, self.mask_indices(tokens), input_size_hw, out_size_hw,
+                                    min_area, keep_masks)
 
     def warm_up(self) -> None:
-        """One encoder and one decoder run, so the first request pays no lazy initialization."""
+        """One run of every runner, so the first request pays no lazy initialization."""
         blank = Image.new("RGB", (64, 48))
-        embedding = self.encode(self.prepare(blank))
-        self.decode(embedding.value, np.array([[[10.0, 10.0], [0.0, 0.0]]], np.float32),
-                    np.array([[1.0, -1.0]], np.float32))
+        buffer = io.BytesIO()
+        blank.save(buffer, format="JPEG")
+        image = self.load_image(buffer.getvalue(), ImageLimits(max_pixels=64 * 48))
+        embedding = self.encode(self.prepare(image))
+        decoded = self.decode(embedding.value, np.array([[[10.0, 10.0], [0.0, 0.0]]], np.float32),
+                              np.array([[1.0, -1.0]], np.float32))
+        self.render(decoded, [0], embedding.input_size_hw, embedding.orig_size_hw)

@@ -20,11 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import postprocess
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageLimits, decode_image, probe_image
+from runtime.images import LoadedImage
+from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 
@@ -68,32 +69,45 @@ class ExtractRequest:
 
 @dataclass(frozen=True)
 class PromptResult:
-    """One decoded prompt: its score, chosen mask token, area (output pixels) and filter verdict."""
+    """One decoded prompt: its score, chosen mask token, area (output pixels), filter verdict, and
+    its mask's bounding box (x0, y0, x1, y1) in output pixels (x1/y1 one past the last; None if empty)."""
 
     click_indices: tuple[int, ...]
     score: float
     token: int
     area: int
     kept: bool
+    box_xyxy: BoxXYXY | None = None
 
 
 @dataclass
 class HoldResult:
-    """The answer. ``mask``: bool (H', W') at ``out_size_hw``; ``rgb``: the photo at that size."""
+    """The answer. ``union``: the hold mask at ``out_size_hw``; ``masks``: each prompt's mask (when
+    asked for); ``rgb``: the photo at that size (when pixels are needed)."""
 
     image_id: str
     cache_hit: bool
     orig_size_hw: tuple[int, int]
     out_size_hw: tuple[int, int]
-    mask: NDArray[np.bool_]
+    union: BitMask
     prompts: list[PromptResult]
     rgb: Image.Image | None
-    prompt_masks: list[NDArray[np.bool_]] | None
+    masks: list[BitMask] | None
     timings_ms: dict[str, float]
 
     @property
+    def mask(self) -> NDArray[np.bool_]:
+        """The hold mask, bool (H', W')."""
+        return self.union.dense()
+
+    @property
+    def prompt_masks(self) -> list[NDArray[np.bool_]] | None:
+        """Each prompt's mask, bool (H', W'), or None when not asked for."""
+        return None if self.masks is None else [mask.dense() for mask in self.masks]
+
+    @property
     def empty(self) -> bool:
-        return not bool(self.mask.any())
+        return not self.union.any()
 
 
 def output_size_hw(orig_size_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
@@ -137,7 +151,9 @@ def check_bounds(clicks: tuple[Click, ...], box: tuple[float, float, float, floa
 
 def build_prompts(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None,
                   mode: PromptMode) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, ...]]]:
-    """Prompts as SamPredictor builds them: (coords BxNx2 original px, labels BxN, click groups)."""
+    """Prompts as SamPredictor builds them: (coords float32 BxNx2 (x, y) original pixels, labels float32
+    BxN, the click indices of each prompt). Clicks with a box get its corners (labels 2, 3);
+    without a box a padding point (0, 0) with label -1, as ``SamPredictor`` adds."""
     negatives = [i for i, c in enumerate(clicks) if c.label == 0]
     if mode == "single":
         groups = [tuple(range(len(clicks)))]
@@ -155,7 +171,7 @@ def build_prompts(clicks: tuple[Click, ...], box: tuple[float, float, float, flo
             lab.append(-1.0)
         coords.append(pts)
         labels.append(lab)
-    return np.asarray(coords, np.float64), np.asarray(labels, np.float32), groups
+    return np.asarray(coords, np.float32), np.asarray(labels, np.float32), groups
 
 
 class HoldExtractor:
@@ -175,14 +191,14 @@ class HoldExtractor:
         cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
 
-    def embed(self, image_bytes: bytes) -> tuple[CachedImage, bool, Image.Image | None, dict[str, float]]:
+    def embed(self, image_bytes: bytes) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
         """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings)."""
         timings: dict[str, float] = {}
-        decoded: list[Image.Image] = []
+        decoded: list[LoadedImage] = []
 
         def compute() -> CachedImage:
             start = time.perf_counter()
-            image = decode_image(image_bytes, limits=self.image_limits)
+            image = self.engine.load_image(image_bytes, self.image_limits)
             decoded.append(image)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
@@ -203,7 +219,7 @@ class HoldExtractor:
             raise BadRequest("send either an image or an image_id, not both and not neither")
         check_clicks(request.clicks, request.box_xyxy, self.max_clicks)
         timings: dict[str, float] = {}
-        image: Image.Image | None = None
+        image: LoadedImage | None = None
         options = request.options
         if request.image_bytes is not None:
             size_hw = probe_image(request.image_bytes, self.image_limits).upright_size_hw
@@ -222,22 +238,23 @@ class HoldExtractor:
         timings["decoder_ms"] = _ms(start)
 
         start = time.perf_counter()
-        plan = postprocess.plan_masks(decoded.low_res_masks.shape[-1], self.engine.manifest.image_size,
-                                      entry.input_size_hw, out_size)
-        prompts, masks = self._select_masks(decoded.low_res_masks, decoded.iou_predictions, groups, plan, options)
-        union = postprocess.render_union([m for m, p in zip(masks, prompts) if p.kept], plan)
-        per_prompt = [postprocess.render(m, plan) for m in masks] if options.per_click_masks else None
+        scores = decoded.iou_predictions
+        tokens = [1 + int(np.argmax(scores[i, 1:])) if options.multimask else 0 for i in range(len(groups))]
+        rendered = self.engine.render(decoded, tokens, entry.input_size_hw, out_size, options.min_area,
+                                      options.per_click_masks)
+        prompts = [PromptResult(group, float(scores[i, tokens[i]]), tokens[i], int(rendered.areas[i]),
+                                bool(rendered.kept[i]), rendered.boxes_xyxy[i]) for i, group in enumerate(groups)]
         timings["postprocess_ms"] = _ms(start)
 
+        rgb: Image.Image | None = None
         if request.need_pixels:
             start = time.perf_counter()
-            if image is None:
-                image = decode_image(entry.image_bytes, limits=self.image_limits)
-            if (image.height, image.width) != out_size:
-                image = image.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
+            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
+            if (rgb.height, rgb.width) != out_size:
+                rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
-        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts,
-                          image if request.need_pixels else None, per_prompt, timings)
+        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, rendered.union, prompts, rgb,
+                          rendered.masks, timings)
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:
@@ -245,19 +262,6 @@ class HoldExtractor:
         check_bounds(request.clicks, request.box_xyxy, size_hw)
         if request.output_check is not None:
             request.output_check(output_size_hw(size_hw, request.options.max_output_side))
-
-    def _select_masks(self, low_res: NDArray[np.float32], scores: NDArray[np.float32], groups: list[tuple[int, ...]],
-                      plan: postprocess.MaskPlan, options: ExtractOptions) -> tuple[list[PromptResult], list[postprocess.CellMask]]:
-        threshold = self.engine.manifest.mask_threshold
-        results, masks = [], []
-        for index, group in enumerate(groups):
-            token = 1 + int(np.argmax(scores[index, 1:])) if options.multimask else 0
-            mask = postprocess.cell_mask(low_res[index, token], plan, threshold)
-            area = mask.area(plan)
-            kept = options.min_area <= 0 or area >= options.min_area
-            results.append(PromptResult(group, float(scores[index, token]), token, area, kept))
-            masks.append(mask)
-        return results, masks
 
 
 def _ms(start: float) -> float:

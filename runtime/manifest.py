@@ -33,6 +33,21 @@ DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_inpu
 #: output, tokens 1..3 = multimask outputs); iou_predictions float32 Bx4.
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
 
+#: Pre-processing graph (``export/prepost_graphs.py``): image_hwc uint8 HxWx3 (upright RGB),
+#: input_size_hw int64 [2] (resized h, w) -> image float32 1x3xSxS (the encoder's input).
+PREPROCESS_INPUTS = ("image_hwc", "input_size_hw")
+PREPROCESS_OUTPUTS = (ENCODER_INPUT,)
+#: Post-processing graph: low_res_masks float32 PxTxLxL, mask_indices int64 [M] (prompt * T +
+#: token), input_size_hw int64 [2], output_size_hw int64 [2], min_area int64 [] -> union_packed
+#: uint8 H'xceil(W'/8), masks_packed uint8 MxH'xceil(W'/8), areas int64 [M], boxes_xyxy int64
+#: Mx4, kept bool [M].
+POSTPROCESS_INPUTS = ("low_res_masks", "mask_indices", "input_size_hw", "output_size_hw", "min_area")
+POSTPROCESS_OUTPUTS = ("union_packed", "masks_packed", "areas", "boxes_xyxy", "kept")
+
+MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16", "preprocess", "postprocess")
+#: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize).
+PREPOST_ROLES = ("preprocess", "postprocess")
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -138,6 +153,21 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"manifest is malformed: {type(exc).__name__}: {exc}") from exc
 
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        """The image embedding's shape, e.g. (1, 256, 64, 64), from the decoder's recorded signature."""
+        return _static_shape(self.models["decoder"].inputs[0])
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of the decoder's low-res masks (256), from its ``mask_input`` signature."""
+        return int(_static_shape(self.models["decoder"].inputs[3], skip=1)[-1])
+
+    @property
+    def has_prepost_graphs(self) -> bool:
+        """Whether the export holds the pre- and post-processing graphs (exports before them do not)."""
+        return all(role in self.models for role in PREPOST_ROLES)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
@@ -193,6 +223,18 @@ def load_manifest(model_dir: Path, verify_checksums: bool = True) -> Manifest:
         _check_model_file(model_dir, model, verify_checksums)
     _check_signature(manifest.models["encoder"], (ENCODER_INPUT,), (ENCODER_OUTPUT,))
     _check_signature(manifest.models["decoder"], DECODER_INPUTS, DECODER_OUTPUTS)
+    if "preprocess" in manifest.models:
+        _check_signature(manifest.models["preprocess"], PREPROCESS_INPUTS, PREPROCESS_OUTPUTS)
+    if "postprocess" in manifest.models:
+        _check_signature(manifest.models["postprocess"], POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS)
+    low_res = manifest.models["decoder"].outputs[0].shape
+    if len(low_res) != 4 or low_res[1] != manifest.num_mask_tokens:
+        raise ModelLoadError(f"decoder low_res_masks shape {list(low_res)} does not have the manifest's "
+                             f"num_mask_tokens={manifest.num_mask_tokens} masks per prompt")
+    try:
+        _ = (manifest.embedding_shape, manifest.low_res_size)  # validated here, read by the engine
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
     if len(manifest.pixel_mean) != 3 or len(manifest.pixel_std) != 3:
         raise ModelLoadError("manifest pixel_mean and pixel_std must have 3 values each")
     return manifest
@@ -220,6 +262,14 @@ def _check_model_file(model_dir: Path, model: ModelFile, verify_checksums: bool)
             )
     if verify_checksums and sha256_of_file(path) != model.sha256:
         raise ModelLoadError(f"{model.role} model file {path} does not match the manifest's SHA-256")
+
+
+def _static_shape(spec: TensorSpec, skip: int = 0) -> tuple[int, ...]:
+    """The integer dims of ``spec`` after the first ``skip`` (dynamic) ones; ValueError if any is symbolic."""
+    dims = spec.shape[skip:]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        raise ValueError(f"{spec.name} has shape {list(spec.shape)}: expected fixed sizes after the first {skip}")
+    return tuple(int(d) for d in dims)
 
 
 def _check_signature(model: ModelFile, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:

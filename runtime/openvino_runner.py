@@ -21,6 +21,7 @@ from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
 from runtime.providers import ProviderName, Role
 from runtime.settings import RuntimeSettings
+from runtime.tensors import EmbeddingValue, HostOrDevice, to_host
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ class OpenVinoEncoder:
         self._compiled = compiled
         self._output = compiled.output(ENCODER_OUTPUT)
 
-    def encode(self, tensor: NDArray[np.float32]) -> NDArray[np.float32]:
+    def encode(self, tensor: HostOrDevice) -> NDArray[np.float32]:
         """float32 1x3x1024x1024 -> embedding float32 1x256x64x64 (a numpy copy)."""
         request = self._compiled.create_infer_request()
-        outputs = request.infer({ENCODER_INPUT: tensor})
+        outputs = request.infer({ENCODER_INPUT: to_host(tensor)})
         return np.array(outputs[self._output], np.float32, copy=True)
 
 
@@ -91,8 +92,8 @@ class OpenVinoDecoder:
         self._low_res = compiled.output("low_res_masks")
         self._scores = compiled.output("iou_predictions")
 
-    def decode(self, embedding: Any, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
+    def decode(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
         """Embedding float32 1x256x64x64 and prompt feeds -> (low-res logits Bx4x256x256, scores Bx4)."""
         request = self._compiled.create_infer_request()
-        outputs = request.infer({"image_embeddings": np.asarray(embedding, np.float32), **feeds})
+        outputs = request.infer({"image_embeddings": np.asarray(to_host(embedding), np.float32), **feeds})
         return np.array(outputs[self._low_res], copy=True), np.array(outputs[self._scores], copy=True)

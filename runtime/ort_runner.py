@@ -17,9 +17,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from runtime.errors import ModelLoadError
-from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
+from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, PREPOST_ROLES, Manifest
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, check_active, provider_arguments
 from runtime.settings import RuntimeSettings
+from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,16 @@ def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, se
 
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
                  settings: RuntimeSettings) -> tuple[ort.InferenceSession, ProviderName]:
-    """One ONNX Runtime session for ``role`` and the provider it really runs on."""
-    path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
+    """One ONNX Runtime session for ``role`` and the provider it really runs on.
+
+    The pre/post-processing graphs never go to TensorRT (it rejects antialiased ``Resize``
+    and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
+    """
+    if role in PREPOST_ROLES:
+        providers = tuple(name for name in providers if name != "tensorrt") or ("cpu",)
+        path = Path(model_dir) / manifest.models[role].file
+    else:
+        path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
     try:
         session = ort.InferenceSession(str(path), session_options(settings, role),
                                        providers=provider_arguments(settings.providers, providers, role))
@@ -91,37 +100,53 @@ class OrtEncoder:
         self.provider = provider
         self.device_id = device_id
 
-    def encode(self, tensor: NDArray[np.float32]) -> Any:
-        """float32 1x3x1024x1024 -> embedding 1x256x64x64 (numpy, or a CUDA ``OrtValue``)."""
+    def encode(self, tensor: HostOrDevice) -> EmbeddingValue:
+        """float32 1x3x1024x1024 (numpy or a device ``OrtValue``) -> embedding 1x256x64x64
+        (numpy on CPU, a CUDA ``OrtValue`` on a GPU provider)."""
         if self.provider in GPU_PROVIDERS:
             binding = self._session.io_binding()
-            binding.bind_cpu_input(ENCODER_INPUT, tensor)
+            if isinstance(tensor, ort.OrtValue):
+                binding.bind_ortvalue_input(ENCODER_INPUT, tensor)
+            else:
+                binding.bind_cpu_input(ENCODER_INPUT, tensor)
             binding.bind_output(ENCODER_OUTPUT, "cuda", self.device_id)
             self._session.run_with_iobinding(binding)
             return binding.get_outputs()[0]
+        if isinstance(tensor, ort.OrtValue):
+            tensor = tensor.numpy()
         return self._session.run([ENCODER_OUTPUT], {ENCODER_INPUT: tensor})[0]
 
 
 class OrtDecoder:
-    """The prompt decoder on an ONNX Runtime session."""
+    """The prompt decoder on an ONNX Runtime session.
+
+    ``logits_on_device``: with a device embedding, leave the low-res logits on the device (an
+    ``OrtValue`` for the post-processing graph); only the Bx4 scores come to the host.
+    """
 
     engine = ENGINE_NAME
 
-    def __init__(self, session: ort.InferenceSession, provider: ProviderName) -> None:
+    def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0,
+                 logits_on_device: bool = False) -> None:
         self._session = session
         self.provider = provider
+        self.device_id = device_id
+        self.logits_on_device = logits_on_device
 
-    def decode(self, embedding: Any, feeds: dict[str, NDArray[np.float32]]) -> tuple[NDArray[Any], NDArray[Any]]:
+    def decode(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> tuple[LogitsValue, NDArray[Any]]:
         """Embedding (numpy or ``OrtValue``) and prompt feeds -> (low-res logits Bx4x256x256, scores Bx4)."""
         if isinstance(embedding, ort.OrtValue):
             binding = self._session.io_binding()
             binding.bind_ortvalue_input("image_embeddings", embedding)
             for name, value in feeds.items():
                 binding.bind_cpu_input(name, value)
-            binding.bind_output("low_res_masks", "cpu")
+            if self.logits_on_device:
+                binding.bind_output("low_res_masks", "cuda", self.device_id)
+            else:
+                binding.bind_output("low_res_masks", "cpu")
             binding.bind_output("iou_predictions", "cpu")
             self._session.run_with_iobinding(binding)
-            low_res, scores = binding.copy_outputs_to_cpu()
-        else:
-            low_res, scores = self._session.run(None, {"image_embeddings": embedding, **feeds})
+            low_res, scores = binding.get_outputs()
+            return (low_res if self.logits_on_device else low_res.numpy()), scores.numpy()
+        low_res, scores = self._session.run(None, {"image_embeddings": embedding, **feeds})
         return low_res, scores

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime.errors import OutputTooLarge
+from runtime.masks import BitMask
 
 BACKGROUND_ALPHA = 25  # int(255 * 0.1)
 HOLD_ALPHA = 255
@@ -30,7 +31,10 @@ WEBP_MAX_SIDE = 16383
 WEBP_MAX_PIXELS = 14_000_000
 
 ResultFormat = Literal["png", "webp", "none"]
-MaskFormat = Literal["png", "png1", "none"]
+#: ``rle``: COCO compressed RLE in the JSON answer (``runtime.rle``), not an image file.
+MaskFormat = Literal["png", "png1", "rle", "none"]
+#: Mask formats that are image files (PNG bytes).
+IMAGE_MASK_FORMATS = ("png", "png1")
 
 
 @dataclass(frozen=True)
@@ -95,13 +99,19 @@ def encode_result(rgba: Image.Image, options: OutputOptions) -> bytes:
     return buffer.getvalue()
 
 
-def encode_mask(mask: NDArray[np.bool_], fmt: MaskFormat, png_level: int = 1) -> bytes:
-    """Encode a bool (H, W) mask as 8-bit grayscale PNG (0/255) or 1-bit PNG."""
+def encode_mask(mask: NDArray[np.bool_] | BitMask, fmt: MaskFormat, png_level: int = 1) -> bytes:
+    """Encode a bool (H, W) mask as 8-bit grayscale PNG (0/255) or 1-bit PNG.
+
+    A 1-bit PNG is written straight from a ``BitMask``'s packed rows (no unpacking).
+    """
     buffer = io.BytesIO()
     if fmt == "png":
-        Image.fromarray(mask.astype(np.uint8) * np.uint8(255), mode="L").save(buffer, format="PNG", compress_level=png_level)
+        dense = mask.dense() if isinstance(mask, BitMask) else mask
+        Image.fromarray(dense.astype(np.uint8) * np.uint8(255), mode="L").save(buffer, format="PNG", compress_level=png_level)
     elif fmt == "png1":
-        Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buffer, format="PNG", compress_level=png_level)
+        bits = mask if isinstance(mask, BitMask) else BitMask.from_dense(np.asarray(mask, dtype=bool))
+        height, width = bits.size_hw
+        Image.frombytes("1", (width, height), bits.packed().tobytes()).save(buffer, format="PNG", compress_level=png_level)
     else:
-        raise ValueError("mask_format 'none' has no encoding")
+        raise ValueError(f"mask_format {fmt!r} is not an image encoding")
     return buffer.getvalue()

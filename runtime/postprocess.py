@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from runtime.masks import box_xyxy
+
 POSITIVE = np.uint8(1)
 NEGATIVE = np.uint8(0)
 MIXED = np.uint8(2)
@@ -228,6 +230,25 @@ class CellMask:
         positive = (self.states == POSITIVE).astype(np.int64)
         whole = int(plan.rows.run_len @ positive @ plan.cols.run_len)
         return whole + int(np.count_nonzero(self.inside))
+
+    def box_xyxy(self, plan: MaskPlan) -> tuple[int, int, int, int] | None:
+        """Bounding box at output resolution (see ``runtime.masks.box_xyxy``), without rendering."""
+        if self.dense is not None:
+            return box_xyxy(self.dense)
+        assert self.states is not None
+        positive = self.states == POSITIVE
+        row_cells = np.flatnonzero(positive.any(axis=1))
+        col_cells = np.flatnonzero(positive.any(axis=0))
+        rows, cols = plan.rows, plan.cols
+        y = [self.rows] if self.rows.size else []
+        x = [self.cols] if self.cols.size else []
+        if row_cells.size:
+            y += [rows.run_start[row_cells[[0]]], rows.run_start[row_cells[[-1]]] + rows.run_len[row_cells[[-1]]] - 1]
+            x += [cols.run_start[col_cells[[0]]], cols.run_start[col_cells[[-1]]] + cols.run_len[col_cells[[-1]]] - 1]
+        if not y:
+            return None
+        ys, xs = np.concatenate(y), np.concatenate(x)
+        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def cell_mask(logits: NDArray[np.float32], plan: MaskPlan, threshold: float = 0.0) -> CellMask:

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime.errors import InvalidImage
+from runtime.tensors import HostOrDevice
 
 
 def resized_size_hw(orig_size_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -41,12 +42,13 @@ def check_resizable(orig_size_hw: tuple[int, int], long_side: int) -> None:
 class PreparedImage:
     """Encoder input plus the geometry needed to map prompts and masks back.
 
-    ``tensor``: float32 1x3xSxS (S = image_size, 1024), normalized, zero-padded bottom/right.
+    ``tensor``: float32 1x3xSxS (S = image_size, 1024), normalized, zero-padded bottom/right;
+    a numpy array, or a device ``OrtValue`` when the pre-processing graph ran on a GPU.
     ``orig_size_hw``: (H, W) of the upright original image, pixels.
     ``input_size_hw``: (h, w) of the resized image inside the padded square, pixels.
     """
 
-    tensor: NDArray[np.float32]
+    tensor: HostOrDevice
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
 

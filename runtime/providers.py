@@ -17,7 +17,8 @@ from runtime.errors import ProviderUnavailable
 log = logging.getLogger(__name__)
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
-Role = Literal["encoder", "decoder"]
+#: A graph of the export: the model (encoder, decoder) or the pre/post-processing around it.
+Role = Literal["encoder", "decoder", "preprocess", "postprocess"]
 
 ORT_NAMES: dict[ProviderName, str] = {
     "tensorrt": "TensorrtExecutionProvider",

@@ -13,6 +13,7 @@ from typing import Literal, cast
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
+from runtime.prepost import PrePostSetting, parse_prepost
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
 
 Precision = Literal["auto", "fp32", "fp16"]
@@ -43,6 +44,7 @@ class RuntimeSettings:
     providers: ProviderConfig = field(default_factory=ProviderConfig)
     precision: Precision = "auto"
     cpu_engine: CpuEngineSetting = "auto"
+    cpu_prepost: PrePostSetting = "auto"
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -99,6 +101,7 @@ class RuntimeSettings:
             providers=providers,
             precision=read_env(environ, "SAM_PRECISION", _precision, "auto"),
             cpu_engine=read_env(environ, "SAM_CPU_ENGINE", parse_cpu_engine, "auto"),
+            cpu_prepost=read_env(environ, "SAM_CPU_PREPOST", parse_prepost, "auto"),
             openvino=OpenVinoOptions(
                 precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, "f32"),
                 cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, None),

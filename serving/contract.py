@@ -5,7 +5,7 @@ JSON (``application/json``), the old contract plus compatible extensions::
     {"image_base64": "...", "points": [{"x": 10, "y": 20, "label": 1}],
      "image_id": "...", "box": [x0, y0, x1, y1], "mode": "per_click" | "single",
      "multimask": false, "min_area": 0, "close_session": false,
-     "outputs": {"result_format": "png" | "webp" | "none", "mask_format": "png" | "png1" | "none",
+     "outputs": {"result_format": "png" | "webp" | "none", "mask_format": "png" | "png1" | "rle" | "none",
                  "max_side": 2048, "per_click_masks": false, "png_level": 1}}
 
 Zip (``application/zip``): ``image.bin`` (the image file) and ``points.json`` (the JSON
@@ -58,6 +58,8 @@ _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
 #: Numbers in custom attributes: ASCII digits only (Python's float() also takes "1_0" and Arabic-Indic digits).
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+#: ``rle``: COCO compressed RLE in the JSON answer (and in the zip's metadata.json).
+MASK_FORMATS = ("png", "png1", "rle", "none")
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 
 
@@ -263,8 +265,8 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
     mask_format = outputs_doc.get("mask_format", "png")
     if result_format not in ("png", "webp", "none"):
         raise BadRequest(f"outputs.result_format must be png, webp or none, not {result_format!r}")
-    if mask_format not in ("png", "png1", "none"):
-        raise BadRequest(f"outputs.mask_format must be png, png1 or none, not {mask_format!r}")
+    if mask_format not in MASK_FORMATS:
+        raise BadRequest(f"outputs.mask_format must be one of {', '.join(MASK_FORMATS)}, not {mask_format!r}")
     png_level = _integer(outputs_doc.get("png_level", 1), "outputs.png_level", minimum=0)
     if png_level > 9:
         raise BadRequest("outputs.png_level must be within 0..9")

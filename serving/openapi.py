@@ -14,7 +14,7 @@ from runtime import errors as runtime_errors
 from runtime.errors import ServiceError
 from serving import errors as serving_errors
 from serving.config import ServerSettings
-from serving.contract import MAX_CUSTOM_ATTRIBUTES_CHARS
+from serving.contract import MASK_FORMATS, MAX_CUSTOM_ATTRIBUTES_CHARS
 from serving.errors import http_status
 from serving.limits import limits
 from serving.sessions import MAX_SESSION_ID_CHARS
@@ -33,7 +33,8 @@ _OUTPUTS = {
     "type": "object",
     "properties": {
         "result_format": {"type": "string", "enum": ["png", "webp", "none"], "default": "png"},
-        "mask_format": {"type": "string", "enum": ["png", "png1", "none"], "default": "png"},
+        "mask_format": {"type": "string", "enum": list(MASK_FORMATS), "default": "png",
+                        "description": "png (8-bit), png1 (1-bit), rle (COCO compressed RLE in mask_rle), none"},
         "max_side": {"type": "integer", "minimum": 1, "description": "scale outputs so the longest side fits"},
         "per_click_masks": {"type": "boolean", "default": False},
         "png_level": {"type": "integer", "minimum": 0, "maximum": 9, "default": 1},
@@ -58,8 +59,20 @@ _CLICK_RESULT = {
     "type": "object",
     "properties": {
         "points": {"type": "array", "items": {"type": "integer"}},
-        "score": _NUMBER, "mask_token": {"type": "integer"}, "area": {"type": "integer"}, "kept": {"type": "boolean"},
+        "score": _NUMBER, "mask_token": {"type": "integer"}, "area": {"type": "integer", "description": "output pixels"},
+        "kept": {"type": "boolean"},
+        "bbox_xyxy": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4, "nullable": True,
+                      "description": "the mask's bounding box [x0, y0, x1, y1] in output pixels, x1/y1 one past the "
+                                     "last column/row; null when the mask is empty"},
     },
+}
+_RLE = {
+    "type": "object",
+    "required": ["size", "counts"],
+    "description": "COCO compressed RLE (column-major), readable by pycocotools.mask.decode",
+    "properties": {"size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2,
+                            "description": "[height, width]"},
+                   "counts": {"type": "string"}},
 }
 RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -76,6 +89,8 @@ RESPONSE_SCHEMA: dict[str, Any] = {
         "timings_ms": {"type": "object", "additionalProperties": _NUMBER},
         "warnings": {"type": "array", "items": {"type": "string"}},
         "per_click_masks_base64": {"type": "array", "items": {"type": "string"}},
+        "mask_rle": {**_RLE, "nullable": True, "description": "the mask as COCO RLE (mask_format rle)"},
+        "per_click_masks_rle": {"type": "array", "items": _RLE, "description": "per_click_masks with mask_format rle"},
     },
 }
 ERROR_SCHEMA: dict[str, Any] = {
@@ -89,7 +104,7 @@ _HEADERS = [
                 "pattern": "^(NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*)$"}},
     {"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header", "required": False,
      "schema": {"type": "string", "maxLength": MAX_CUSTOM_ATTRIBUTES_CHARS},
-     "description": "for raw image bodies: points=x,y;x,y&labels=1,0&box=x0,y0,x1,y1&result_format=webp ..."},
+     "description": "for raw image bodies: points=x,y;x,y&labels=1,0&box=x0,y0,x1,y1&result_format=webp&mask_format=rle ..."},
 ]
 
 

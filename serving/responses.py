@@ -1,7 +1,10 @@
 """Response encoding per media type, and ``Accept`` negotiation. Pure functions.
 
-- ``application/json``: ``{"result_image_base64", "mask_image_base64", "image_id", ...}``
-- ``application/zip``: ``result_image.bin`` + ``mask_image.bin`` (+ ``metadata.json``)
+- ``application/json``: ``{"result_image_base64", "mask_image_base64", "image_id", ...}``; with
+  ``mask_format: rle`` the mask is ``mask_rle`` (COCO compressed RLE), per-click masks
+  ``per_click_masks_rle``
+- ``application/zip``: ``result_image.bin`` + ``mask_image.bin`` (+ ``metadata.json``, which
+  carries ``mask_rle`` / ``per_click_masks_rle`` with ``mask_format: rle``)
 - ``image/png``: the mask alone (8-bit, or 1-bit with ``mask_format: png1``)
 """
 
@@ -17,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.holds import HoldResult
-from runtime.outputs import MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.outputs import IMAGE_MASK_FORMATS, MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.rle import encode_rle
 from serving.errors import NotAcceptable
 
 JSON = "application/json"
@@ -85,11 +89,14 @@ def encode_prediction(prediction: Prediction, media: str) -> tuple[bytes, str]:
 
 @dataclass(frozen=True)
 class EncodedImages:
-    """The encoded outputs of one answer: cut-out, mask and per-click masks (None when not asked)."""
+    """The encoded outputs of one answer: cut-out, mask and per-click masks (None when not asked);
+    with ``mask_format: rle`` the masks as COCO RLE dictionaries instead of PNGs."""
 
     result: bytes | None
     mask: bytes | None
     per_click_masks: list[bytes] | None
+    mask_rle: dict[str, Any] | None = None
+    per_click_rle: list[dict[str, Any]] | None = None
 
 
 def _images(prediction: Prediction, media: str) -> EncodedImages:
@@ -97,23 +104,32 @@ def _images(prediction: Prediction, media: str) -> EncodedImages:
     assert result is not None
     if media == PNG:
         fmt: MaskFormat = "png1" if outputs.mask_format == "png1" else "png"
-        return EncodedImages(None, encode_mask(result.mask, fmt, outputs.png_level), None)
+        return EncodedImages(None, encode_mask(result.union, fmt, outputs.png_level), None)
     image = None
     if outputs.result_format != "none":
         if result.rgb is None:
             raise ValueError("the result image was requested but no pixels were kept")
         image = encode_result(cutout_rgba(result.rgb, result.mask), outputs)
-    mask = encode_mask(result.mask, outputs.mask_format, outputs.png_level) if outputs.mask_format != "none" else None
-    per_click = None
-    if media == JSON and result.prompt_masks is not None:
-        per_click = [encode_mask(m, "png1", outputs.png_level) for m in result.prompt_masks]
-    return EncodedImages(image, mask, per_click)
+    fmt = outputs.mask_format
+    mask = encode_mask(result.union, fmt, outputs.png_level) if fmt in IMAGE_MASK_FORMATS else None
+    mask_rle = encode_rle(result.mask) if fmt == "rle" else None
+    per_click = per_click_rle = None
+    if result.masks is not None and fmt == "rle":
+        per_click_rle = [encode_rle(m.dense()) for m in result.masks]
+    elif result.masks is not None and media == JSON:
+        per_click = [encode_mask(m, "png1", outputs.png_level) for m in result.masks]
+    return EncodedImages(image, mask, per_click, mask_rle, per_click_rle)
 
 
-def metadata(prediction: Prediction) -> dict[str, Any]:
-    """Everything but the images: ids, sizes, per-click results, timings, warnings."""
+def metadata(prediction: Prediction, images: EncodedImages | None = None) -> dict[str, Any]:
+    """Everything but the image files: ids, sizes, per-click results, timings, warnings, RLE masks."""
     result = prediction.result
     assert result is not None
+    rle: dict[str, Any] = {}
+    if images is not None and images.mask_rle is not None:
+        rle["mask_rle"] = images.mask_rle
+    if images is not None and images.per_click_rle is not None:
+        rle["per_click_masks_rle"] = images.per_click_rle
     return {
         "image_id": result.image_id,
         "cache_hit": result.cache_hit,
@@ -124,11 +140,12 @@ def metadata(prediction: Prediction) -> dict[str, Any]:
         "original_height": result.orig_size_hw[0],
         "clicks": [
             {"points": list(p.click_indices), "score": round(p.score, 6), "mask_token": p.token,
-             "area": p.area, "kept": p.kept}
+             "area": p.area, "kept": p.kept, "bbox_xyxy": None if p.box_xyxy is None else list(p.box_xyxy)}
             for p in result.prompts
         ],
         "timings_ms": _timings_with_legacy_names(result.timings_ms),
         "warnings": list(prediction.warnings),
+        **rle,
     }
 
 
@@ -136,7 +153,7 @@ def _encode_json(prediction: Prediction, images: EncodedImages) -> bytes:
     body: dict[str, Any] = {
         "result_image_base64": _b64(images.result),
         "mask_image_base64": _b64(images.mask),
-        **metadata(prediction),
+        **metadata(prediction, images),
     }
     if images.per_click_masks is not None:
         body["per_click_masks_base64"] = [_b64(m) for m in images.per_click_masks]
@@ -150,7 +167,7 @@ def _encode_zip(prediction: Prediction, images: EncodedImages) -> bytes:
             archive.writestr("result_image.bin", images.result)
         if images.mask is not None:
             archive.writestr("mask_image.bin", images.mask)
-        archive.writestr("metadata.json", json.dumps(metadata(prediction)))
+        archive.writestr("metadata.json", json.dumps(metadata(prediction, images)))
     return buffer.getvalue()
 
 

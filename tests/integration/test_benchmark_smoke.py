@@ -30,3 +30,26 @@ def test_quick_benchmark_writes_report_json_markdown_and_chart(tmp_path: Path) -
     assert "cuda-fp32" in report["skipped_providers"] or "cuda-fp32" in report["providers"]
     assert "| target | limit | measured | met |" in (tmp_path / "RESULTS.md").read_text()
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prepost_benchmark_compares_every_implementation(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_prepost.py"), "--quick", "--repeats", "1",
+                             "--model-dir", str(tiny_model_dir), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "prepost.json").read_text())
+    assert set(report["summary"]["preprocess"]) >= {"Pillow/numpy", "graph (cpu EP)"}
+    assert set(report["summary"]["postprocess, 5 masks"]) >= {"today: direct numpy calls", "numpy renderer (CPU default)",
+                                                               "graph (cpu EP)"}
+    assert min(report["worst_union_iou_vs_today"].values()) >= 0.999
+    assert (tmp_path / "PREPOST.md").read_text().startswith("# Pre- and post-processing")
+
+
+def test_gpu_targets_script_runs_on_cpu(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_targets.py"), "--providers", "cpu", "--quick",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "targets.json").read_text())
+    assert [row["target"] for row in report["targets"]][-1] == "parity_min_iou"
+    assert report["targets"][-1]["met"] and len(report["per_click_iou"]) == 5
+    assert all(value > 0 for value in report["p50_ms"].values())

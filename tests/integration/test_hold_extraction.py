@@ -16,15 +16,22 @@ from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.masks import box_xyxy as mask_box
 from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode, old_service_masks
 
 
-@pytest.fixture(scope="module", params=["onnxruntime", "openvino", "auto"], ids=lambda p: f"cpu_engine={p}")
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino", "auto", "onnxruntime+graphs"],
+                ids=lambda p: f"cpu_engine={p}")
 def engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> SamEngine:
-    """Every parity test runs on each CPU engine: ONNX Runtime, OpenVINO, and auto's mix."""
+    """Every parity test runs on each CPU engine: ONNX Runtime, OpenVINO, auto's mix, and ONNX Runtime
+    with the exported pre/post-processing graphs on the CPU EP (the graphs a GPU runs)."""
+    if request.param == "onnxruntime+graphs":
+        engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine="onnxruntime", cpu_prepost="graph"))
+        assert engine.engines["preprocess"] == engine.engines["postprocess"] == "onnxruntime"
+        return engine
     return SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine=request.param))
 
 
@@ -122,6 +129,8 @@ def test_min_area_filter_drops_small_masks_only(extractor: HoldExtractor) -> Non
     full = extractor.extract(ExtractRequest(clicks, image_bytes=data, options=ExtractOptions(per_click_masks=True)))
     areas = sorted(p.area for p in full.prompts)
     assert full.prompt_masks is not None and all(p.area == int(m.sum()) for p, m in zip(full.prompts, full.prompt_masks))
+    assert [p.box_xyxy for p in full.prompts] == [mask_box(m) for m in full.prompt_masks]
+    assert any(p.box_xyxy is not None for p in full.prompts)
     threshold = areas[2] if areas[2] > areas[1] else areas[2] + 1
     filtered = extractor.extract(ExtractRequest(clicks, image_bytes=data, options=ExtractOptions(min_area=threshold)))
     expected = np.zeros(size_hw, bool)

@@ -1,0 +1,210 @@
+"""Pre- and post-processing per stage, every implementation side by side in one run.
+
+    python benchmarks/bench_prepost.py --out benchmarks          # 12 MP wall photos, 5 repeats (a few minutes here)
+    python benchmarks/bench_prepost.py --quick --out out/prepost  # 1.5 MP, 2 repeats (CI's smoke run)
+
+Per repeat, on a new synthetic wall photo (interleaved, so every implementation sees the same
+machine state): JPEG decode (Pillow; nvImageCodec on a GPU), SamPredictor's resize/normalize/pad
+(Pillow/numpy against ``preprocess.onnx`` on the CPU EP and, with a GPU, the CUDA EP), and mask
+rendering of 1, 5 and 20 hold-shaped masks (today's direct numpy calls, the numpy renderer
+that serves on CPU, and ``postprocess.onnx`` on the CPU EP / CUDA EP), then output encoding
+of the union (1-bit PNG from packed rows, 8-bit PNG, COCO RLE). Each implementation's
+masks are compared with today's numpy answer in the same run. Writes prepost.json and
+PREPOST.md to --out. ``runtime.prepost.AUTO_CPU_PREPOST`` follows the CPU rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.bench_latency import _cpu_name, _version, hold_shaped_logits
+from runtime import postprocess
+from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
+from runtime.image_io import decode_image
+from runtime.images import LoadedImage, PillowPreprocessor
+from runtime.manifest import load_manifest
+from runtime.masks import mask_iou
+from runtime.outputs import encode_mask
+from runtime.preprocess import Preprocessor
+from runtime.render import NumpyMaskRenderer
+from runtime.rle import encode_rle
+from synthetic.wall_photo import wall_photo
+
+MASK_COUNTS = (1, 5, 20)
+
+
+def _session(path: Path, provider: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def _timed(call: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = call(*args)
+    return (time.perf_counter() - start) * 1000.0, value
+
+
+def _today_numpy(logits: list[np.ndarray], input_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """Post-processing as HoldExtractor called it before the renderer seam (direct numpy calls)."""
+    plan = postprocess.plan_masks(256, 1024, input_hw, out_hw)
+    return postprocess.render_union([postprocess.cell_mask(low, plan) for low in logits], plan)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    manifest = load_manifest(args.model_dir, verify_checksums=False)
+    size = manifest.image_size
+    providers = ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
+    pillow = PillowPreprocessor(Preprocessor(size, manifest.pixel_mean, manifest.pixel_std))
+    graphs = {p: (OrtPreprocessor(_session(args.model_dir / "preprocess.onnx", p), p, size),  # type: ignore[arg-type]
+                  OrtMaskRenderer(_session(args.model_dir / "postprocess.onnx", p), p))  # type: ignore[arg-type]
+              for p in providers}
+    renderer = NumpyMaskRenderer(size, manifest.mask_threshold)
+    jpeg_decoder = None
+    if "cuda" in providers:
+        from runtime.gpu_jpeg import GpuJpegDecoder
+
+        jpeg_decoder = GpuJpegDecoder.create(0)
+        graphs["cuda"][0].jpeg_decoder = jpeg_decoder
+    samples: list[dict[str, Any]] = []
+    worst_iou: dict[str, float] = {}
+
+    def record(stage: str, implementation: str, ms: float) -> None:
+        samples.append({"stage": stage, "implementation": implementation, "ms": ms})
+
+    width, height = args.size
+    for repeat in range(args.repeats + 1):  # repeat 0 warms every implementation up and is not recorded
+        photo = wall_photo(width, height, seed=300 + repeat)
+        keep = repeat > 0
+        ms, image = _timed(decode_image, photo.jpeg)
+        if keep:
+            record("image_decode", "Pillow", ms)
+        loaded = LoadedImage.from_pil(image)
+        if jpeg_decoder is not None:
+            ms, _ = _timed(graphs["cuda"][0].load, photo.jpeg, 10**9)
+            if keep:
+                record("image_decode", "nvImageCodec (cuda)", ms)
+        ms, prepared = _timed(pillow.prepare, loaded)
+        if keep:
+            record("preprocess", "Pillow/numpy", ms)
+        for provider, (pre, _) in graphs.items():
+            ms, _ = _timed(pre.prepare, loaded)
+            if keep:
+                record("preprocess", f"graph ({provider} EP)", ms)
+        out_hw = prepared.orig_size_hw
+        for count in MASK_COUNTS:
+            logits = hold_shaped_logits(photo, count, prepared.input_size_hw)
+            stacked = np.stack(logits)[:, None].repeat(4, axis=1)  # P x 4 x 256 x 256, token 0 used
+            indices = np.arange(count, dtype=np.int64) * 4
+            stage = f"postprocess, {count} mask{'s' if count > 1 else ''}"
+            ms, today = _timed(_today_numpy, logits, prepared.input_size_hw, out_hw)
+            if keep:
+                record(stage, "today: direct numpy calls", ms)
+            ms, rendered = _timed(renderer.render, stacked, indices, prepared.input_size_hw, out_hw, 0, False)
+            if keep:
+                record(stage, "numpy renderer (CPU default)", ms)
+            worst_iou["numpy renderer"] = min(worst_iou.get("numpy renderer", 1.0), mask_iou(rendered.union.dense(), today))
+            for provider, (_, graph) in graphs.items():
+                ms, rendered = _timed(graph.render, stacked, indices, prepared.input_size_hw, out_hw, 0, False)
+                if keep:
+                    record(stage, f"graph ({provider} EP)", ms)
+                key = f"graph ({provider} EP)"
+                worst_iou[key] = min(worst_iou.get(key, 1.0), mask_iou(rendered.union.dense(), today))
+            if count == 5 and keep:
+                union = rendered.union
+                for name, encode, value in (("1-bit PNG from packed rows", encode_mask, (union, "png1")),
+                                            ("8-bit PNG", encode_mask, (union, "png")),
+                                            ("COCO RLE", encode_rle, (union.dense(),))):
+                    ms, _ = _timed(encode, *value)
+                    record("output_encode (5-mask union)", name, ms)
+    return {
+        "command": "python benchmarks/bench_prepost.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "gpu": "CUDA EP present" if "cuda" in providers else "none"},
+        "versions": {name: _version(name) for name in ("onnxruntime", "numpy", "pillow", "pycocotools")},
+        "image": {"width": width, "height": height}, "repeats": args.repeats,
+        "summary": _summary(samples), "worst_union_iou_vs_today": worst_iou, "samples": samples,
+    }
+
+
+def _summary(samples: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    stages: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
+        stages.setdefault(sample["stage"], {}).setdefault(sample["implementation"], []).append(sample["ms"])
+    return {stage: {name: {"median": float(np.median(v)), "min": float(np.min(v)), "n": len(v)}
+                    for name, v in rows.items()} for stage, rows in stages.items()}
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    machine = report["machine"]
+    lines = ["# Pre- and post-processing, side by side", "",
+             f"Command: `{report['command']}`  ",
+             f"Machine: {machine['cpu']} ({machine['cores']} cores), GPU: {machine['gpu']}, {machine['platform']}  ",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
+             (f"Photo: {report['image']['width']}x{report['image']['height']} JPEG (synthetic wall), "
+              f"{report['repeats']} repeats after one warm-up, medians (milliseconds)"), "",
+             "| stage | implementation | median | min | x fastest |", "| --- | --- | ---: | ---: | ---: |"]
+    for stage, rows in report["summary"].items():
+        fastest = min(row["median"] for row in rows.values())
+        for name, row in sorted(rows.items(), key=lambda item: item[1]["median"]):
+            lines.append(f"| {stage} | {name} | {row['median']:.1f} | {row['min']:.1f} | {row['median'] / fastest:.2f} |")
+    lines += ["", "Worst union IoU against today's numpy answer in this run: " + ", ".join(
+        f"{k} {v:.6f}" for k, v in report["worst_union_iou_vs_today"].items()), ""]
+    path.write_text("\n".join(lines))
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = text.lower().split("x")
+    return int(width), int(height)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="an export with preprocess.onnx/postprocess.onnx (default: a tiny export made once)")
+    parser.add_argument("--size", type=_size, default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="1.5 MP photos, 2 repeats")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "prepost")
+    args = parser.parse_args(argv)
+    args.size = args.size or ((1008, 1344) if args.quick else (3024, 4032))
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    if args.model_dir is None:
+        args.model_dir = _tiny_export()
+    report = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "prepost.json").write_text(json.dumps(report, indent=2))
+    write_markdown(report, args.out / "PREPOST.md")
+    print((args.out / "PREPOST.md").read_text())
+    return 0
+
+
+def _tiny_export() -> Path:
+    """The graphs do not depend on the weights: a tiny export (seconds) provides them."""
+    from export.export_sam import LoadedModel, export_model
+    from export.sam_models import build_random
+
+    model_dir = REPO / "models" / "bench-prepost-tiny"
+    if not (model_dir / "manifest.json").is_file() or not load_manifest(model_dir, False).has_prepost_graphs:
+        export_model(LoadedModel(build_random("tiny", 0), {"origin": "random", "seed": 0}), "tiny", model_dir,
+                     skip_parity=True)
+    return model_dir
+
+
+if __name__ == "__main__":
+    sys.exit(main())
