@@ -45,7 +45,7 @@ from runtime.preprocess import PreparedImage, Preprocessor
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, resolve_providers
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
 from runtime.settings import RuntimeSettings
-from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of
+from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of, to_host
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,14 @@ class SamEngine:
 
     ``max_prompts`` / ``max_points``: limits of the decoder engine (TensorRT's optimization
     profile); a request beyond them is refused with a 400 naming the limit.
+    ``prompts_per_run``: on the host, the decoder runs at most this many prompts at a time
+    (its working memory grows with the prompts of a run: 64 prompts took 3.9 GB); None: all.
     """
 
     def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner,
                  images: ImagePreprocessor | None = None, renderer: MaskRenderer | None = None,
-                 max_prompts: int | None = None, max_points: int | None = None) -> None:
+                 max_prompts: int | None = None, max_points: int | None = None,
+                 prompts_per_run: int | None = None) -> None:
         self.manifest = manifest
         self.encoder = encoder
         self.decoder = decoder
@@ -120,6 +123,7 @@ class SamEngine:
         self.num_mask_tokens = manifest.num_mask_tokens
         self.max_prompts = max_prompts
         self.max_points = max_points
+        self.prompts_per_run = prompts_per_run
         self._encoder_lock = threading.Lock()
 
     @classmethod
@@ -161,10 +165,12 @@ class SamEngine:
         else:
             session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings)
             logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS
-            decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device)
+            decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device,
+                                            settings.providers.cpu.memory_arena)
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
         engine = cls(manifest, encoder, decoder, images, renderer,
-                     max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None)
+                     max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
+                     prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run)
         log.info("model %s from %s: %s (%s)", manifest.model_type, model_dir,
                  ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()),
                  manifest.weights.get("origin", "unknown weights"))
@@ -219,8 +225,19 @@ class SamEngine:
         ``InvalidPoints`` (a 400).
         """
         feeds = self._feeds(embedding, point_coords, point_labels, mask_input, has_mask_input)
-        low_res, scores = self.decoder.decode(embedding, feeds)
         batch = feeds["point_coords"].shape[0]
+        step = self.prompts_per_run
+        if step is None or batch <= step:
+            low_res, scores = self.decoder.decode(embedding, feeds)
+        else:  # host logits: run the prompts in slices, so working memory is that of one slice
+            low_res = np.empty((batch, self.num_mask_tokens, self.low_res_size, self.low_res_size), np.float32)
+            scores = np.empty((batch, self.num_mask_tokens), np.float32)
+            for start in range(0, batch, step):
+                part_logits, part_scores = self.decoder.decode(
+                    embedding, {name: value[start:start + step] for name, value in feeds.items()})
+                low_res[start:start + step] = to_host(part_logits)
+                scores[start:start + step] = part_scores
+                del part_logits
         expected = (batch, self.num_mask_tokens, self.low_res_size, self.low_res_size)
         if shape_of(low_res) != expected:
             raise ValueError(f"the decoder returned logits {shape_of(low_res)}, expected {expected}")

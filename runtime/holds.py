@@ -191,18 +191,25 @@ class HoldExtractor:
         cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
 
-    def embed(self, image_bytes: bytes) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
-        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings)."""
+    def embed(self, image_bytes: bytes, keep_image: bool = True
+              ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
+        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings).
+
+        ``keep_image``: return the decoded image (for the cut-out); otherwise it is freed as soon
+        as the encoder's input is made (a 64 MP photo holds 256 MB in Pillow).
+        """
         timings: dict[str, float] = {}
         decoded: list[LoadedImage] = []
 
         def compute() -> CachedImage:
             start = time.perf_counter()
             image = self.engine.load_image(image_bytes, self.image_limits)
-            decoded.append(image)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
+            if keep_image:
+                decoded.append(image)
+            del image
             timings["preprocess_ms"] = _ms(start)
             start = time.perf_counter()
             embedding = self.engine.encode(prepared)
@@ -225,7 +232,7 @@ class HoldExtractor:
             size_hw = probe_image(request.image_bytes, self.image_limits).upright_size_hw
             check_resizable(size_hw, self.engine.manifest.image_size)
             self._check_request(request, size_hw)
-            entry, hit, image, timings = self.embed(request.image_bytes)
+            entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels)
         else:
             entry, hit = self.cache.get(str(request.image_id)), True
             self._check_request(request, entry.orig_size_hw)

@@ -93,8 +93,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-            upright: Image.Image = ImageOps.exif_transpose(image) or image
-            return to_rgb(upright)
+            # In place: without it Pillow returns a full copy even when no turn is needed (orientation
+            # 1), which doubled the memory of a decode (two 256 MB images for a 64 MP photo).
+            ImageOps.exif_transpose(image, in_place=True)
+            return to_rgb(image)
     except _MALFORMED as exc:
         raise InvalidImage(f"the image could not be decoded (truncated or corrupt): {exc}") from exc
 

@@ -267,24 +267,39 @@ def cell_mask(logits: NDArray[np.float32], plan: MaskPlan, threshold: float = 0.
     return CellMask(states=states, rows=rows[inside], cols=cols[inside], inside=inside[inside])
 
 
+class UnionAccumulator:
+    """OR of masks added one at a time, so no more than one mask's full-size form is alive.
+
+    Holds the cells that are wholly inside some mask (R x C) and one bool (H, W) array for the
+    rest: a mask's mixed-cell pixels and dense masks are OR-ed into it as they come.
+    """
+
+    def __init__(self, plan: MaskPlan) -> None:
+        self.plan = plan
+        self._whole_cells = np.zeros(plan.cell_shape, dtype=bool)
+        self._pixels = np.zeros(plan.out_size_hw, dtype=bool)
+
+    def add(self, mask: CellMask) -> None:
+        if mask.dense is not None:
+            self._pixels |= mask.dense
+            return
+        assert mask.states is not None
+        self._whole_cells |= mask.states == POSITIVE
+        self._pixels[mask.rows, mask.cols] = True
+
+    def result(self) -> NDArray[np.bool_]:
+        """The union: bool (H, W) (the accumulator's own array, OR-ed with the whole cells)."""
+        if self._whole_cells.any():
+            self._pixels |= expand_cells(self._whole_cells, self.plan)
+        return self._pixels
+
+
 def render_union(masks: list[CellMask], plan: MaskPlan) -> NDArray[np.bool_]:
     """OR of several masks at output resolution: bool (H, W)."""
-    height, width = plan.out_size_hw
-    cell_form = [m for m in masks if m.dense is None]
-    if cell_form:
-        any_positive = np.zeros(plan.cell_shape, dtype=bool)
-        for mask in cell_form:
-            assert mask.states is not None
-            any_positive |= mask.states == POSITIVE
-        out = expand_cells(any_positive, plan)
-        for mask in cell_form:
-            out[mask.rows, mask.cols] = True
-    else:
-        out = np.zeros((height, width), dtype=bool)
+    union = UnionAccumulator(plan)
     for mask in masks:
-        if mask.dense is not None:
-            out |= mask.dense
-    return out
+        union.add(mask)
+    return union.result()
 
 
 def render(mask: CellMask, plan: MaskPlan) -> NDArray[np.bool_]:

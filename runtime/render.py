@@ -75,11 +75,19 @@ class NumpyMaskRenderer:
         logits = to_host(low_res)
         _, tokens, low, _ = shape_of(logits)
         plan = postprocess.plan_masks(low, self.image_size, input_size_hw, out_size_hw)
-        cells = [postprocess.cell_mask(logits[int(i) // tokens, int(i) % tokens], plan, self.mask_threshold)
-                 for i in mask_indices]
-        areas = np.array([cell.area(plan) for cell in cells], dtype=np.int64)
-        kept = kept_by_area(areas, min_area)
-        union = postprocess.render_union([cell for cell, keep in zip(cells, kept) if keep], plan)
-        masks = [BitMask.from_dense(postprocess.render(cell, plan)) for cell in cells] if keep_masks else None
-        return RenderedMasks(out_size_hw, BitMask.from_dense(union), areas, [cell.box_xyxy(plan) for cell in cells],
-                             kept, masks)
+        union = postprocess.UnionAccumulator(plan)
+        areas = np.zeros(len(mask_indices), dtype=np.int64)
+        boxes: list[BoxXYXY | None] = []
+        kept = np.zeros(len(mask_indices), dtype=bool)
+        masks: list[BitMask] | None = [] if keep_masks else None
+        # One mask at a time: at 64 MP a noisy mask is 64 MB in full, so 64 of them must never coexist.
+        for position, index in enumerate(mask_indices):
+            cell = postprocess.cell_mask(logits[int(index) // tokens, int(index) % tokens], plan, self.mask_threshold)
+            areas[position] = cell.area(plan)
+            boxes.append(cell.box_xyxy(plan))
+            kept[position] = kept_by_area(areas[position:position + 1], min_area)[0]
+            if kept[position]:
+                union.add(cell)
+            if masks is not None:
+                masks.append(BitMask.from_dense(postprocess.render(cell, plan)))
+        return RenderedMasks(out_size_hw, BitMask.from_dense(union.result()), areas, boxes, kept, masks)

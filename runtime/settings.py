@@ -50,6 +50,8 @@ class RuntimeSettings:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
     max_clicks: int = 64
+    #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
+    cpu_decoder_prompts_per_run: int = 4
     verify_model_checksums: bool = True
 
     def cache_budget(self, on_gpu: bool) -> int:
@@ -110,5 +112,6 @@ class RuntimeSettings:
             max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
             max_jpeg_scans=read_env(environ, "SAM_MAX_JPEG_SCANS", positive(int), DEFAULT_MAX_JPEG_SCANS),
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
+            cpu_decoder_prompts_per_run=read_env(environ, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int), 4),
             verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
         )

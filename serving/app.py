@@ -113,7 +113,8 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
                          "pixels": prediction.result.orig_size_hw[0] * prediction.result.orig_size_hw[1]}
             return payload, media, prediction.headers, facts
 
-        payload, media, headers, facts = await workers.run(work, max(0.0, deadline - time.monotonic()))
+        payload, media, headers, facts = await workers.run(work, max(0.0, deadline - time.monotonic()),
+                                                           settings.request_timeout_s)
         request.state.facts = facts
         return Response(payload, media_type=media, headers=headers)
 

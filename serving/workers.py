@@ -52,8 +52,10 @@ class WorkerPool:
         with self._lock:
             return WorkerStats(self.threads, self._running, self._queued, self.max_queued)
 
-    async def run(self, work: Callable[[], T], timeout_s: float) -> T:
-        """Run ``work`` in the pool; raise ``Overloaded`` or ``RequestTimeout`` (see module docstring)."""
+    async def run(self, work: Callable[[], T], timeout_s: float, request_timeout_s: float | None = None) -> T:
+        """Run ``work`` in the pool within ``timeout_s`` (what is left of the request's
+        ``request_timeout_s``, which the timeout message names); raise ``Overloaded`` or
+        ``RequestTimeout`` (see module docstring)."""
         with self._lock:
             if self._running + self._queued >= self.threads + self.max_queued:
                 raise Overloaded(f"all {self.threads} workers are busy and {self._queued} requests are waiting; "
@@ -66,7 +68,7 @@ class WorkerPool:
             if future.cancel():  # never started: it will not run, and it leaves the queue now
                 with self._lock:
                     self._queued -= 1
-            raise RequestTimeout(f"the request did not finish within {timeout_s:g} s; retry "
+            raise RequestTimeout(f"the request did not finish within {request_timeout_s or timeout_s:g} s; retry "
                               "(its embedding may be cached by then)") from exc
         except asyncio.CancelledError:  # the client went away: do not start work nobody waits for
             if future.cancel():

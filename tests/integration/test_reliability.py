@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pytest
 
 from benchmarks.load_test import ACTIONS, run
 from synthetic.wall_photo import wall_photo
@@ -132,3 +134,49 @@ def test_metrics_can_be_switched_off(tiny_model_dir: Path, tmp_path: Path) -> No
     finally:
         server.stop()
     assert '"_aws"' not in server.logs() and '"message": "request"' in server.logs()
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A /proc/PID/status memory field in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no {field}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_64_points_on_a_64_mp_photo_stay_within_memory_bounds(tiny_model_dir: Path, tmp_path: Path,
+                                                              orientation: int) -> None:
+    """At most +500 MB at the peak and +150 MB after (issue 14: it was 6.76 GB at the peak).
+
+    Random weights make every mask noise, the worst case of post-processing (full-size masks).
+    A photo stored rotated (EXIF orientation 6, as phones store them) needs one more full-size
+    copy while Pillow turns it upright: 4 bytes a pixel, 256 MB at 64 MP, on top of the bound.
+    """
+    server = start_server(tiny_model_dir, tmp_path / "s.log", env={"SAM_REQUEST_TIMEOUT_S": "900"})
+    rng = np.random.default_rng(3)
+    photo = wall_photo(8000, 8000, holds=30, seed=4, orientation=orientation).jpeg
+    points = ";".join(f"{x},{y}" for x, y in rng.uniform(0, 8000, (64, 2)).astype(int))
+    headers = {"Content-Type": "image/jpeg",
+               "X-Amzn-SageMaker-Custom-Attributes": f"points={points}&result_format=none&mask_format=png1"}
+    try:
+        small = wall_photo(480, 640, holds=8, seed=5).jpeg
+        warm = httpx.post(server.url + "/invocations", content=small, timeout=120, headers={
+            **headers, "X-Amzn-SageMaker-Custom-Attributes": "points=10,10;20,20&result_format=none&mask_format=png1"})
+        assert warm.status_code == 200, warm.text
+        pid = server.process.pid
+        before = _status_mb(pid, "VmRSS")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+        response = httpx.post(server.url + "/invocations", content=photo, headers=headers, timeout=900)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["clicks"]) == 64 and response.json()["height"] == 8000
+        peak = _status_mb(pid, "VmHWM")
+        after = _status_mb(pid, "VmRSS")
+    finally:
+        assert server.stop() == 0
+    rotation_copy = 0 if orientation == 1 else 8000 * 8000 * 4 / 1e6
+    print(f"orientation {orientation}: RSS before {before:.0f} MB, peak {peak:.0f} MB (+{peak - before:.0f}), "
+          f"after {after:.0f} MB (+{after - before:.0f}); the upload is {len(photo) / 1e6:.1f} MB")
+    assert peak - before <= 500 + rotation_copy, (before, peak, after)
+    assert after - before <= 150, (before, peak, after)
