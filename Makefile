@@ -1,5 +1,6 @@
 # Two entry points do all set-up on a fresh machine:
 #   make demo   export vit_b, start the local endpoint, extract holds from a sample wall photo
+#               (CHECKPOINT=path/sam_vit_b_01ec64.pth: re-exports when models/vit_b has other weights)
 #   make test   the whole test suite (fast + slow), as CI runs it
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check runtime serving export synthetic scripts rehearsal benchmarks tests inference.py sagemaker_client.py package_model.py
+	$(PY) -m ruff check runtime serving export synthetic scripts rehearsal benchmarks tests holds_client inference.py sagemaker_client.py package_model.py
 	$(VENV)/bin/shellcheck deploy_to_sagemaker.sh .ci/run
 	$(PY) -m mypy
 
@@ -25,7 +26,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
