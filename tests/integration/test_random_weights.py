@@ -23,7 +23,7 @@ from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-import demo  # noqa: E402 - scripts/ is not a package
+import demo  # scripts/ is not a package
 
 PHOTO = wall_photo(width=400, height=300, holds=6, seed=21, orientation=1)
 POINT = {"x": PHOTO.clicks(1)[0][0], "y": PHOTO.clicks(1)[0][1]}
