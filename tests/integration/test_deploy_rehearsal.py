@@ -12,9 +12,13 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.settings import RuntimeSettings
+from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO, free_port
 
 BUCKET = "sam-rehearsal-bucket"
@@ -181,9 +185,35 @@ def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, t
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["PrimaryContainer"]["Environment"]["SAM_MAX_BODY_BYTES"] == "256MiB"
     assert model["PrimaryContainer"]["Environment"]["SAM_CACHE_BYTES"] == "4096MiB"  # a quarter of ml.m5.xlarge's 16 GiB
+    _async_client_honours_every_option(aws, tmp_path, tiny_model_dir)
     deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
     assert deleted.returncode == 0, deleted.stderr
     _nothing_left(aws)
+
+
+def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, model_dir: Path) -> None:
+    """`--async` sends the whole prompt and every output option, and `--follow-up` too (it was dropped)."""
+    photo = wall_photo(width=756, height=1008, holds=20, seed=8)
+    (tmp_path / "wall.jpg").write_bytes(photo.jpeg)
+    clicks = photo.clicks(3)
+    env = {**os.environ, **aws}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
+         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         str(tmp_path / "wall.jpg"), "--points", f"{clicks[0][0]},{clicks[0][1]};{clicks[1][0]},{clicks[1][1]}",
+         "--labels", "1,0", "--multimask", "--result-format", "webp", "--mask-format", "png", "--max-side", "512",
+         "--follow-up", f"{clicks[2][0]},{clicks[2][1]}", "--out-dir", str(tmp_path / "async-out"), "--timeout-s", "120"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "async-out"
+    assert Image.open(out / "result.webp").format == "WEBP" and Image.open(out / "result.webp").size == (384, 512)
+    extractor = HoldExtractor.from_model_dir(model_dir, RuntimeSettings())
+    for name, clicks_sent, options in (
+            ("mask.png", (Click(*clicks[0]), Click(*clicks[1], 0)), ExtractOptions(multimask=True, max_output_side=512)),
+            ("follow_up_mask.png", (Click(*clicks[2]),), ExtractOptions(multimask=True, max_output_side=512))):
+        mask = Image.open(out / name)
+        want = extractor.extract(ExtractRequest(clicks_sent, image_bytes=photo.jpeg, options=options, need_pixels=False))
+        assert mask.mode == "L" and np.array_equal(np.asarray(mask) > 0, want.mask), name
 
 
 @pytest.mark.parametrize("instance_type,cache", [
