@@ -34,6 +34,7 @@ from serving import handlers, metrics
 from serving.config import ServerSettings
 from serving.logs import configure_logging
 from serving.openapi import openapi_schema
+from serving.pages import page_routes
 from serving.service import HoldService, RequestContext
 
 log = logging.getLogger("sam.server")
@@ -144,6 +145,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         Route("/openapi.json", schema, methods=["GET"]),
         Route("/invocations", invoke, methods=["POST"]),
         Route("/endpoints/{endpoint_name}/invocations", invoke, methods=["POST"]),
+        *page_routes(),  # /playground, /docs, /static: for people on the local endpoint
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
