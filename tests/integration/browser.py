@@ -6,6 +6,7 @@ is a failure; elsewhere the browser tests skip, naming what is missing.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,8 @@ def require_browser() -> None:
 
 @contextmanager
 def chrome(profile_dir: Path) -> Iterator[Any]:
-    """A Chrome WebDriver on a fresh profile; browser console messages are kept (``get_log("browser")``)."""
+    """A Chrome WebDriver on a fresh profile; console messages (``get_log("browser")``) and the
+    DevTools network events (``sent_requests``) are kept."""
     require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -43,9 +45,22 @@ def chrome(profile_dir: Path) -> Iterator[Any]:
     options.binary_location = str(CHROMIUM)
     for flag in (*FLAGS, f"--user-data-dir={profile_dir}"):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def sent_requests(driver: Any, path: str) -> list[dict[str, Any]]:
+    """The POST requests the page sent to ``path``, in order: DevTools' ``Network.requestWillBeSent``
+    (``url``, ``headers``, ``postData`` when small enough for DevTools to keep)."""
+    requests = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            request = message["params"]["request"]
+            if request["method"] == "POST" and request["url"].endswith(path):
+                requests.append(request)
+    return requests

@@ -21,7 +21,7 @@ from PIL import Image
 
 from serving.openapi import openapi_schema
 from synthetic.wall_photo import wall_photo
-from tests.integration.browser import chrome
+from tests.integration.browser import chrome, sent_requests
 from tests.integration.server import REPO
 
 ARTIFACTS = REPO / "out" / "test-artifacts"
@@ -77,6 +77,7 @@ def test_playground_taps_holds_with_the_servers_mask_and_the_cache(tiny_server, 
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#latency tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
         warnings = driver.execute_script("return document.getElementById('warnings').textContent")
+        sent = sent_requests(driver, "/invocations")
         _same_origin_only(driver, tiny_server.url)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "playground.png"))
@@ -87,6 +88,10 @@ def test_playground_taps_holds_with_the_servers_mask_and_the_cache(tiny_server, 
     assert first["cache_hit"] is False and "encoder_ms" in first["timings_ms"]
     assert second["cache_hit"] is True and "encoder_ms" not in second["timings_ms"]
     assert second["image_id"] == first["image_id"] and second["points"] == 2
+    assert [request["headers"]["Content-Type"] for request in sent] == ["image/jpeg", "application/json"]
+    follow_up = json.loads(sent[1]["postData"])  # the second tap sent the image_id and both taps, not the photo
+    assert follow_up["image_id"] == first["image_id"] and "image_base64" not in follow_up
+    assert [(p["x"], p["y"]) for p in follow_up["points"]] == taps
 
     answer = httpx.post(tiny_server.url + "/invocations", timeout=60, headers={"Accept": "image/png"}, json={
         "image_id": first["image_id"], "points": [{"x": x, "y": y} for x, y in taps],
