@@ -82,9 +82,13 @@ def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_request_bytes:
             return _too_large(limits.max_request_bytes)
-        body = await request.body()
-        if len(body) > limits.max_request_bytes:
-            return _too_large(limits.max_request_bytes)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a body without Content-Length stops at the limit too
+            size += len(chunk)
+            if size > limits.max_request_bytes:
+                return _too_large(limits.max_request_bytes)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         attributes = request.headers.get("x-amzn-sagemaker-custom-attributes", "")
         if len(attributes) > limits.max_custom_attributes:
             return validation_error("1 validation error detected: Value at 'customAttributes' failed to satisfy "
