@@ -293,7 +293,7 @@ cmd_config() {
 wait_for_endpoint() {
   local deadline=$((SECONDS + WAIT_TIMEOUT_S)) status rolled_back=0 reason
   while true; do
-    status="$(endpoint_status)"
+    status="$(endpoint_status)" || exit 1  # explicit: callers test this function, which suspends set -e
     case "$status" in
       InService)
         [[ "$rolled_back" == 0 ]] && { info "endpoint $ENDPOINT_NAME is InService"; return 0; }

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out-dir", type=Path, default=Path("out"))
     flow = parser.add_argument_group("requests")
     flow.add_argument("--format", choices=["auto", "json", "zip", "raw"], default="auto",
-                      help="request body: auto (JSON, or the raw file when base64 would pass 6 MiB), json, zip, raw")
+                      help="request body: auto (JSON, or the raw file when base64 would pass 6 MiB; zip with --async), "
+                           "json, zip, raw")
     flow.add_argument("--follow-up", type=_arg(parse_points), help="clicks sent afterwards on the same photo, 'x,y;x,y'")
     flow.add_argument("--follow-up-labels", type=_arg(parse_labels), help="labels of the --follow-up clicks")
     flow.add_argument("--keep-session", action="store_true",
@@ -139,8 +140,8 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
     report: dict[str, Any] = {}
     if args.use_async:
         assert image is not None
-        result = client.extract_async(image, points, args.bucket, args.labels, outputs=outputs, prefix=args.prefix,
-                                      timeout_s=args.timeout_s, **options)
+        result = client.extract_async(image, points, args.bucket, args.labels, outputs=outputs, fmt=args.format,
+                                      accept=args.accept, prefix=args.prefix, timeout_s=args.timeout_s, **options)
         report["async_s"] = round(result.latency_s, 3)
     elif image is not None:
         result = client.extract(image, points, args.labels, outputs=outputs, fmt=args.format, accept=args.accept,
@@ -158,7 +159,8 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
         if args.use_async:
             assert image is not None
             follow = client.extract_async(image, args.follow_up, args.bucket, args.follow_up_labels, outputs=outputs,
-                                          prefix=args.prefix, timeout_s=args.timeout_s, **options)
+                                          fmt=args.format, accept=args.accept, prefix=args.prefix,
+                                          timeout_s=args.timeout_s, **options)
         else:
             follow = client.follow_up(args.follow_up, args.follow_up_labels, session_id=result.session_id,
                                       image_id=None if result.session_id else result.image_id, outputs=outputs,

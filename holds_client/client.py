@@ -153,18 +153,11 @@ class SageMakerSAMClient:
         """
         prompt = make_prompt(points, labels, box, mode, multimask, min_area)
         wanted = make_outputs(outputs)
-        session = "NEW_SESSION" if open_session else None
         if fmt == "auto":
             fmt = self._auto_format(image, prompt, wanted)
-        if fmt == "json":
-            body = {"image_base64": base64.b64encode(image).decode(), **prompt.to_json(), "outputs": wanted.to_json()}
-            return self._invoke(json.dumps(body).encode(), "application/json", accept, session)
-        if fmt == "zip":
-            document = {**prompt.to_json(), "outputs": wanted.to_json()}
-            return self._invoke(build_zip(image, document), "application/zip", accept or "zip", session)
-        if fmt == "raw":
-            return self._invoke(image, raw_type(image), accept, session, custom_attributes=raw_attributes(prompt, wanted))
-        raise ValueError(f"request format must be auto, json, zip or raw, not {fmt!r}")
+        body, content_type, attributes = _request_body(image, prompt, wanted, fmt)
+        return self._invoke(body, content_type, accept or ("zip" if fmt == "zip" else None),
+                            "NEW_SESSION" if open_session else None, custom_attributes=attributes)
 
     def follow_up(self, points: Sequence[Point] = (), labels: Sequence[int] | None = None, box: BoxXyxy | None = None,
                   *, image_id: str | None = None, session_id: str | None = None, mode: PromptMode = "per_click",
@@ -236,28 +229,33 @@ class SageMakerSAMClient:
     def extract_async(self, image: bytes, points: Sequence[Point] = (), bucket: str = "",
                       labels: Sequence[int] | None = None, box: BoxXyxy | None = None, *,
                       mode: PromptMode = "per_click", multimask: bool = False, min_area: int = 0,
-                      outputs: Outputs | Mapping[str, Any] | None = None, prefix: str = "requests",
-                      timeout_s: float = 900.0, poll_s: float = 1.0) -> HoldsResult:
-        """Upload a zip request (every prompt and output option) to S3, ``invoke_endpoint_async``,
-        and wait for the output object. There is no 6 MiB limit on this path."""
+                      outputs: Outputs | Mapping[str, Any] | None = None, fmt: RequestFormat = "auto",
+                      accept: str | None = None, prefix: str = "requests", timeout_s: float = 900.0,
+                      poll_s: float = 1.0) -> HoldsResult:
+        """Upload the request (every prompt and output option) to S3, ``invoke_endpoint_async``, and
+        wait for the output object. ``fmt`` ``auto`` is the old backend's zip; the answer is a zip
+        unless ``accept`` asks otherwise. There is no 6 MiB limit on this path."""
         if not bucket:
             raise ValueError("an asynchronous request needs an S3 bucket")
-        document = {**make_prompt(points, labels, box, mode, multimask, min_area).to_json(),
-                    "outputs": make_outputs(outputs).to_json()}
-        key = f"{prefix.strip('/')}/{uuid.uuid4().hex}.zip"
+        fmt = "zip" if fmt == "auto" else fmt
+        body, content_type, attributes = _request_body(image, make_prompt(points, labels, box, mode, multimask, min_area),
+                                                       make_outputs(outputs), fmt)
+        media = ACCEPT_TYPES.get(accept or "zip", accept or "application/zip")
+        suffix = {"zip": "zip", "json": "json"}.get(fmt, "bin")
+        key = f"{prefix.strip('/')}/{uuid.uuid4().hex}.{suffix}"
         s3 = self._client("s3")
         start = time.perf_counter()
-        self._call(lambda: s3.put_object(Bucket=bucket, Key=key, Body=build_zip(image, document),
-                                         ContentType="application/zip"))
+        self._call(lambda: s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type))
+        extra = {"CustomAttributes": attributes} if attributes else {}
         response = self._call(lambda: self.runtime.invoke_endpoint_async(
-            EndpointName=self.endpoint_name, InputLocation=f"s3://{bucket}/{key}", ContentType="application/zip",
-            Accept="application/zip"))
+            EndpointName=self.endpoint_name, InputLocation=f"s3://{bucket}/{key}", ContentType=content_type,
+            Accept=media, **extra))
         output, failure = response["OutputLocation"], response.get("FailureLocation")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            body = self._s3_get(output)
-            if body is not None:
-                return parse_response(body, "application/zip", time.perf_counter() - start)
+            payload = self._s3_get(output)
+            if payload is not None:
+                return parse_response(payload, media, time.perf_counter() - start)
             if failure:
                 error = self._s3_get(failure)
                 if error is not None:
@@ -300,6 +298,18 @@ class SageMakerSAMClient:
                 "variants": [{"name": v.get("VariantName"), "instances": v.get("CurrentInstanceCount")}
                              for v in described.get("ProductionVariants", [])],
                 "failure_reason": described.get("FailureReason")}
+
+
+def _request_body(image: bytes, prompt: Prompt, outputs: Outputs, fmt: str) -> tuple[bytes, str, str | None]:
+    """(body, content type, custom attributes) of a request carrying the photo in ``fmt``."""
+    if fmt == "json":
+        document = {"image_base64": base64.b64encode(image).decode(), **prompt.to_json(), "outputs": outputs.to_json()}
+        return json.dumps(document).encode(), "application/json", None
+    if fmt == "zip":
+        return build_zip(image, {**prompt.to_json(), "outputs": outputs.to_json()}), "application/zip", None
+    if fmt == "raw":
+        return image, raw_type(image), raw_attributes(prompt, outputs)
+    raise ValueError(f"request format must be auto, json, zip or raw, not {fmt!r}")
 
 
 def parse_response(payload: bytes, content_type: str, latency_s: float) -> HoldsResult:

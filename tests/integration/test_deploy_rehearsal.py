@@ -214,6 +214,16 @@ def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, mode
         mask = Image.open(out / name)
         want = extractor.extract(ExtractRequest(clicks_sent, image_bytes=photo.jpeg, options=options, need_pixels=False))
         assert mask.mode == "L" and np.array_equal(np.asarray(mask) > 0, want.mask), name
+    raw = subprocess.run(  # the raw contract (prompt in the custom attributes) and a mask-only answer, via S3 too
+        [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
+         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         str(tmp_path / "wall.jpg"), "--points", f"{clicks[2][0]},{clicks[2][1]}", "--format", "raw", "--accept", "png",
+         "--out-dir", str(tmp_path / "async-raw"), "--timeout-s", "120"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert raw.returncode == 0, raw.stderr
+    assert sorted(p.name for p in (tmp_path / "async-raw").iterdir()) == ["mask.png", "metadata.json"]
+    want = extractor.extract(ExtractRequest((Click(*clicks[2]),), image_bytes=photo.jpeg, need_pixels=False))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "async-raw" / "mask.png")) > 0, want.mask)
 
 
 @pytest.mark.parametrize("instance_type,cache", [
