@@ -1,5 +1,6 @@
 # Two entry points do all set-up on a fresh machine:
 #   make demo   export vit_b, start the local endpoint, extract holds from a sample wall photo
+#               (CHECKPOINT=path/sam_vit_b_01ec64.pth: re-exports when models/vit_b has other weights)
 #   make test   the whole test suite (fast + slow), as CI runs it
 PYTHON ?= python3
 VENV := .venv
@@ -25,7 +26,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -9,24 +9,27 @@
 #   image      build Dockerfile.sagemaker and push it to ECR (creates the repository); skipped if IMAGE_URI is set
 #   model      a new, uniquely named SageMaker model
 #   config     a new endpoint config (real-time, or asynchronous with S3 output) for that model
-#   endpoint   create the endpoint, or update it in place (blue/green), and wait
+#   endpoint   create the endpoint, or update it in place (blue/green: autoscaling deregistered, instance
+#              count kept, autoscaling registered again), and wait
 #   autoscale  target tracking (realtime: invocations per instance; async: backlog, down to zero)
-#   test       invoke the endpoint through sagemaker_client.py with a sample wall photo; fail on a wrong answer
+#   test       invoke the endpoint through sagemaker_client.py with a 12 MP sample wall photo; fail on a wrong answer
 #   status     endpoint, variants, scaling and where its logs and metrics are
 #   delete     scaling policy, endpoint, and every endpoint config and model this tool made for it
 #
 # Settings come from the environment, then --env-file (default .env, if present), then VAR=value
 # arguments; nothing needs editing here. --dry-run prints the AWS calls that would change
-# something (read-only calls still run).
+# something (read-only calls still run, so it needs credentials).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DRY_RUN=0
+AUTOSCALE_DONE=0
 ENV_FILE=".env"
 COMMANDS=()
 OVERRIDES=()
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, without its '#'s.
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
 die() { echo "error: $*" >&2; exit 1; }
 info() { echo "[deploy] $*" >&2; }
 
@@ -119,19 +122,37 @@ state_set() {
 
 require_bucket() { [[ -n "$S3_BUCKET" ]] || die "S3_BUCKET is not set (environment, .env or S3_BUCKET=... argument)"; }
 
-account_id() { aws sts get-caller-identity --query Account --output text; }
+NO_CREDENTIALS="no usable AWS credentials (aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)"
+account_id() {
+  local account
+  account="$(aws sts get-caller-identity --query Account --output text 2>/dev/null)" && [[ -n "$account" ]] \
+    || die "$NO_CREDENTIALS"
+  echo "$account"
+}
 
 role_arn() {
   if [[ -z "$ROLE_ARN" ]]; then
-    ROLE_ARN="arn:aws:iam::$(account_id):role/SageMakerExecutionRole"
+    local account
+    account="$(account_id)"
+    ROLE_ARN="arn:aws:iam::$account:role/SageMakerExecutionRole"
   fi
   echo "$ROLE_ARN"
 }
 
 needs_image_build() { [[ -z "$IMAGE_URI" ]]; }
 
+# The endpoint's status, or Missing when SageMaker says it does not exist; any other failure
+# (credentials, permissions, network) stops the script with the error. Use as an assignment
+# (status="$(endpoint_status)") so that the stop propagates.
 endpoint_status() {
-  aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query EndpointStatus --output text 2>/dev/null || echo "Missing"
+  local out
+  if out="$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query EndpointStatus --output text 2>&1)"; then
+    echo "$out"
+  elif [[ "$out" == *"Could not find endpoint"* ]]; then
+    echo "Missing"
+  else
+    die "cannot describe endpoint $ENDPOINT_NAME: $(echo "$out" | tr -s '\n' ' ' | sed 's/^ *//; s/ *$//')"
+  fi
 }
 
 cmd_check() {
@@ -160,14 +181,17 @@ cmd_package() {
     --s3-bucket "$S3_BUCKET" --s3-key "$S3_KEY" --region "$AWS_REGION"
 }
 
+ecr_registry() { local account; account="$(account_id)"; echo "$account.dkr.ecr.$AWS_REGION.amazonaws.com"; }
+image_tag() { echo "$IMAGE_VARIANT-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"; }
+
 cmd_image() {
   if ! needs_image_build; then
     info "IMAGE_URI=$IMAGE_URI given: not building an image"
     return 0
   fi
   local registry repo_uri tag
-  registry="$(account_id).dkr.ecr.$AWS_REGION.amazonaws.com"
-  tag="$IMAGE_VARIANT-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"
+  registry="$(ecr_registry)"
+  tag="$(image_tag)"
   repo_uri="$registry/$ECR_REPOSITORY"
   aws ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1 \
     || aws_change ecr create-repository --repository-name "$ECR_REPOSITORY" --image-scanning-configuration scanOnPush=true >/dev/null
@@ -226,9 +250,16 @@ container_environment() {
 cmd_model() {
   require_bucket
   local image="${IMAGE_URI:-$(state_get IMAGE_URI)}"
+  if [[ -z "$image" && "$DRY_RUN" == 1 ]]; then
+    local registry tag
+    registry="$(ecr_registry)"; tag="$(image_tag)"
+    image="$registry/$ECR_REPOSITORY:$tag"
+    info "no IMAGE_URI and no 'image' step in this run: showing the image 'image' would build and push: $image"
+  fi
   [[ -n "$image" ]] || die "no image: run 'image' first or set IMAGE_URI"
-  local name; name="$MODEL_NAME-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
-  aws_change sagemaker create-model --model-name "$name" --execution-role-arn "$(role_arn)" \
+  local name role; name="$MODEL_NAME-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
+  role="$(role_arn)"
+  aws_change sagemaker create-model --model-name "$name" --execution-role-arn "$role" \
     --primary-container "{\"Image\":\"$image\",\"ModelDataUrl\":\"s3://$S3_BUCKET/$S3_KEY\",\"Environment\":$(container_environment)}" \
     --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME" >/dev/null
   state_set MODEL "$name"
@@ -257,16 +288,21 @@ cmd_config() {
   info "endpoint config $name ($DEPLOY_MODE, $INSTANCE_TYPE)"
 }
 
+# Wait for InService; return 1 (with the FailureReason) when the endpoint failed, vanished, or
+# rolled an update back (it is InService again, but on its previous config).
 wait_for_endpoint() {
-  local deadline=$((SECONDS + WAIT_TIMEOUT_S)) status
+  local deadline=$((SECONDS + WAIT_TIMEOUT_S)) status rolled_back=0 reason
   while true; do
-    status="$(endpoint_status)"
+    status="$(endpoint_status)" || exit 1  # explicit: callers test this function, which suspends set -e
     case "$status" in
-      InService) info "endpoint $ENDPOINT_NAME is InService"; return 0 ;;
-      Failed|RollingBack|Missing)
-        local reason
+      InService)
+        [[ "$rolled_back" == 0 ]] && { info "endpoint $ENDPOINT_NAME is InService"; return 0; }
+        status="rolled back to its previous config" ;&
+      Failed|Missing)
         reason="$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query FailureReason --output text 2>/dev/null || true)"
-        die "endpoint $ENDPOINT_NAME is $status: ${reason:-no FailureReason given} (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)" ;;
+        echo "error: endpoint $ENDPOINT_NAME is $status: ${reason:-no FailureReason given} (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)" >&2
+        return 1 ;;
+      RollingBack) rolled_back=1 ;;
     esac
     [[ $SECONDS -lt $deadline ]] || die "endpoint $ENDPOINT_NAME still $status after ${WAIT_TIMEOUT_S}s"
     info "endpoint $ENDPOINT_NAME is $status; waiting"
@@ -275,20 +311,77 @@ wait_for_endpoint() {
 }
 
 cmd_endpoint() {
-  local config; config="$(state_get CONFIG)"
+  local config status; config="$(state_get CONFIG)"
   [[ -n "$config" || "$DRY_RUN" == 1 ]] || die "no endpoint config: run 'config' first"
   config="${config:-$MODEL_NAME-config-DRYRUN}"
-  if [[ "$(endpoint_status)" == Missing ]]; then
+  status="$(endpoint_status)"
+  if [[ "$status" == Missing ]]; then
     aws_change sagemaker create-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" \
       --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME" >/dev/null
+    [[ "$DRY_RUN" == 1 ]] || wait_for_endpoint
   else
-    info "endpoint $ENDPOINT_NAME exists: updating it in place (blue/green) to $config"
-    aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" >/dev/null
+    update_endpoint "$config" "$status"
   fi
-  [[ "$DRY_RUN" == 1 ]] || wait_for_endpoint
+}
+
+# Update an existing endpoint in place (AWS's order for autoscaled variants): delete the scaling
+# policies and deregister the scalable target (an update that changes an autoscaled variant's
+# instance type fails otherwise), update-endpoint keeping each variant's current instance count
+# (--retain-all-variant-properties: a scaled-out variant stays scaled out), wait for InService,
+# then register the target and its policies again, also when the update failed and rolled back.
+update_endpoint() {
+  local config="$1" status="$2" scaled=0
+  case "$status" in
+    InService|Failed) ;;
+    *) die "endpoint $ENDPOINT_NAME is $status: wait until it is InService, then deploy again" ;;
+  esac
+  info "endpoint $ENDPOINT_NAME exists ($status): updating it in place (blue/green) to $config"
+  if scaling_registered; then
+    scaled=1
+    remove_scaling
+  fi
+  aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" \
+    --retain-all-variant-properties >/dev/null
+  if [[ "$DRY_RUN" == 1 ]]; then
+    echo "DRY-RUN: wait until $ENDPOINT_NAME is InService" >&3
+  elif ! wait_for_endpoint; then
+    if [[ "$scaled" == 1 ]]; then info "registering autoscaling again for the variant that keeps serving"; cmd_autoscale; fi
+    die "the update of $ENDPOINT_NAME to $config did not reach InService (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)"
+  fi
+  if [[ "$scaled" == 1 ]]; then
+    cmd_autoscale
+    AUTOSCALE_DONE=1
+  fi
 }
 
 resource_id() { echo "endpoint/$ENDPOINT_NAME/variant/$VARIANT_NAME"; }
+
+# Whether the variant is a registered scalable target (a failing describe stops the script).
+scaling_registered() {
+  local target
+  target="$(aws application-autoscaling describe-scalable-targets --service-namespace sagemaker \
+    --resource-ids "$(resource_id)" --query 'ScalableTargets[0].ResourceId' --output text)" \
+    || die "cannot describe the scalable target $(resource_id)"
+  [[ "$target" == endpoint/* ]]
+}
+
+# Delete the variant's scaling policies and backlog alarm, then deregister its scalable target.
+remove_scaling() {
+  local policy policies
+  policies="$(aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
+    --resource-id "$(resource_id)" --query 'ScalingPolicies[].PolicyName' --output text)" \
+    || die "cannot list the scaling policies of $(resource_id)"
+  for policy in $policies; do
+    [[ "$policy" == None ]] && continue
+    aws_change application-autoscaling delete-scaling-policy --service-namespace sagemaker --policy-name "$policy" \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  done
+  aws_change cloudwatch delete-alarms --alarm-names "$ENDPOINT_NAME-has-backlog-without-capacity" 2>/dev/null || true
+  if scaling_registered; then
+    aws_change application-autoscaling deregister-scalable-target --service-namespace sagemaker \
+      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  fi
+}
 
 # register_target MIN MAX; target_tracking POLICY_JSON: the variant's scaling target and policy.
 register_target() {
@@ -304,6 +397,10 @@ target_tracking() {
 }
 
 cmd_autoscale() {
+  if [[ "$AUTOSCALE_DONE" == 1 ]]; then
+    info "autoscaling for $(resource_id) was registered again after the update"
+    return 0
+  fi
   if [[ "$DEPLOY_MODE" == async ]]; then
     register_target "$ASYNC_MIN_INSTANCES" "$MAX_INSTANCES"
     target_tracking "{\"TargetValue\":$ASYNC_TARGET_BACKLOG_PER_INSTANCE,\"CustomizedMetricSpecification\":{\"MetricName\":\"ApproximateBacklogSizePerInstance\",\"Namespace\":\"AWS/SageMaker\",\"Dimensions\":[{\"Name\":\"EndpointName\",\"Value\":\"$ENDPOINT_NAME\"}],\"Statistic\":\"Average\"},\"ScaleInCooldown\":600,\"ScaleOutCooldown\":120}"
@@ -329,7 +426,8 @@ cmd_test() {
   mkdir -p "$STATE_DIR"
   local image points
   image="$(cd "$STATE_DIR" && pwd)/test-wall.jpg"
-  points="$(PYTHONPATH="$SCRIPT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m synthetic.wall_photo --out "$image" --width 1512 --height 2016 --clicks 3 \
+  # A 12 MP phone photo (3024x4032 upright, EXIF-rotated), as the app sends: the answer must fit 6 MiB.
+  points="$(PYTHONPATH="$SCRIPT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m synthetic.wall_photo --out "$image" --clicks 3 \
     | "$PYTHON" -c 'import json,sys; print(";".join(f"{x},{y}" for x, y in json.load(sys.stdin)["clicks"]))')"
   local args=(--endpoint-name "$ENDPOINT_NAME" --region "$AWS_REGION" --test-image "$image" --points "$points"
               --out-dir "$STATE_DIR/test-output" --verify)
@@ -341,9 +439,11 @@ cmd_test() {
 }
 
 cmd_status() {
+  local status; status="$(endpoint_status)"
+  if [[ "$status" == Missing ]]; then echo "endpoint $ENDPOINT_NAME does not exist"; return 0; fi
   aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" \
     --query '{Status:EndpointStatus,Config:EndpointConfigName,Variants:ProductionVariants[].{Name:VariantName,Instances:CurrentInstanceCount},FailureReason:FailureReason}' \
-    --output json || { echo "endpoint $ENDPOINT_NAME does not exist"; return 0; }
+    --output json
   aws application-autoscaling describe-scaling-policies --service-namespace sagemaker --resource-id "$(resource_id)" \
     --query 'ScalingPolicies[].{Policy:PolicyName,Type:PolicyType}' --output json
   echo "logs:    /aws/sagemaker/Endpoints/$ENDPOINT_NAME"
@@ -357,20 +457,9 @@ tagged_for_endpoint() {
 }
 
 cmd_delete() {
-  local policy
-  for policy in $(aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --query 'ScalingPolicies[].PolicyName' --output text 2>/dev/null || true); do
-    [[ "$policy" == None ]] && continue
-    aws_change application-autoscaling delete-scaling-policy --service-namespace sagemaker --policy-name "$policy" \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
-  done
-  if aws application-autoscaling describe-scalable-targets --service-namespace sagemaker --resource-ids "$(resource_id)" \
-      --query 'ScalableTargets[0].ResourceId' --output text 2>/dev/null | grep -q endpoint/; then
-    aws_change application-autoscaling deregister-scalable-target --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
-  fi
-  aws_change cloudwatch delete-alarms --alarm-names "$ENDPOINT_NAME-has-backlog-without-capacity" 2>/dev/null || true
-  if [[ "$(endpoint_status)" != Missing ]]; then
+  remove_scaling
+  local status; status="$(endpoint_status)"
+  if [[ "$status" != Missing ]]; then
     aws_change sagemaker delete-endpoint --endpoint-name "$ENDPOINT_NAME"
   fi
   local arn name
@@ -396,6 +485,13 @@ run() {
     *) "cmd_$1" ;;
   esac
 }
+
+# A dry run reads the current state from AWS (describe calls) to show create versus update:
+# without credentials it cannot, so it stops here instead of printing a guess.
+if [[ "$DRY_RUN" == 1 ]]; then
+  aws sts get-caller-identity --query Account --output text >/dev/null 2>&1 \
+    || die "--dry-run reads the current state from AWS and needs credentials: $NO_CREDENTIALS"
+fi
 
 for command in "${COMMANDS[@]}"; do
   run "$command"

@@ -52,6 +52,9 @@ from synthetic.test_images import synthetic_image
 log = logging.getLogger("export_sam")
 
 DEFAULT_OPSET = 17
+#: Opsets the export supports (torch 2.14.1's TorchScript exporter): below 12 there is no
+#: Einsum (SAM's attention needs it); 20 is that exporter's highest.
+MIN_OPSET, MAX_OPSET = 12, 20
 
 
 class ExportError(RuntimeError):
@@ -193,6 +196,17 @@ def _parity(sam: Sam, model_type: str, output: Path, manifest: Manifest, fp16: b
     return results
 
 
+def _opset(text: str) -> int:
+    """argparse type: an opset the exporter supports."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not MIN_OPSET <= value <= MAX_OPSET:
+        raise argparse.ArgumentTypeError(f"{value} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-type", required=True, choices=list(MODEL_TYPES))
@@ -202,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     parser.add_argument("--output", type=Path, required=True, help="directory for the ONNX files and manifest")
     parser.add_argument("--fp16", action="store_true", help="also write fp16 variants for GPU providers")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--opset", type=_opset, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
     parser.add_argument("--external-data", action="store_true",
                         help="store weights in <file>.data beside each graph (automatic above 1.8 GB)")
     parser.add_argument("--skip-parity", action="store_true", help="skip the PyTorch parity check (not advised)")
@@ -228,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except onnx.checker.ValidationError as exc:
         print(f"error: the exported graph is invalid: {exc}", file=sys.stderr)
+        return 1
+    except torch.onnx.errors.OnnxExporterError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: the ONNX export failed: {first_line}", file=sys.stderr)
         return 1
     fp32 = manifest.parity.get("fp32")
     graphs = manifest.parity.get("fp32_graphs")

@@ -141,8 +141,7 @@ def load_checkpoint(model_type: str, path: Path) -> Sam:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {first_line}") from exc
+        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {_unreadable_reason(exc)}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -159,4 +158,16 @@ def load_checkpoint(model_type: str, path: Path) -> Sam:
         first = str(exc).splitlines()[:3]
         raise CheckpointMismatch(f"{path} does not fit {model_type}: {' '.join(first)}") from exc
     return model.eval()
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in words (torch's own text can be a bare number)."""
+    text = str(exc).strip()
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated"
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("it holds Python objects, not only tensors; only plain state dicts are loaded"
+                " (torch.load weights_only=True), as in the official sam_vit_*.pth files")
+    detail = f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return f"it is not a PyTorch checkpoint (.pth) file ({detail})"
 

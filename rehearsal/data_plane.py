@@ -6,12 +6,18 @@ Point boto3 or the AWS CLI at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; th
 plane (S3, SageMaker) is whatever ``AWS_ENDPOINT_URL`` names (a ``moto_server`` in tests).
 
 - ``POST /endpoints/{name}/invocations``: forwarded to the container's ``/invocations`` with
-  the SageMaker headers; container errors come back as SageMaker does it, a 424
-  ``ModelError`` carrying the original status and message.
+  the SageMaker headers, under SageMaker's real-time limits and with its error shapes:
+  a request body over 6 MiB (6,291,456 bytes) is refused with HTTP 413 "HTTP content
+  length exceeded 6291456 bytes." (botocore reports code "413"); custom attributes over 1024
+  characters with a 400 ``ValidationError``; an answer over 6 MiB, no answer within 60 s,
+  and every container error come back as a 424 ``ModelError`` carrying the original status
+  and message (as SageMaker does; the wording of the size error is ours).
 - ``POST /endpoints/{name}/async-invocations``: answers 202 with the output and failure
   locations from the endpoint config's ``AsyncInferenceConfig``, then, in the background
   and at most ``MaxConcurrentInvocationsPerInstance`` at a time, reads the input from S3,
-  invokes the container, and writes ``<id>.out`` or ``<id>-error.out`` to S3.
+  invokes the container, and writes ``<id>.out`` or ``<id>-error.out`` to S3 (no 6 MiB limit).
+- ``GET /ping``: the container's ``/ping`` (a rehearsal convenience, not a SageMaker Runtime
+  API), so ``sagemaker_client.py --endpoint-url ... --health`` works against the rehearsal.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -47,28 +54,57 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def create_app(container_url: str) -> Starlette:
+@dataclass(frozen=True)
+class Limits:
+    """SageMaker's real-time limits: bytes of request and response body, seconds per invocation,
+    characters of custom attributes."""
+
+    max_request_bytes: int = 6 * 1024 * 1024
+    max_response_bytes: int = 6 * 1024 * 1024
+    invocation_timeout_s: float = 60.0
+    max_custom_attributes: int = 1024
+
+
+def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
     """The data-plane app forwarding to ``container_url``."""
-    http = httpx.Client(base_url=container_url, timeout=70.0)
-    sagemaker = boto3.client("sagemaker")
-    s3 = boto3.client("s3")
+    http = httpx.AsyncClient(base_url=container_url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
+    background = httpx.Client(base_url=container_url, timeout=3600.0)
+    aws: dict[str, Any] = {}
     pools: dict[str, ThreadPoolExecutor] = {}
 
-    def model_error(status: int, body: bytes, endpoint: str) -> Response:
-        message = body.decode(errors="replace")
-        kind = "client" if status < 500 else "server"
-        return JSONResponse(
-            {"ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL", "OriginalStatusCode": status, "OriginalMessage": message,
-             "Message": f'Received {kind} error ({status}) from primary with message "{message}"',
-             "LogStreamArn": f"arn:aws:logs:local:000000000000:log-group:/aws/sagemaker/Endpoints/{endpoint}"},
-            status_code=424, headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
+    def client(service: str) -> Any:  # made on first use: real-time calls need no AWS set-up
+        if service not in aws:
+            aws[service] = boto3.client(service)
+        return aws[service]
 
     async def invoke(request: Request) -> Response:
         endpoint = request.path_params["name"]
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_request_bytes:
+            return _too_large(limits.max_request_bytes)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a body without Content-Length stops at the limit too
+            size += len(chunk)
+            if size > limits.max_request_bytes:
+                return _too_large(limits.max_request_bytes)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        attributes = request.headers.get("x-amzn-sagemaker-custom-attributes", "")
+        if len(attributes) > limits.max_custom_attributes:
+            return validation_error("1 validation error detected: Value at 'customAttributes' failed to satisfy "
+                                    f"constraint: Member must have length less than or equal to {limits.max_custom_attributes}")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
-        upstream = http.post("/invocations", content=await request.body(), headers=headers)
+        try:
+            upstream = await http.post("/invocations", content=body, headers=headers)
+        except httpx.TimeoutException:
+            return model_error(0, TIMEOUT_MESSAGE, endpoint)
+        except httpx.TransportError as exc:
+            return model_error(0, f"the container did not answer: {exc}", endpoint)
         if upstream.status_code >= 400:
-            return model_error(upstream.status_code, upstream.content, endpoint)
+            return model_error(upstream.status_code, upstream.content.decode(errors="replace"), endpoint)
+        if len(upstream.content) > limits.max_response_bytes:
+            return model_error(0, f"Response payload size of {len(upstream.content)} bytes exceeds the maximum of "
+                                  f"{limits.max_response_bytes} bytes for real-time inference", endpoint)
         returned = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
         returned["x-Amzn-Invoked-Production-Variant"] = "Primary"
         return Response(upstream.content, status_code=200, headers=returned)
@@ -77,13 +113,12 @@ def create_app(container_url: str) -> Starlette:
         endpoint = request.path_params["name"]
         input_location = request.headers.get("x-amzn-sagemaker-inputlocation")
         if not input_location:
-            return JSONResponse({"message": "InputLocation is required"}, status_code=400,
-                                headers={"x-amzn-ErrorType": "ValidationError"})
+            return validation_error("InputLocation is required")
+        sagemaker = client("sagemaker")
         config_name = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
         async_config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name).get("AsyncInferenceConfig")
         if not async_config:
-            return JSONResponse({"message": f"endpoint {endpoint} is not an asynchronous endpoint"}, status_code=400,
-                                headers={"x-amzn-ErrorType": "ValidationError"})
+            return validation_error(f"endpoint {endpoint} is not an asynchronous endpoint")
         output_path = async_config["OutputConfig"]["S3OutputPath"].rstrip("/")
         failure_path = async_config["OutputConfig"].get("S3FailurePath", output_path).rstrip("/")
         inference_id = request.headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
@@ -96,15 +131,48 @@ def create_app(container_url: str) -> Starlette:
             headers["x-amzn-sagemaker-custom-attributes"] = request.headers["x-amzn-sagemaker-custom-attributes"]
         workers = int(async_config.get("ClientConfig", {}).get("MaxConcurrentInvocationsPerInstance", 4))
         pool = pools.setdefault(endpoint, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"async-{endpoint}"))
-        pool.submit(_process, http, s3, input_location, headers, output, failure)
+        pool.submit(_process, background, client("s3"), input_location, headers, output, failure)
         return JSONResponse({"InferenceId": inference_id}, status_code=202,
                             headers={"X-Amzn-SageMaker-OutputLocation": output,
                                      "X-Amzn-SageMaker-FailureLocation": failure})
 
+    async def ping(request: Request) -> Response:
+        try:
+            upstream = await http.get("/ping", timeout=2.0)
+        except httpx.TransportError:
+            return Response(status_code=503)
+        return Response(status_code=upstream.status_code)
+
     return Starlette(routes=[
         Route("/endpoints/{name}/invocations", invoke, methods=["POST"]),
         Route("/endpoints/{name}/async-invocations", invoke_async, methods=["POST"]),
+        Route("/ping", ping, methods=["GET"]),
     ])
+
+
+#: SageMaker's own text when a container misses the 60 s limit.
+TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from container primary. Review the "
+                   "latency metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
+
+
+def model_error(status: int, message: str, endpoint: str) -> Response:
+    """SageMaker's 424 ``ModelError``: the container's status (0: no usable answer) and message."""
+    kind = "client" if 400 <= status < 500 else "server"
+    return JSONResponse(
+        {"ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL", "OriginalStatusCode": status, "OriginalMessage": message,
+         "Message": f'Received {kind} error ({status}) from primary with message "{message}"',
+         "LogStreamArn": f"arn:aws:logs:local:000000000000:log-group:/aws/sagemaker/Endpoints/{endpoint}"},
+        status_code=424, headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
+
+
+def validation_error(message: str) -> Response:
+    """SageMaker's 400 ``ValidationError``."""
+    return JSONResponse({"message": message}, status_code=400, headers={"x-amzn-ErrorType": "ValidationError"})
+
+
+def _too_large(limit: int) -> Response:
+    """What SageMaker answers to a body over its limit: HTTP 413 with no error type."""
+    return JSONResponse({"message": f"HTTP content length exceeded {limit} bytes."}, status_code=413)
 
 
 def _process(http: httpx.Client, s3: Any, input_location: str, headers: dict[str, str], output: str, failure: str) -> None:
@@ -126,9 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--container-url", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    defaults = Limits()
+    parser.add_argument("--max-request-bytes", type=int, default=defaults.max_request_bytes)
+    parser.add_argument("--max-response-bytes", type=int, default=defaults.max_response_bytes)
+    parser.add_argument("--invocation-timeout-s", type=float, default=defaults.invocation_timeout_s)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(args.container_url), host=args.host, port=args.port, log_level="warning")
+    limits = Limits(args.max_request_bytes, args.max_response_bytes, args.invocation_timeout_s)
+    uvicorn.run(create_app(args.container_url, limits), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

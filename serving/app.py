@@ -31,6 +31,7 @@ from serving.body import read_body
 from serving.config import ServerSettings
 from serving.errors import NotReady, http_status
 from serving.openapi import openapi_schema
+from serving.pages import page_routes
 from serving.service import HoldService, RequestContext, encode, parse
 from serving.workers import Admission, WorkerPool
 
@@ -135,6 +136,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         Route("/openapi.json", schema, methods=["GET"]),
         Route("/invocations", invoke, methods=["POST"]),
         Route("/endpoints/{endpoint_name}/invocations", invoke, methods=["POST"]),
+        *page_routes(),  # /playground, /docs, /static: for people on the local endpoint
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -57,12 +57,22 @@ def parse(body: bytes | str, content_type: str | None, context: RequestContext |
     return Invocation(parsed, session_header, negotiate(context.accept, parsed.default_accept))
 
 
+#: Carried by every answer of a model exported with ``--random-weights`` (manifest weights.origin).
+RANDOM_WEIGHTS_WARNING = ("this model was exported with random weights (manifest weights.origin = random): "
+                          "its masks are meaningless; export a real checkpoint for real holds")
+
+
 class HoldService:
-    """The extractor and the session store, as one handler model."""
+    """The extractor and the session store, as one handler model.
+
+    ``warnings``: what every answer of this model carries (random weights).
+    """
 
     def __init__(self, extractor: HoldExtractor, sessions: SessionStore) -> None:
         self.extractor = extractor
         self.sessions = sessions
+        self.random_weights = extractor.engine.manifest.weights.get("origin") == "random"
+        self.warnings: tuple[str, ...] = (RANDOM_WEIGHTS_WARNING,) if self.random_weights else ()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: ServerSettings) -> HoldService:
@@ -89,7 +99,7 @@ class HoldService:
             if session is None:
                 raise BadRequest("close_session needs the X-Amzn-SageMaker-Session-Id of an open session")
             self.sessions.close(session.session_id)
-            return Prediction(None, parsed.outputs, parsed.default_accept, warnings,
+            return Prediction(None, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings),
                               {CLOSED_SESSION_HEADER: session.session_id}, session.session_id)
         image_id = parsed.image_id
         if parsed.image_bytes is None and image_id is None:
@@ -105,14 +115,17 @@ class HoldService:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
             warnings += (note,)
-        headers = {CUSTOM_ATTRIBUTES_HEADER: f"image_id={result.image_id}&empty={str(result.empty).lower()}"}
+        attributes = f"image_id={result.image_id}&empty={str(result.empty).lower()}"
+        if self.random_weights:  # the one header SageMaker relays, so mask-only (image/png) answers carry it too
+            attributes += "&weights=random"
+        headers = {CUSTOM_ATTRIBUTES_HEADER: attributes}
         closed = None
         if header == NEW_SESSION:
             headers[NEW_SESSION_HEADER] = self.sessions.open(result.image_id).header_value()
         elif session is not None and parsed.close_session:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
-        return Prediction(result, parsed.outputs, parsed.default_accept, warnings, headers, closed)
+        return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed)
 
 
 def encode(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:

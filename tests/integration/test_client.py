@@ -67,6 +67,6 @@ def test_cli_writes_pngs_and_reports_errors(tiny_server, tmp_path: Path) -> None
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
     assert report["first_request_s"] > 0 and report["follow_up_s"] > 0
-    assert (tmp_path / "out" / "result.png").is_file() and (tmp_path / "out" / "follow_up_mask.png").is_file()
+    assert (tmp_path / "out" / "result.webp").is_file() and (tmp_path / "out" / "follow_up_mask.png").is_file()
     bad = subprocess.run([*base, "--points", "99999,1"], capture_output=True, text=True, env=env, check=False, timeout=120)
     assert bad.returncode == 1 and "outside" in bad.stderr and "Traceback" not in bad.stderr

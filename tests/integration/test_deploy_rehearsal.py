@@ -12,8 +12,13 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
+from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.settings import RuntimeSettings
+from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO, free_port
 
 BUCKET = "sam-rehearsal-bucket"
@@ -35,29 +40,34 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], deadline_s: float = 6
 
 @pytest.fixture(scope="module")
 def aws(tiny_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """A moto server with a bucket and the execution role, and the data plane in front of our server."""
+    """moto behind the control-plane stand-in (UpdateEndpoint, call log), a bucket and the execution
+    role, and the data-plane stand-in (SageMaker's real-time limits) in front of our server."""
     logs = tmp_path_factory.mktemp("aws")
     bin_dir = Path(sys.executable).parent
-    moto_port, plane_port = free_port(), free_port()
-    moto_url = f"http://127.0.0.1:{moto_port}"
-    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_url}
+    moto_port, control_port, plane_port = free_port(), free_port(), free_port()
+    moto_url, control_url = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{control_port}"
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": control_url}
     moto = subprocess.Popen([str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=(logs / "moto.log").open("wb"), stderr=subprocess.STDOUT, env=env)
+    control = subprocess.Popen([sys.executable, "-m", "rehearsal.control_plane", "--moto-url", moto_url,
+                                "--port", str(control_port)], cwd=REPO, env=env,
+                               stdout=(logs / "control.log").open("wb"), stderr=subprocess.STDOUT)
     plane = subprocess.Popen([sys.executable, "-m", "rehearsal.data_plane", "--container-url", tiny_server.url,
                               "--port", str(plane_port)], cwd=REPO, env=env,
                              stdout=(logs / "plane.log").open("wb"), stderr=subprocess.STDOUT)
     try:
         _wait_http(moto_url, moto)
-        _wait_http(f"http://127.0.0.1:{plane_port}/", plane)
+        _wait_http(f"{control_url}/_rehearsal/calls", control)
+        _wait_http(f"http://127.0.0.1:{plane_port}/ping", plane)
         session = boto3.session.Session(**{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
                                         region_name="us-east-1")
-        session.client("s3", endpoint_url=moto_url).create_bucket(Bucket=BUCKET)
-        session.client("iam", endpoint_url=moto_url).create_role(
+        session.client("s3", endpoint_url=control_url).create_bucket(Bucket=BUCKET)
+        session.client("iam", endpoint_url=control_url).create_role(
             RoleName="SageMakerExecutionRole", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}')
-        yield {**CREDENTIALS, "AWS_ENDPOINT_URL": moto_url,
+        yield {**CREDENTIALS, "AWS_ENDPOINT_URL": control_url,
                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{plane_port}"}
     finally:
-        for process in (plane, moto):
+        for process in (plane, control, moto):
             process.terminate()
             process.wait(10)
 
@@ -88,6 +98,8 @@ def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path
     result = _deploy(aws, tmp_path, tiny_model_dir, "all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test passed" in result.stderr
+    tested = Image.open(tmp_path / "state" / "test-output" / "mask.png")
+    assert tested.size == (3024, 4032)  # `test` sends a 12 MP photo through SageMaker's 6 MiB limits
     s3, sagemaker = _client(aws, "s3"), _client(aws, "sagemaker")
     assert s3.head_object(Bucket=BUCKET, Key="sam-climbing/model.tar.gz")["Metadata"]["sha256"]
     endpoint = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
@@ -109,9 +121,53 @@ def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path
     assert any("update-endpoint" in line and new_config in line for line in lines)
     assert len(sagemaker.list_models()["Models"]) == 1  # dry run changed nothing
 
+    _update_keeps_capacity_and_autoscaling(aws, tmp_path, tiny_model_dir)
     deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
     assert deleted.returncode == 0, deleted.stderr
     _nothing_left(aws)
+
+
+def _calls(aws: dict[str, str], clear: bool = False) -> list[dict[str, Any]]:
+    response = httpx.request("DELETE" if clear else "GET", aws["AWS_ENDPOINT_URL"] + "/_rehearsal/calls", timeout=10)
+    return response.json()  # type: ignore[no-any-return]
+
+
+#: AWS's order for an endpoint with autoscaling: policies and target off, update, wait, back on.
+UPDATE_SEQUENCE = [
+    "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
+    "application-autoscaling:DeleteScalingPolicy", "monitoring:DeleteAlarms",
+    "application-autoscaling:DeregisterScalableTarget", "sagemaker:UpdateEndpoint",
+    "application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy",
+]
+
+
+def _update_keeps_capacity_and_autoscaling(aws: dict[str, str], tmp_path: Path, model_dir: Path) -> None:
+    """The update path, for real through the AWS CLI: a scaled-out, autoscaled variant moves to
+    another instance type (the cost table's GPU -> CPU move) and keeps its instance count."""
+    sagemaker, scaling = _client(aws, "sagemaker"), _client(aws, "application-autoscaling")
+    sagemaker.update_endpoint_weights_and_capacities(  # what autoscaling did under load
+        EndpointName="sam-climbing-endpoint", DesiredWeightsAndCapacities=[{"VariantName": "Primary", "DesiredInstanceCount": 2}])
+    _calls(aws, clear=True)
+    updated = _deploy(aws, tmp_path, model_dir, "INSTANCE_TYPE=ml.m5.xlarge", "model", "config", "endpoint", "autoscale")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    calls = _calls(aws)
+    changes = [f"{c['service']}:{c['operation']}" for c in calls
+               if not c["operation"].startswith(("Describe", "List", "Get", "Head"))]
+    assert changes == UPDATE_SEQUENCE, changes
+    update_at = next(i for i, c in enumerate(calls) if c["operation"] == "UpdateEndpoint")
+    register_at = next(i for i, c in enumerate(calls) if c["operation"] == "RegisterScalableTarget")
+    waited = [c["endpoint_status"] for c in calls[update_at:register_at] if c["operation"] == "DescribeEndpoint"]
+    assert waited[0] == "Updating" and waited[-1] == "InService", waited  # re-registered only once in service
+    assert all(c["status"] == 200 for c in calls), [c for c in calls if c["status"] != 200]
+    endpoint = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    assert endpoint["ProductionVariants"][0]["CurrentInstanceCount"] == 2  # not reset to InitialInstanceCount 1
+    target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in target] == [
+        ("endpoint/sam-climbing-endpoint/variant/Primary", 1, 2)]
+    assert len(scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]) == 1
+    assert "registered again after the update" in updated.stderr  # `autoscale` did not register twice
 
 
 def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -129,9 +185,45 @@ def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, t
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["PrimaryContainer"]["Environment"]["SAM_MAX_BODY_BYTES"] == "256MiB"
     assert model["PrimaryContainer"]["Environment"]["SAM_CACHE_BYTES"] == "4096MiB"  # a quarter of ml.m5.xlarge's 16 GiB
+    _async_client_honours_every_option(aws, tmp_path, tiny_model_dir)
     deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
     assert deleted.returncode == 0, deleted.stderr
     _nothing_left(aws)
+
+
+def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, model_dir: Path) -> None:
+    """`--async` sends the whole prompt and every output option, and `--follow-up` too (it was dropped)."""
+    photo = wall_photo(width=756, height=1008, holds=20, seed=8)
+    (tmp_path / "wall.jpg").write_bytes(photo.jpeg)
+    clicks = photo.clicks(3)
+    env = {**os.environ, **aws}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
+         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         str(tmp_path / "wall.jpg"), "--points", f"{clicks[0][0]},{clicks[0][1]};{clicks[1][0]},{clicks[1][1]}",
+         "--labels", "1,0", "--multimask", "--result-format", "webp", "--mask-format", "png", "--max-side", "512",
+         "--follow-up", f"{clicks[2][0]},{clicks[2][1]}", "--out-dir", str(tmp_path / "async-out"), "--timeout-s", "120"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "async-out"
+    assert Image.open(out / "result.webp").format == "WEBP" and Image.open(out / "result.webp").size == (384, 512)
+    extractor = HoldExtractor.from_model_dir(model_dir, RuntimeSettings())
+    for name, clicks_sent, options in (
+            ("mask.png", (Click(*clicks[0]), Click(*clicks[1], 0)), ExtractOptions(multimask=True, max_output_side=512)),
+            ("follow_up_mask.png", (Click(*clicks[2]),), ExtractOptions(multimask=True, max_output_side=512))):
+        mask = Image.open(out / name)
+        want = extractor.extract(ExtractRequest(clicks_sent, image_bytes=photo.jpeg, options=options, need_pixels=False))
+        assert mask.mode == "L" and np.array_equal(np.asarray(mask) > 0, want.mask), name
+    raw = subprocess.run(  # the raw contract (prompt in the custom attributes) and a mask-only answer, via S3 too
+        [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
+         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         str(tmp_path / "wall.jpg"), "--points", f"{clicks[2][0]},{clicks[2][1]}", "--format", "raw", "--accept", "png",
+         "--out-dir", str(tmp_path / "async-raw"), "--timeout-s", "120"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert raw.returncode == 0, raw.stderr
+    assert sorted(p.name for p in (tmp_path / "async-raw").iterdir()) == ["mask.png", "metadata.json"]
+    want = extractor.extract(ExtractRequest((Click(*clicks[2]),), image_bytes=photo.jpeg, need_pixels=False))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "async-raw" / "mask.png")) > 0, want.mask)
 
 
 @pytest.mark.parametrize("instance_type,cache", [
@@ -161,3 +253,49 @@ def test_shellcheck_is_clean() -> None:
     result = subprocess.run([str(shellcheck), str(REPO / "deploy_to_sagemaker.sh")], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_help_prints_the_usage(tmp_path: Path) -> None:
+    result = subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--help"], capture_output=True, text=True,
+                            check=False, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout.startswith("Deploy the SAM hold-extraction endpoint")
+    assert "Commands" in result.stdout and "--dry-run" in result.stdout
+    assert "set -euo" not in result.stdout and "#" not in result.stdout and "SCRIPT_DIR" not in result.stdout
+
+
+def test_documented_dry_run_needs_no_image_step(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, "IMAGE_URI=", "--dry-run", "model", "config", "endpoint")
+    assert result.returncode == 0, result.stderr
+    create = next(line for line in result.stdout.splitlines() if "create-model" in line)
+    assert "123456789012.dkr.ecr.us-east-1.amazonaws.com/sam-climbing:gpu-" in create  # what `image` would push
+    assert "arn:aws:iam::123456789012:role/SageMakerExecutionRole" in create
+    assert "showing the image 'image' would build and push" in result.stderr
+    assert any("create-endpoint " in line for line in result.stdout.splitlines())  # no endpoint yet: create
+
+
+def test_dry_run_without_credentials_stops_and_says_so(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "HOME": str(home),
+           "AWS_ENDPOINT_URL": aws["AWS_ENDPOINT_URL"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
+                             f"S3_BUCKET={BUCKET}", "--dry-run", "model", "config", "endpoint"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --dry-run reads the current state from AWS and needs credentials: no usable AWS credentials "
+        "(aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)")
+
+
+def test_only_not_found_counts_as_a_missing_endpoint(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+    denied = "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: sagemaker:DescribeEndpoint"
+    httpx.post(aws["AWS_ENDPOINT_URL"] + "/_rehearsal/faults", timeout=10, json={
+        "operation": "DescribeEndpoint", "status": 400, "code": "AccessDeniedException", "message": denied, "count": 1})
+    result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "endpoint")
+    assert result.returncode == 1
+    assert "create-endpoint" not in result.stdout and "update-endpoint" not in result.stdout
+    assert f"error: cannot describe endpoint sam-climbing-endpoint: An error occurred (AccessDeniedException) " \
+           f"when calling the DescribeEndpoint operation: {denied}" in result.stderr
+    missing = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "endpoint")  # a real "not found": create
+    assert missing.returncode == 0 and "create-endpoint" in missing.stdout, missing.stderr

@@ -1,0 +1,182 @@
+"""The READMEs' commands, run exactly as written.
+
+The blocks are read from README.md and README_SAGEMAKER.md here, so an edited example is the
+one that runs. They run in a throwaway directory that looks like the repository (its files
+linked in; ``models/vit_b`` and ``models/tiny`` are the tiny test model; ``wall.jpg`` is a
+12 MP phone photo from synthetic/wall_photo.py), with no AWS variables and an empty home,
+inside a private network namespace (``unshare --net``), so the fixed ports of the examples
+(8080, 5000, ...) are free whatever else runs on the machine. Only the waiting between the
+blocks, the stand-ins a block needs that no README block sets up (an async endpoint) and
+the final clean-up are the harness's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from serving.service import RANDOM_WEIGHTS_WARNING
+from synthetic.wall_photo import wall_photo
+from tests.integration.server import REPO
+
+#: Links to the checkout; what runs write (out/, .deploy/, model_artifacts/) stays in the sandbox.
+NOT_LINKED = {".git", "models", "out", ".deploy", "model_artifacts", ".env", "wall.jpg", "request.json"}
+
+
+def fenced_blocks(path: Path) -> list[tuple[str, str]]:
+    """(language, text) of every fenced code block."""
+    pattern = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+    return [(m.group(1), m.group(2)) for m in pattern.finditer(path.read_text())]
+
+
+def block_with(path: Path, language: str, *anchors: str) -> str:
+    """The one block in ``language`` that contains every anchor (the test fails if none or several do)."""
+    found = [text for lang, text in fenced_blocks(path) if lang == language and all(a in text for a in anchors)]
+    assert len(found) == 1, f"{path.name}: {len(found)} {language} blocks contain {anchors}"
+    return found[0]
+
+
+def commands(block: str) -> list[str]:
+    """The block's commands: backslash continuations joined, blank lines dropped."""
+    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def command_starting(block: str, prefix: str) -> str:
+    found = [c for c in commands(block) if c.startswith(prefix)]
+    assert len(found) == 1, f"expected one command starting {prefix!r}, found {found}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def phone_photo(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("photo") / "wall.jpg"
+    path.write_bytes(wall_photo().jpeg)  # 3024x4032 upright, EXIF orientation 6, as a phone stores it
+    return path.read_bytes()
+
+
+def sandbox(root: Path, tiny_model_dir: Path, photo: bytes) -> Path:
+    """A directory that looks like the repository to the examples."""
+    root.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in NOT_LINKED:
+            (root / entry.name).symlink_to(entry)
+    (root / "models").mkdir()
+    for name in ("vit_b", "tiny"):
+        (root / "models" / name).symlink_to(tiny_model_dir)
+    (root / "wall.jpg").write_bytes(photo)
+    return root
+
+
+def run_steps(root: Path, steps: list[tuple[str, str]], timeout_s: float = 900) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run the steps in one bash session inside a new network namespace; stop at the first failure.
+
+    Each step's stdout, stderr and exit code are kept; the harness kills what the steps left running.
+    """
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--net", "--map-root-user", "true"],
+                                                         capture_output=True, check=False).returncode != 0:
+        pytest.fail("these tests need `unshare --net --map-root-user` (util-linux) to give the examples their ports")
+    results = root / ".steps"
+    results.mkdir()
+    script = ["set -u", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", "ip link set lo up", f"cd {shlex.quote(str(root))}"]
+    for name, text in steps:
+        script += [f"{{\n{text}\n}} > .steps/{name}.out 2> .steps/{name}.err", f"echo $? > .steps/{name}.rc",
+                   f"[ \"$(cat .steps/{name}.rc)\" = 0 ] || exit 1"]
+    home = root.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV", "PYTHON"))},
+           "HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    process = subprocess.Popen(["unshare", "--net", "--map-root-user", "bash", "-c", "\n".join(script)], env=env,
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    finally:
+        try:  # whatever the steps left running is in this session's process group
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    ran: dict[str, subprocess.CompletedProcess[str]] = {}
+    for name, text in steps:
+        if (results / f"{name}.rc").exists():
+            ran[name] = subprocess.CompletedProcess(text, int((results / f"{name}.rc").read_text()),
+                                                    (results / f"{name}.out").read_text(),
+                                                    (results / f"{name}.err").read_text())
+    failed = [f"{name} (exit {r.returncode}):\n{r.args}\n{r.stderr[-3000:]}" for name, r in ran.items() if r.returncode]
+    assert not failed and len(ran) == len(steps), "\n".join(failed) or f"only {list(ran)} ran: {output}"
+    return ran
+
+
+def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    readme = REPO / "README.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    serve = block_with(readme, "bash", "python inference.py serve --model-dir models/vit_b --port 8080")
+    json_curl = block_with(readme, "bash", "curl", "--data-binary @request.json")
+    raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id")
+    cli = block_with(readme, "bash", "python sagemaker_client.py", "--endpoint-url http://127.0.0.1:8080")
+    snippet = block_with(readme, "python", "SageMakerSAMClient")
+    (root / "snippet.py").write_text(snippet)
+    wait = "until curl -sf http://127.0.0.1:8080/ping; do sleep 0.2; done"
+    ran = run_steps(root, [("serve", f"{{\n{serve}}} > server.log 2>&1 &"), ("wait", wait), ("json_curl", json_curl),
+                           ("raw_curl", raw_curl), ("cli", cli), ("python", "python snippet.py")])
+
+    first = json.loads(ran["json_curl"].stdout)
+    assert re.fullmatch(r"[0-9a-f]{32}", first["image_id"]) and "encoder_ms" in first["timings_ms"]
+    assert len(first["clicks"]) == 2 and first["warnings"] == [RANDOM_WEIGHTS_WARNING]
+    follow = json.loads(ran["raw_curl"].stdout)
+    assert follow["cache_hit"] is True and "encoder_ms" not in follow["timings_ms"]
+    report = json.loads(ran["cli"].stdout)
+    assert report["follow_up_cache_hit"] is True and "Traceback" not in ran["cli"].stderr
+    assert Image.open(root / "out" / "mask.png").size == (3024, 4032)
+    assert Image.open(root / "out" / "result.webp").size == (3024, 4032)
+    image_id, cache_hit, *_ = ran["python"].stdout.split(maxsplit=2)
+    assert image_id == first["image_id"] and cache_hit == "True"  # same photo, same id; the follow-up hit the cache
+    assert re.fullmatch(r"[0-9a-f]{32}", ran["python"].stdout.strip().splitlines()[-1])  # the closed session's id
+
+
+def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    guide = REPO / "README_SAGEMAKER.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    rehearse = block_with(guide, "bash", "moto_server", "deploy_to_sagemaker.sh")
+    finish = block_with(guide, "bash", "deploy_to_sagemaker.sh S3_BUCKET=rehearsal delete")
+    settings = block_with(guide, "bash", "S3_BUCKET=my-climbing-bucket", "MODEL_DIR=")
+    deploy = block_with(guide, "bash", "./deploy_to_sagemaker.sh --dry-run model config endpoint")
+    invoke = block_with(guide, "bash", "python sagemaker_client.py", "--health")
+    dry_run = command_starting(deploy, "./deploy_to_sagemaker.sh --dry-run")
+    status = command_starting(deploy, "./deploy_to_sagemaker.sh status")
+    help_command = command_starting(deploy, "./deploy_to_sagemaker.sh --help")
+    realtime = command_starting(invoke, "python sagemaker_client.py --endpoint-name sam-climbing-endpoint --region")
+    asynchronous = command_starting(invoke, "python sagemaker_client.py --endpoint-name sam-climbing-endpoint --async")
+    health = command_starting(invoke, "python sagemaker_client.py --endpoint-name sam-climbing-endpoint --health")
+    bucket = re.search(r"--bucket (\S+)", asynchronous).group(1)  # type: ignore[union-attr]
+    # Not in the guide: an asynchronous endpoint for its --async example, made the documented way.
+    async_endpoint = ("PATH=$PWD/.venv/bin:$PATH ./deploy_to_sagemaker.sh S3_BUCKET=rehearsal delete && "
+                      f".venv/bin/aws s3 mb s3://{bucket} && PATH=$PWD/.venv/bin:$PATH ./deploy_to_sagemaker.sh "
+                      f"--mode async S3_BUCKET={bucket} MODEL_DIR=models/tiny IMAGE_URI=local:cpu POLL_S=1 model config endpoint")
+    ran = run_steps(root, [
+        ("rehearse", rehearse), ("realtime", realtime), ("health", health), ("settings", f"cat > .env <<'EOF'\n{settings}EOF"),
+        ("dry_run", dry_run), ("status", status), ("help", help_command), ("async_endpoint", async_endpoint),
+        ("asynchronous", asynchronous), ("finish", finish)])
+
+    assert "test passed" in ran["rehearse"].stderr
+    assert Image.open(root / ".deploy" / "test-output" / "mask.png").size == (3024, 4032)
+    report = json.loads(ran["realtime"].stdout)
+    assert report["follow_up_cache_hit"] is True and Image.open(root / "out" / "mask.png").size == (3024, 4032)
+    assert json.loads(ran["health"].stdout)["status"] == "InService"
+    planned = ran["dry_run"].stdout
+    assert "DRY-RUN: aws sagemaker update-endpoint --endpoint-name sam-climbing-endpoint" in planned  # it exists
+    assert "--retain-all-variant-properties" in planned and "deregister-scalable-target" in planned
+    assert ".dkr.ecr.us-east-1.amazonaws.com/sam-climbing:gpu-" in planned  # the image `image` would push
+    assert '"Status": "InService"' in ran["status"].stdout
+    assert ran["help"].stdout.startswith("Deploy the SAM hold-extraction endpoint")
+    assert "async_s" in json.loads(ran["asynchronous"].stdout)
+    assert "deleted sam-climbing-endpoint" in ran["finish"].stderr
