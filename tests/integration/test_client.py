@@ -16,6 +16,7 @@ from PIL import Image
 from sagemaker_client import EndpointError, SageMakerSAMClient, verify
 from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO
+from tests.reference import decode_mask, in_process_mask
 
 PHOTO = wall_photo(width=756, height=1008, holds=25, seed=3)
 POINTS = PHOTO.clicks(3)
@@ -28,18 +29,28 @@ def client(tiny_server) -> SageMakerSAMClient:  # type: ignore[no-untyped-def]
     return SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", tiny_server.url)
 
 
+@pytest.fixture(scope="module")
+def expected(tiny_model_dir: Path) -> np.ndarray:
+    """The in-process runtime's union mask for PHOTO and POINTS: what every client must get."""
+    return in_process_mask(tiny_model_dir, PHOTO.jpeg, POINTS)
+
+
 @pytest.mark.parametrize("fmt", ["json", "zip", "raw"])
-def test_formats_give_the_same_verified_answer(client: SageMakerSAMClient, fmt: str) -> None:
+def test_formats_give_the_same_verified_answer(client: SageMakerSAMClient, fmt: str, expected: np.ndarray) -> None:
     result = client.extract(PHOTO.jpeg, POINTS, fmt=fmt)  # type: ignore[arg-type]
     assert verify(result, PHOTO.jpeg) == []
-    assert Image.open(io.BytesIO(result.mask_image)).size == (756, 1008)  # type: ignore[arg-type]
+    assert result.mask_image is not None and np.array_equal(decode_mask(result.mask_image), expected)
 
 
-def test_session_follow_up_and_close(client: SageMakerSAMClient) -> None:
+def test_session_follow_up_and_close(client: SageMakerSAMClient, tiny_model_dir: Path) -> None:
     first = client.extract(PHOTO.jpeg, POINTS[:1], open_session=True)
     assert first.session_id and len(first.session_id) == 32
+    assert first.mask_image is not None
+    assert np.array_equal(decode_mask(first.mask_image), in_process_mask(tiny_model_dir, PHOTO.jpeg, POINTS[:1]))
     follow = client.follow_up(POINTS[1:], session_id=first.session_id)
     assert follow.metadata["cache_hit"] and follow.metadata["image_id"] == first.image_id
+    assert follow.mask_image is not None
+    assert np.array_equal(decode_mask(follow.mask_image), in_process_mask(tiny_model_dir, PHOTO.jpeg, POINTS[1:]))
     assert client.close_session(first.session_id) == first.session_id
     with pytest.raises(EndpointError, match="404"):
         client.follow_up(POINTS[1:], session_id=first.session_id)
@@ -55,7 +66,7 @@ def test_verify_catches_a_wrong_answer(client: SageMakerSAMClient) -> None:
     assert any("alpha" in problem for problem in verify(result, PHOTO.jpeg))
 
 
-def test_cli_writes_pngs_and_reports_errors(tiny_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_writes_pngs_and_reports_errors(tiny_server, tmp_path: Path, expected: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     image = tmp_path / "wall.jpg"
     image.write_bytes(PHOTO.jpeg)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -68,5 +79,7 @@ def test_cli_writes_pngs_and_reports_errors(tiny_server, tmp_path: Path) -> None
     report = json.loads(ok.stdout)
     assert report["first_request_s"] > 0 and report["follow_up_s"] > 0
     assert (tmp_path / "out" / "result.webp").is_file() and (tmp_path / "out" / "follow_up_mask.png").is_file()
+    assert np.array_equal(decode_mask((tmp_path / "out" / "mask.png").read_bytes()), expected)
+    assert np.array_equal(decode_mask((tmp_path / "out" / "follow_up_mask.png").read_bytes()), expected)
     bad = subprocess.run([*base, "--points", "99999,1"], capture_output=True, text=True, env=env, check=False, timeout=120)
     assert bad.returncode == 1 and "outside" in bad.stderr and "Traceback" not in bad.stderr
