@@ -21,12 +21,12 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import openvino_runner, ort_runner
+from runtime import gpu_libraries, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
 from runtime.errors import ModelLoadError
 from runtime.manifest import Manifest, load_manifest
 from runtime.preprocess import PreparedImage, Preprocessor
-from runtime.providers import GPU_PROVIDERS, ProviderName, Role, resolve_providers
+from runtime.providers import GPU_PROVIDERS, ORT_NAMES, ProviderName, Role, resolve_providers, wanted_providers
 from runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,11 @@ class SamEngine:
         """Validate ``model_dir`` and open both graphs with the configured providers and engines."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
-        providers = resolve_providers(settings.providers, ort.get_available_providers())
-        if providers[0] in GPU_PROVIDERS:
+        available = ort.get_available_providers()
+        if any(name in GPU_PROVIDERS and ORT_NAMES[name] in available for name in wanted_providers(settings.providers)):
             ort_runner.preload_gpu_libraries()
+        unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
+        providers = resolve_providers(settings.providers, available, unloadable)
         engines = choose_engines(settings, providers)
         encoder: EncoderRunner
         decoder: DecoderRunner
