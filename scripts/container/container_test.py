@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.container import gpu_checks
 from scripts.container.buildah import Buildah, BuildahError
-from scripts.container.serve_check import CheckFailed, require, serve_and_check, start_fails_with
+from scripts.container.serve_check import CheckFailed, require, serve_and_check, start_fails_with, stdout_problems
 from scripts.container.standin_base import build_standin_base
 
 STANDIN = "localhost/sam-python-standin:3.11-bookworm"
@@ -98,6 +98,8 @@ def check_gpu_image(buildah: Buildah, image: str, model: Path, workdir: Path, te
     code, stdout, stderr = start_fails_with(buildah, image, model, {})
     require(code != 0 and "GPU provider is required" in stdout + stderr,
             f"with SAM_REQUIRE_GPU=true and no GPU the entrypoint should exit naming the reason (code {code})")
+    bad = stdout_problems(stdout)
+    require(not bad, f"stdout of the failed start has lines that are not JSON log objects, e.g. {bad[:3]}")
     report["require_gpu_exit"] = {"code": code, "reason": next(
         (line for line in (stdout + stderr).splitlines() if "GPU provider is required" in line), "")[-400:]}
     serve = serve_and_check(buildah, image, model, workdir, {"SAM_REQUIRE_GPU": "false", "SAM_CPU_ENGINE": "onnxruntime"},
@@ -107,6 +109,8 @@ def check_gpu_image(buildah: Buildah, image: str, model: Path, workdir: Path, te
         require(len(left_out) == 1, f"expected one 'TensorRT left out' log line, got {len(left_out)}")
     report["serve_on_cpu"] = {k: v for k, v in vars(serve).items() if k != "stdout"}
     report["serve_on_cpu"]["tensorrt_log"] = [json.loads(line)["message"] for line in left_out]
+    report["serve_on_cpu"]["onnxruntime_printed"] = [json.loads(line)["message"] for line in serve.stdout.splitlines()
+                                                     if "ONNX Runtime printed" in line]
     timed(report, "run_checks_s", start)
 
 

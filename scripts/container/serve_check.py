@@ -192,6 +192,7 @@ def serve_and_check(buildah: Buildah, image: str, model_dir: Path, workdir: Path
         assert pid is not None
         result.uid = process_uid(pid)
         expected_uid = int((config.get("User") or "0").split(":")[0])
+        require(expected_uid != 0, f"the image's USER is root ({config.get('User')!r}): SageMaker would run it as root")
         require(result.uid == expected_uid, f"the server runs as uid {result.uid}, the image says {expected_uid}")
         begin = time.monotonic()
         response = httpx.post(url + "/invocations", content=body, headers={"Content-Type": "application/json"},
