@@ -2,14 +2,15 @@
 
 Inside the image (``buildah run``, as its user): onnxruntime imports and lists the CUDA
 provider; ``ldd`` resolves every library the CUDA provider links through the loader cache
-that the Dockerfile wrote (no ``LD_LIBRARY_PATH``); the TensorRT provider's libraries resolve
+that the Dockerfile wrote (no ``LD_LIBRARY_PATH``), except the host driver's own
+``libcuda.so.1`` (the CUDA 13 libraries link it; SageMaker's NVIDIA runtime mounts it); the TensorRT provider's libraries resolve
 by name when TensorRT is installed, and otherwise exactly ``libnvinfer.so.10`` and
 ``libnvonnxparser.so.10`` are missing and the runtime's own check says so. From the host, on
 the image's mounted root file system: ``readelf -d`` gives the TensorRT provider's
 ``DT_NEEDED`` entries (they must be the names ``runtime.gpu_libraries`` loads), and NVIDIA's
 ``cuobjdump`` (PyPI ``nvidia-cuda-cuobjdump``) lists the SASS architectures of the CUDA
 provider, cuBLAS and cuDNN: sm_75 (NVIDIA T4, ml.g4dn) must be there, and the only kernels
-without sm_75 code may be bf16 ones, which Turing cannot run anyway.
+without sm_75 code may be bf16 and flash-attention ones, which ONNX Runtime runs on sm_80+ only.
 """
 
 from __future__ import annotations
@@ -67,11 +68,17 @@ def inside_image(buildah: Buildah, image: str) -> dict[str, Any]:
     return facts
 
 
+def from_driver(name: str) -> bool:
+    """Libraries of the host's NVIDIA driver, which the NVIDIA container runtime mounts on GPU hosts."""
+    return name.startswith(("libcuda.so", "libnvidia-"))
+
+
 def check_inside(facts: dict[str, Any], tensorrt: bool) -> None:
     require("CUDAExecutionProvider" in facts["providers"], f"no CUDA provider: {facts['providers']}")
-    missing_cuda = sorted(name for name, path in facts["ldd_cuda"].items() if path == "not found")
+    missing_cuda = sorted(name for name, path in facts["ldd_cuda"].items() if path == "not found" and not from_driver(name))
     require(not missing_cuda, f"the CUDA provider's libraries do not resolve by name: {missing_cuda}")
-    missing_trt = sorted(name for name, path in facts["ldd_tensorrt"].items() if path == "not found")
+    missing_trt = sorted(name for name, path in facts["ldd_tensorrt"].items()
+                         if path == "not found" and not from_driver(name))
     if tensorrt:
         require(not missing_trt, f"the TensorRT provider's libraries do not resolve by name: {missing_trt}")
         require(facts["tensorrt_problem"] is None and facts["unloadable"] == {},
@@ -124,6 +131,11 @@ def kernels(tool: Path, library: Path, arch: str) -> set[str]:
     return {line.split()[-1] for line in out.splitlines() if line.startswith("FUNC") and " GLOBAL " in line}
 
 
+def ampere_only(kernel: str) -> bool:
+    """Kernels ONNX Runtime never runs on Turing: bf16 ones, and flash attention (``onnxruntime::flash``, sm_80+)."""
+    return "bfloat16" in kernel or "bf16" in kernel.lower() or kernel.startswith("_ZN11onnxruntime5flash")
+
+
 def check_turing_code(tool: Path, rootfs: Path, facts: dict[str, Any]) -> dict[str, Any]:
     """sm_75 SASS in the CUDA provider (kernel by kernel), cuBLAS and cuDNN."""
     capi = rootfs / facts["capi"].lstrip("/")
@@ -134,8 +146,8 @@ def check_turing_code(tool: Path, rootfs: Path, facts: dict[str, Any]) -> dict[s
     without = sorted(ampere - turing)
     evidence["kernels_sm_75"], evidence["kernels_sm_80"], evidence["kernels_without_sm_75"] = (
         len(turing), len(ampere), without)
-    require(all("bfloat16" in name or "bf16" in name.lower() for name in without),
-            f"kernels without sm_75 SASS that are not bf16: {[n for n in without if 'bfloat16' not in n][:5]}")
+    unexpected = [name for name in without if not ampere_only(name)]
+    require(not unexpected, f"kernels without sm_75 SASS that Turing could be sent: {unexpected[:5]}")
     for pattern in ("libcublasLt.so.*", "libcudnn_engines_precompiled.so.*"):
         for library in sorted({path.resolve() for path in rootfs.glob(f"**/nvidia/**/{pattern}")}):
             archs = sass_architectures(tool, library)
