@@ -4,7 +4,7 @@
 #   ./deploy_to_sagemaker.sh [--dry-run] [--env-file FILE] [--mode realtime|async] [VAR=value ...] COMMAND...
 #
 # Commands (run in the order given; `all` = check package image model config endpoint autoscale test):
-#   check      AWS CLI, credentials, bucket, role (and docker, only when the image is built here)
+#   check      AWS CLI, credentials, bucket, role, GPU driver vs the image's CUDA (and docker, if the image is built here)
 #   package    model.tar.gz from MODEL_DIR, uploaded to s3://S3_BUCKET/S3_KEY (skipped if unchanged)
 #   image      build Dockerfile.sagemaker and push it to ECR (creates the repository); skipped if IMAGE_URI is set
 #   model      a new, uniquely named SageMaker model
@@ -84,6 +84,7 @@ export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
 : "${SNS_SUCCESS_TOPIC:=}"
 : "${SNS_ERROR_TOPIC:=}"
 : "${IMAGE_URI:=}"
+: "${CUDA_MAJOR:=12}"
 : "${ROLE_ARN:=}"
 : "${S3_BUCKET:=}"
 TAG_KEY="sam-holds:endpoint"
@@ -94,6 +95,16 @@ case "$INSTANCE_TYPE" in
   ml.g*|ml.p*|ml.inf*) : "${IMAGE_VARIANT:=gpu}" ;;
   *) : "${IMAGE_VARIANT:=cpu}" ;;
 esac
+case "$CUDA_MAJOR" in 12|13) ;; *) die "CUDA_MAJOR must be 12 or 13, not '$CUDA_MAJOR'" ;; esac
+# InferenceAmiVersion (GPU instance types): the default AMI's driver runs the image's CUDA.
+if [[ "$IMAGE_VARIANT" == gpu ]]; then
+  case "$CUDA_MAJOR" in
+    12) : "${INFERENCE_AMI_VERSION:=al2-ami-sagemaker-inference-gpu-2-1}" ;;
+    13) : "${INFERENCE_AMI_VERSION:=al2023-ami-sagemaker-inference-gpu-4-1}" ;;
+  esac
+else
+  : "${INFERENCE_AMI_VERSION:=none}"
+fi
 
 # Dry-run lines go to the original stdout (fd 3), even where AWS output is discarded.
 exec 3>&1
@@ -155,7 +166,68 @@ endpoint_status() {
   fi
 }
 
+# SageMaker's NVIDIA driver per InferenceAmiVersion (botocore's ProductionVariantInferenceAmiVersion
+# and the AWS page "inference-gpu-drivers"); "none" is the instance family's default.
+ami_driver() {
+  case "$1" in
+    al2-ami-sagemaker-inference-gpu-2|al2-ami-sagemaker-inference-gpu-2-1) echo 535 ;;
+    al2-ami-sagemaker-inference-gpu-3-1) echo 550 ;;
+    al2023-ami-sagemaker-inference-gpu-4-1) echo 580 ;;
+    none)
+      case "$INSTANCE_TYPE" in
+        ml.g4dn.*|ml.g5.*|ml.p3.*|ml.p4d.*|ml.p4de.*) echo 470 ;;
+        ml.g6.*|ml.g6e.*|ml.p5.*) echo 535 ;;
+        *) echo 0 ;;
+      esac ;;
+    *) echo 0 ;;
+  esac
+}
+
+# The smallest driver for the image's CUDA: CUDA 12 libraries run on 525+ through minor-version
+# compatibility and TensorRT 10 asks for r535+; CUDA 13 needs R580+.
+min_driver() { if [[ "$CUDA_MAJOR" == 13 ]]; then echo 580; else echo 535; fi; }
+
+# The CUDA major of IMAGE_URI when its tag says (gpu-cu12-..., gpu-cu13-...), else empty.
+image_uri_cuda() {
+  local tag="${IMAGE_URI##*/}"
+  case "${tag#*:}" in *cu13*) echo 13 ;; *cu12*) echo 12 ;; esac
+}
+
+# Dies when this image cannot start on this instance type's host (wrong driver, wrong variant).
+check_gpu_host() {
+  if [[ "$IMAGE_VARIANT" != gpu ]]; then
+    [[ "$INFERENCE_AMI_VERSION" == none ]] \
+      || die "INFERENCE_AMI_VERSION=$INFERENCE_AMI_VERSION is for GPU instance types, not $INSTANCE_TYPE"
+    return 0
+  fi
+  case "$INSTANCE_TYPE" in
+    ml.inf*|ml.trn*) die "$INSTANCE_TYPE has AWS Inferentia/Trainium chips, not NVIDIA GPUs: the GPU image cannot run there" ;;
+  esac
+  local uri_cuda driver need
+  uri_cuda="$(image_uri_cuda)"
+  if [[ -n "$IMAGE_URI" && -n "$uri_cuda" && "$uri_cuda" != "$CUDA_MAJOR" ]]; then
+    die "IMAGE_URI $IMAGE_URI is a CUDA $uri_cuda image but CUDA_MAJOR=$CUDA_MAJOR: set CUDA_MAJOR=$uri_cuda"
+  fi
+  driver="$(ami_driver "$INFERENCE_AMI_VERSION")"
+  need="$(min_driver)"
+  if (( driver == 0 )); then
+    die "unknown NVIDIA driver for InferenceAmiVersion '$INFERENCE_AMI_VERSION' on $INSTANCE_TYPE: use al2-ami-sagemaker-inference-gpu-2-1 (535), -3-1 (550) or al2023-ami-sagemaker-inference-gpu-4-1 (580)"
+  fi
+  if (( driver < need )); then
+    die "the CUDA $CUDA_MAJOR image cannot start on $INSTANCE_TYPE with InferenceAmiVersion $INFERENCE_AMI_VERSION (driver $driver): it needs driver $need or newer (README_SAGEMAKER.md, section 7)"
+  fi
+}
+
+gpu_host_summary() {
+  if [[ "$IMAGE_VARIANT" == gpu ]]; then
+    echo "CUDA $CUDA_MAJOR image, InferenceAmiVersion $INFERENCE_AMI_VERSION (driver $(ami_driver "$INFERENCE_AMI_VERSION"))"
+  else
+    echo "CPU image"
+  fi
+}
+
 cmd_check() {
+  check_gpu_host
   command -v aws >/dev/null || die "the AWS CLI is not installed (pip install awscli)"
   aws --version >&2
   account_id >/dev/null || die "no usable AWS credentials (aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)"
@@ -168,7 +240,7 @@ cmd_check() {
     command -v docker >/dev/null || die "docker is needed to build the image (or set IMAGE_URI to an existing image)"
     docker info >/dev/null 2>&1 || die "no Docker engine is running (or set IMAGE_URI to an existing image)"
   fi
-  info "check passed: account $(account_id), region $AWS_REGION, bucket $S3_BUCKET, role $(role_arn)"
+  info "check passed: account $(account_id), region $AWS_REGION, bucket $S3_BUCKET, role $(role_arn); $INSTANCE_TYPE: $(gpu_host_summary)"
 }
 
 cmd_package() {
@@ -182,7 +254,12 @@ cmd_package() {
 }
 
 ecr_registry() { local account; account="$(account_id)"; echo "$account.dkr.ecr.$AWS_REGION.amazonaws.com"; }
-image_tag() { echo "$IMAGE_VARIANT-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"; }
+# gpu-cu12-<commit>, gpu-cu13-<commit> or cpu-<commit>.
+image_tag() {
+  local flavour="$IMAGE_VARIANT"
+  if [[ "$IMAGE_VARIANT" == gpu ]]; then flavour="gpu-cu$CUDA_MAJOR"; fi
+  echo "$flavour-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"
+}
 
 cmd_image() {
   if ! needs_image_build; then
@@ -191,15 +268,17 @@ cmd_image() {
   fi
   local registry repo_uri tag
   registry="$(ecr_registry)"
+  local build_args=(--build-arg "VARIANT=$IMAGE_VARIANT")
+  if [[ "$IMAGE_VARIANT" == gpu ]]; then build_args+=(--build-arg "CUDA_MAJOR=$CUDA_MAJOR"); fi
   tag="$(image_tag)"
   repo_uri="$registry/$ECR_REPOSITORY"
   aws ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1 \
     || aws_change ecr create-repository --repository-name "$ECR_REPOSITORY" --image-scanning-configuration scanOnPush=true >/dev/null
   if [[ "$DRY_RUN" == 1 ]]; then
-    echo "DRY-RUN: docker build -f Dockerfile.sagemaker --build-arg VARIANT=$IMAGE_VARIANT -t $repo_uri:$tag . && docker push $repo_uri:$tag" >&3
+    echo "DRY-RUN: docker build -f Dockerfile.sagemaker ${build_args[*]} -t $repo_uri:$tag . && docker push $repo_uri:$tag" >&3
   else
     aws ecr get-login-password | docker login --username AWS --password-stdin "$registry"
-    docker build -f "$SCRIPT_DIR/Dockerfile.sagemaker" --build-arg "VARIANT=$IMAGE_VARIANT" -t "$repo_uri:$tag" "$SCRIPT_DIR"
+    docker build -f "$SCRIPT_DIR/Dockerfile.sagemaker" "${build_args[@]}" -t "$repo_uri:$tag" "$SCRIPT_DIR"
     docker push "$repo_uri:$tag"
   fi
   IMAGE_URI="$repo_uri:$tag"
@@ -271,8 +350,10 @@ cmd_config() {
   [[ -n "$model" || "$DRY_RUN" == 1 ]] || die "no model: run 'model' first"
   model="${model:-$MODEL_NAME-DRYRUN}"
   local name; name="$MODEL_NAME-config-$(date -u +%s)-$RANDOM"
-  local variant
-  variant="[{\"VariantName\":\"$VARIANT_NAME\",\"ModelName\":\"$model\",\"InstanceType\":\"$INSTANCE_TYPE\",\"InitialInstanceCount\":$INITIAL_INSTANCE_COUNT,\"ContainerStartupHealthCheckTimeoutInSeconds\":$STARTUP_HEALTH_TIMEOUT_S}]"
+  check_gpu_host
+  local variant ami=""
+  [[ "$INFERENCE_AMI_VERSION" == none ]] || ami=",\"InferenceAmiVersion\":\"$INFERENCE_AMI_VERSION\""
+  variant="[{\"VariantName\":\"$VARIANT_NAME\",\"ModelName\":\"$model\",\"InstanceType\":\"$INSTANCE_TYPE\",\"InitialInstanceCount\":$INITIAL_INSTANCE_COUNT,\"ContainerStartupHealthCheckTimeoutInSeconds\":$STARTUP_HEALTH_TIMEOUT_S$ami}]"
   local args=(sagemaker create-endpoint-config --endpoint-config-name "$name" --production-variants "$variant"
               --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME")
   if [[ "$DEPLOY_MODE" == async ]]; then
@@ -285,7 +366,7 @@ cmd_config() {
   fi
   aws_change "${args[@]}" >/dev/null
   state_set CONFIG "$name"
-  info "endpoint config $name ($DEPLOY_MODE, $INSTANCE_TYPE)"
+  info "endpoint config $name ($DEPLOY_MODE, $INSTANCE_TYPE, $(gpu_host_summary))"
 }
 
 # Wait for InService; return 1 (with the FailureReason) when the endpoint failed, vanished, or

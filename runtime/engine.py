@@ -32,7 +32,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import openvino_runner, ort_runner
+from runtime import gpu_libraries, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
@@ -42,7 +42,7 @@ from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
 from runtime.manifest import Manifest, load_manifest
 from runtime.prepost import choose_prepost
 from runtime.preprocess import PreparedImage, Preprocessor
-from runtime.providers import GPU_PROVIDERS, ProviderName, Role, resolve_providers
+from runtime.providers import GPU_PROVIDERS, ORT_NAMES, ProviderName, Role, resolve_providers, wanted_providers
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
 from runtime.settings import RuntimeSettings
 from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of, to_host
@@ -131,10 +131,12 @@ class SamEngine:
         """Validate ``model_dir`` and open every graph with the configured providers and engines."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
-        providers = resolve_providers(settings.providers, ort.get_available_providers())
-        on_gpu = providers[0] in GPU_PROVIDERS
-        if on_gpu:
+        available = ort.get_available_providers()
+        if any(name in GPU_PROVIDERS and ORT_NAMES[name] in available for name in wanted_providers(settings.providers)):
             ort_runner.preload_gpu_libraries()
+        unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
+        providers = resolve_providers(settings.providers, available, unloadable)
+        on_gpu = providers[0] in GPU_PROVIDERS
         engines = choose_engines(settings, providers)
         try:
             prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)

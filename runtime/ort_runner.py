@@ -8,7 +8,10 @@ for ``run``; the engine serializes encoder runs itself.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,24 @@ def session_options(settings: RuntimeSettings, role: Role) -> ort.SessionOptions
     return options
 
 
+@contextlib.contextmanager
+def stdout_to_log(what: str) -> Iterator[None]:
+    """Turn whatever ONNX Runtime's Python layer ``print()``s inside the block into one warning line.
+
+    It prints its "EP Error ... Falling back to ..." banner and ``preload_dlls`` failures to
+    stdout, where our one-JSON-object-per-line logs go. Swaps ``sys.stdout`` for the block:
+    use it only around start-up calls (session creation, library preloading).
+    """
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        text = " ".join(printed.getvalue().replace("*", " ").split())
+        if text:
+            log.warning("%s: ONNX Runtime printed: %s", what, text)
+
+
 def preload_gpu_libraries() -> None:
     """Load CUDA and cuDNN from the NVIDIA wheels (onnxruntime-gpu >= 1.21), so that no
     LD_LIBRARY_PATH is needed for them; a failure is logged and left to session creation."""
@@ -54,7 +75,8 @@ def preload_gpu_libraries() -> None:
     if preload is None:
         return
     try:
-        preload()
+        with stdout_to_log("loading CUDA/cuDNN"):
+            preload()
     except Exception as exc:  # noqa: BLE001 - diagnostics only; session creation reports the real error
         log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
 
@@ -83,8 +105,9 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
     else:
         path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
     try:
-        session = ort.InferenceSession(str(path), session_options(settings, role),
-                                       providers=provider_arguments(settings.providers, providers, role))
+        with stdout_to_log(f"{role} session"):
+            session = ort.InferenceSession(str(path), session_options(settings, role),
+                                           providers=provider_arguments(settings.providers, providers, role))
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
     return session, check_active(role, session.get_providers(), providers, settings.providers)

@@ -8,7 +8,7 @@ really in use, and raise ``ProviderUnavailable`` when the configuration requires
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -144,26 +144,40 @@ class ProviderConfig:
     cpu: CpuOptions = field(default_factory=CpuOptions)
 
 
-def resolve_providers(config: ProviderConfig, available: Sequence[str]) -> tuple[ProviderName, ...]:
+def wanted_providers(config: ProviderConfig) -> tuple[ProviderName, ...]:
+    """The providers the configuration asks for, best first, before checking what is installed."""
+    return AUTO_ORDER if config.requested == "auto" else config.requested
+
+
+def resolve_providers(config: ProviderConfig, available: Sequence[str],
+                      unloadable: Mapping[ProviderName, str] | None = None) -> tuple[ProviderName, ...]:
     """The providers to ask ONNX Runtime for, best first, given the ones its build offers.
 
     ``auto``: TensorRT, CUDA, CPU, keeping those available. An explicit list keeps its
-    order; unavailable entries are dropped with a warning. CPU always ends the list unless
-    a GPU is required, so a session can always be created.
+    order; unavailable entries are dropped with a warning. ``unloadable`` maps providers
+    that the build lists but whose libraries cannot load (``runtime.gpu_libraries``) to the
+    reason: they are left out with one log line naming it, so ONNX Runtime never tries
+    them (and never prints its fallback banner). CPU always ends the list unless a GPU is
+    required, so a session can always be created.
     """
-    wanted = AUTO_ORDER if config.requested == "auto" else config.requested
+    unloadable = unloadable or {}
+    wanted = wanted_providers(config)
     chosen: list[ProviderName] = []
     for name in wanted:
-        if ORT_NAMES[name] in available:
+        if ORT_NAMES[name] in available and name in unloadable:
+            level = logging.INFO if config.requested == "auto" else logging.WARNING
+            log.log(level, "%s left out: %s", ORT_NAMES[name], unloadable[name])
+        elif ORT_NAMES[name] in available:
             chosen.append(name)
         elif config.requested != "auto":
             log.warning("execution provider %s is not available in this ONNX Runtime build (%s)",
                         name, ", ".join(available))
     if config.require_gpu:
         if not any(name in GPU_PROVIDERS for name in chosen):
+            reasons = "".join(f"; {ORT_NAMES[n]}: {why}" for n, why in unloadable.items())
             raise ProviderUnavailable(
                 f"a GPU provider is required but none of {[ORT_NAMES[n] for n in wanted]} is available "
-                f"(this ONNX Runtime offers {list(available)}); install onnxruntime-gpu with CUDA and cuDNN"
+                f"(this ONNX Runtime offers {list(available)}{reasons}); install onnxruntime-gpu with CUDA and cuDNN"
             )
         return tuple(name for name in chosen if name in GPU_PROVIDERS)
     if "cpu" not in chosen:

@@ -11,8 +11,10 @@ from PIL import Image
 
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
+from runtime.gpu_libraries import TENSORRT_LIBRARIES, library_problem
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.masks import mask_iou
+from runtime.ort_runner import preload_gpu_libraries
 from runtime.providers import ProviderConfig
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
@@ -58,8 +60,18 @@ def test_cuda_fp16_graphs_run(tiny_model_dir: Path) -> None:
     assert mask_iou(mask, _cpu_answer(tiny_model_dir, data)) > 0.98  # fp16 measured 0.998 on vit_b (H100)
 
 
-@pytest.mark.skipif("TensorrtExecutionProvider" not in ort.get_available_providers(),
-                    reason="no TensorRT execution provider (libnvinfer not on the library path)")
+def _tensorrt_problem() -> str | None:
+    """Why the TensorRT provider cannot run here (the runtime's own check), or None."""
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        return "this ONNX Runtime build has no TensorRT execution provider"
+    preload_gpu_libraries()
+    return library_problem(TENSORRT_LIBRARIES)
+
+
+TENSORRT_PROBLEM = _tensorrt_problem() if "CUDAExecutionProvider" in ort.get_available_providers() else None
+
+
+@pytest.mark.skipif(TENSORRT_PROBLEM is not None, reason=f"TensorRT cannot be used: {TENSORRT_PROBLEM}")
 def test_tensorrt_engine_builds_with_profiles(tiny_model_dir: Path, tmp_path: Path) -> None:
     from runtime.providers import TensorRTOptions
 

@@ -107,7 +107,9 @@ def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     variant = config["ProductionVariants"][0]
     assert variant["VariantName"] == "Primary" and variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-2-1"  # driver 535 runs the CUDA 12 image
     assert "AsyncInferenceConfig" not in config
+    assert "ml.g4dn.xlarge: CUDA 12 image, InferenceAmiVersion al2-ami-sagemaker-inference-gpu-2-1 (driver 535)" in result.stderr
     policies = _client(aws, "application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
     tracking = policies["ScalingPolicies"][0]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
@@ -177,6 +179,7 @@ def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, t
     endpoint = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     assert config["AsyncInferenceConfig"]["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 2
+    assert "InferenceAmiVersion" not in config["ProductionVariants"][0]  # a CPU instance type has no GPU driver
     outputs = s3.list_objects_v2(Bucket=BUCKET, Prefix="sam-climbing/async/output/").get("Contents", [])
     requests = s3.list_objects_v2(Bucket=BUCKET, Prefix="requests/").get("Contents", [])
     assert outputs and requests
@@ -236,6 +239,60 @@ def test_cache_budget_follows_the_instance_memory(aws: dict[str, str], tiny_mode
     assert result.returncode == 0, result.stderr
     create = next(line for line in result.stdout.splitlines() if "create-model" in line)
     assert f'SAM_CACHE_BYTES\\":\\"{cache}\\"' in create or f'"SAM_CACHE_BYTES":"{cache}"' in create, create
+
+
+def test_dry_run_builds_the_cuda_12_image_for_g4dn_and_picks_its_ami(aws: dict[str, str], tiny_model_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "IMAGE_URI=", "INSTANCE_TYPE=ml.g4dn.xlarge",
+                     "image", "model", "config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    build = next(line for line in lines if line.startswith("DRY-RUN: docker build"))
+    assert "--build-arg VARIANT=gpu --build-arg CUDA_MAJOR=12" in build and "/sam-climbing:gpu-cu12-" in build
+    config = next(line for line in lines if "create-endpoint-config" in line)
+    assert '\\"InferenceAmiVersion\\":\\"al2-ami-sagemaker-inference-gpu-2-1\\"' in config, config
+    create_model = next(line for line in lines if "create-model" in line)
+    assert "/sam-climbing:gpu-cu12-" in create_model  # the model runs the image that step built
+
+    cuda13 = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "IMAGE_URI=", "CUDA_MAJOR=13", "image", "model", "config")
+    assert cuda13.returncode == 0, cuda13.stderr
+    assert "--build-arg CUDA_MAJOR=13" in cuda13.stdout and ":gpu-cu13-" in cuda13.stdout
+    assert '\\"InferenceAmiVersion\\":\\"al2023-ami-sagemaker-inference-gpu-4-1\\"' in cuda13.stdout
+
+
+@pytest.mark.parametrize("settings,message", [
+    (["CUDA_MAJOR=13", "INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-3-1"],
+     ("the CUDA 13 image cannot start on ml.g4dn.xlarge with InferenceAmiVersion al2-ami-sagemaker-inference-gpu-3-1 "
+      "(driver 550): it needs driver 580 or newer")),
+    (["CUDA_MAJOR=13", "INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-2-1"], "(driver 535): it needs driver 580"),
+    (["INFERENCE_AMI_VERSION=none"], "with InferenceAmiVersion none (driver 470): it needs driver 535 or newer"),
+    (["INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-9"], "unknown NVIDIA driver for InferenceAmiVersion"),
+    (["IMAGE_URI=123456789012.dkr.ecr.us-east-1.amazonaws.com/sam-climbing:gpu-cu13-abc1234"],
+     "is a CUDA 13 image but CUDA_MAJOR=12"),
+    (["INSTANCE_TYPE=ml.m5.large", "INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-2-1"],
+     "is for GPU instance types, not ml.m5.large"),
+    (["INSTANCE_TYPE=ml.inf2.xlarge"], "not NVIDIA GPUs"),
+    (["CUDA_MAJOR=11"], "CUDA_MAJOR must be 12 or 13"),
+])
+def test_check_refuses_an_image_its_host_driver_cannot_start(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+                                                             settings: list[str], message: str) -> None:
+    for command in ("check", "config"):
+        result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", *settings, command)
+        assert result.returncode == 1 and message in result.stderr, (command, result.stderr)
+        assert "DRY-RUN" not in result.stdout
+
+
+@pytest.mark.parametrize("settings,summary", [
+    ([], "ml.g4dn.xlarge: CUDA 12 image, InferenceAmiVersion al2-ami-sagemaker-inference-gpu-2-1 (driver 535)"),
+    (["INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-3-1"], "InferenceAmiVersion al2-ami-sagemaker-inference-gpu-3-1 (driver 550)"),
+    (["CUDA_MAJOR=13"], "CUDA 13 image, InferenceAmiVersion al2023-ami-sagemaker-inference-gpu-4-1 (driver 580)"),
+    (["IMAGE_URI=123456789012.dkr.ecr.us-east-1.amazonaws.com/sam-climbing:gpu-cu13-abc1234", "CUDA_MAJOR=13"], "(driver 580)"),
+    (["INSTANCE_TYPE=ml.m5.large"], "ml.m5.large: CPU image"),
+])
+def test_check_accepts_an_image_its_host_driver_runs(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+                                                     settings: list[str], summary: str) -> None:
+    result = _deploy(aws, tmp_path, tiny_model_dir, *settings, "check")
+    assert result.returncode == 0 and "check passed" in result.stderr and summary in result.stderr, result.stderr
 
 
 def test_missing_bucket_setting_is_a_clear_error(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -60,8 +60,47 @@ def test_requirement_pins_agree_with_pyproject() -> None:
     assert common == {k: v for k, v in serving.items() if k not in engines}
     cpu_image = _pins(REPO / "requirements-sagemaker.txt")
     assert {k: cpu_image[k] for k in engines} == {k: serving[k] for k in engines}
-    assert "openvino" not in _pins(REPO / "requirements-sagemaker-gpu.txt")  # both graphs run ONNX Runtime on GPU
-    assert _pins(REPO / "requirements-sagemaker-gpu.txt")["onnxruntime-gpu"] == serving["onnxruntime"]
+    cuda12, cuda13 = _pins(REPO / "requirements-sagemaker-gpu.txt"), _pins(REPO / "requirements-sagemaker-gpu-cu13.txt")
+    assert "openvino" not in cuda12 and "openvino" not in cuda13  # both graphs run ONNX Runtime on GPU
+    assert cuda13["onnxruntime-gpu"] == serving["onnxruntime"]
+    assert cuda12["onnxruntime-gpu"] == "1.26.0"  # the newest release whose METADATA asks for CUDA 12 wheels
+
+
+def test_each_gpu_stack_holds_one_cuda_major_and_its_tensorrt() -> None:
+    stacks = {"requirements-sagemaker-gpu": "cu12", "requirements-sagemaker-gpu-cu13": "cu13"}
+    for stack, cuda in stacks.items():
+        pins = _pins(REPO / f"{stack}.txt")
+        nvidia = [name for name in pins if name.startswith("nvidia-")]
+        assert {"nvidia-cuda-runtime", "nvidia-cudnn", "nvidia-cublas"} <= {n.removesuffix(f"-{cuda}") for n in nvidia}
+        other = "cu13" if cuda == "cu12" else "cu12"
+        assert not any(name.endswith(f"-{other}") for name in pins), stack
+        if cuda == "cu12":
+            assert all(name.endswith("-cu12") for name in nvidia)
+        tensorrt = REPO / f"{stack}-tensorrt.txt"
+        assert f"-r {stack}.txt" in tensorrt.read_text().splitlines()
+        assert _pins(tensorrt) == {f"tensorrt-{cuda}-libs": "10.14.1.48.post1"}  # what ORT's TensorRT provider was built with
+        assert stack + ".txt" in DOCKERFILE and stack + "-tensorrt.txt" in DOCKERFILE
+
+
+def test_gpu_image_does_not_depend_on_where_the_base_keeps_site_packages() -> None:
+    assert "site-packages" not in DOCKERFILE and "LD_LIBRARY_PATH" not in DOCKERFILE
+    assert "gpu_library_paths.py > /etc/ld.so.conf.d/" in DOCKERFILE and "&& ldconfig" in DOCKERFILE
+    assert re.search(r"^ARG CUDA_MAJOR=12$", DOCKERFILE, re.MULTILINE) and re.search(r"^ARG TENSORRT=true$", DOCKERFILE,
+                                                                                     re.MULTILINE)
+
+
+def test_gpu_library_paths_finds_every_directory_with_nvidia_libraries(tmp_path: Path) -> None:
+    from scripts.container.gpu_library_paths import library_dirs
+
+    for name in ("nvidia/cudnn/lib/libcudnn.so.9", "nvidia/cu13/lib/libcudart.so.13", "tensorrt_libs/libnvinfer.so.10",
+                 "nvidia/cudnn/include/cudnn.h", "numpy/core/_multiarray.so"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert library_dirs([str(tmp_path)]) == sorted(str(tmp_path / d) for d in ("nvidia/cu13/lib", "nvidia/cudnn/lib",
+                                                                                "tensorrt_libs"))
+    empty = subprocess.run([sys.executable, str(REPO / "scripts/container/gpu_library_paths.py"), str(tmp_path / "none")],
+                           capture_output=True, text=True, check=False)
+    assert empty.returncode == 1 and "no NVIDIA libraries found" in empty.stderr
 
 
 def test_serving_code_imports_without_torch(tmp_path: Path) -> None:
