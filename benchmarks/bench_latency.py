@@ -37,6 +37,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from benchmarks.arguments import size_wh
 from benchmarks.baseline import baseline_worker
 from benchmarks.report import evaluate_targets, summarize_samples, write_all
 from export.export_sam import export_model, load_model
@@ -410,10 +411,6 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, height = text.lower().split("x")
-    return int(width), int(height)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -429,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench")
     args = parser.parse_args(argv)
     args.model_type = args.model_type or ("tiny" if args.quick else "vit_b")
-    args.image_sizes = [_size(s) for s in (args.image_sizes or ("1512x2016" if args.quick else "3024x4032")).split(",")]
+    args.image_sizes = [size_wh(s) for s in (args.image_sizes or ("1512x2016" if args.quick else "3024x4032")).split(",")]
     args.repeats = args.repeats or (2 if args.quick else 3)
     args.providers = [p.strip() for p in args.providers.split(",") if p.strip()]
     unknown = set(args.providers) - {"cpu", "cuda", "tensorrt"}

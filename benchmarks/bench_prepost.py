@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.arguments import size_wh
 from benchmarks.bench_latency import _cpu_name, _version, hold_shaped_logits
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
@@ -168,16 +169,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, height = text.lower().split("x")
-    return int(width), int(height)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="an export with preprocess.onnx/postprocess.onnx (default: a tiny export made once)")
-    parser.add_argument("--size", type=_size, default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
+    parser.add_argument("--size", type=size_wh, default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="1.5 MP photos, 2 repeats")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "prepost")

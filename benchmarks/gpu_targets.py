@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
+from benchmarks.arguments import size_wh
 from benchmarks.bench_latency import HttpBench, _cpu_name, _version, prepare_model
 from runtime.masks import mask_iou
 from synthetic.wall_photo import wall_photo
@@ -153,17 +154,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, height = text.lower().split("x")
-    return int(width), int(height)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-type", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--providers", default="cuda", help="SAM_PROVIDERS for the server (cuda, tensorrt,cuda, cpu)")
-    parser.add_argument("--size", type=_size, default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
+    parser.add_argument("--size", type=size_wh, default=None, help="upright WIDTHxHEIGHT (default 3024x4032)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny model, 640x480 photos, 1 repeat")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "gpu_targets")

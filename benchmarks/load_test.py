@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from benchmarks.arguments import size_wh
 from synthetic.wall_photo import wall_photo
 
 ACTIONS = {"new_photo": 2, "cached_click": 5, "session": 2, "bad_request": 1}
@@ -159,12 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds (bounded)")
     parser.add_argument("--photos", type=int, default=3)
-    parser.add_argument("--size", default="640x853", help="photo WIDTHxHEIGHT")
+    parser.add_argument("--size", type=size_wh, default=size_wh("640x853"), help="photo WIDTHxHEIGHT")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be within (0, 3600] seconds")
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     report = asyncio.run(run(args.url, args.clients, args.duration, args.photos, (width, height)))
     text = json.dumps(report, indent=2)
     print(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,3 +67,12 @@ def decode_mask(data: bytes | str) -> NDArray[np.bool_]:
     if not set(np.unique(values).tolist()) <= {0, 255}:
         raise AssertionError(f"the mask is not binary: values {np.unique(values)[:10]}")
     return values > 0
+
+
+def zip_archive(entries: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    """A zip file holding ``entries`` (member name -> bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

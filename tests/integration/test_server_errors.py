@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import zipfile
 
@@ -12,19 +11,11 @@ import pytest
 from PIL import Image
 
 from synthetic.test_images import synthetic_image
-from tests.reference import encode
+from tests.reference import encode, zip_archive
 
 PNG = encode(synthetic_image((200, 300), seed=51))
 B64 = base64.b64encode(PNG).decode()
 GOOD = {"image_base64": B64, "points": [{"x": 10, "y": 20}]}
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _json(**changes: object) -> bytes:
@@ -69,12 +60,12 @@ CASES = [
     ("unsupported type", b"x", "text/plain", {}, 415, "unsupported_media_type", "text/plain"),
     ("oversized body", b"x" * (6 * 1024 * 1024 + 1), "application/json", {}, 413, "payload_too_large", "limit"),
     ("not a zip", b"PK\x03\x04garbage", "application/zip", {}, 400, "bad_request", "not a valid zip"),
-    ("zip without points", _zip({"image.bin": PNG}), "application/zip", {}, 400, "bad_request", "points.json"),
-    ("zip path names", _zip({"../image.bin": PNG, "/points.json": b"{}"}), "application/zip", {}, 400,
+    ("zip without points", zip_archive({"image.bin": PNG}), "application/zip", {}, 400, "bad_request", "points.json"),
+    ("zip path names", zip_archive({"../image.bin": PNG, "/points.json": b"{}"}), "application/zip", {}, 400,
      "bad_request", "lacks image.bin and points.json"),
-    ("zip with many entries", _zip({f"f{i}": b"" for i in range(40)}), "application/zip", {}, 413,
+    ("zip with many entries", zip_archive({f"f{i}": b"" for i in range(40)}), "application/zip", {}, 413,
      "payload_too_large", "entries"),
-    ("zip bomb", _zip({"image.bin": b"\0" * (80 << 20), "points.json": b"{}"}, zipfile.ZIP_DEFLATED),
+    ("zip bomb", zip_archive({"image.bin": b"\0" * (80 << 20), "points.json": b"{}"}, zipfile.ZIP_DEFLATED),
      "application/zip", {}, 413, "payload_too_large", "image.bin"),
     ("raw image without points", PNG, "image/png", {}, 400, "invalid_points", "at least one hold point"),
     ("unknown custom attribute", PNG, "image/png", {"X-Amzn-SageMaker-Custom-Attributes": "pts=1,2"}, 400,

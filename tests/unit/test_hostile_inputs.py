@@ -20,18 +20,10 @@ from runtime.outputs import OutputOptions, check_output_size, cutout_rgba, encod
 from runtime.preprocess import check_resizable
 from serving.contract import parse_json, parse_raw_image, parse_zip
 from serving.sessions import check_session_header
-from tests.reference import encode
+from tests.reference import encode, zip_archive
 
 PNG = encode(np.zeros((20, 30, 3), np.uint8))
 HUGE = int("9" * 320)
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("document", [
@@ -43,13 +35,13 @@ def test_integers_beyond_float_range_are_400(document: dict[str, object]) -> Non
     with pytest.raises(InvalidPoints, match="far too large"):
         parse_json(json.dumps({"image_base64": base64.b64encode(PNG).decode(), **document}))
     with pytest.raises(InvalidPoints, match="far too large"):
-        parse_zip(_zip({"image.bin": PNG, "points.json": json.dumps(document).encode()}), 16, 1 << 20)
+        parse_zip(zip_archive({"image.bin": PNG, "points.json": json.dumps(document).encode()}), 16, 1 << 20)
 
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA])
 def test_corrupt_compressed_member_is_400(compression: int) -> None:
     noisy = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes() + b"\x00" * 4000
-    data = bytearray(_zip({"image.bin": noisy, "points.json": b'{"points": []}'}, compression))
+    data = bytearray(zip_archive({"image.bin": noisy, "points.json": b'{"points": []}'}, compression))
     start = data.index(b"image.bin") + len(b"image.bin") + 40  # inside the compressed stream
     for offset in range(0, 200, 7):
         data[start + offset] ^= 0x5A
@@ -58,7 +50,7 @@ def test_corrupt_compressed_member_is_400(compression: int) -> None:
 
 
 def test_zip_needing_an_unknown_version_is_400() -> None:
-    data = bytearray(_zip({"image.bin": PNG, "points.json": b'{"points": []}'}))
+    data = bytearray(zip_archive({"image.bin": PNG, "points.json": b'{"points": []}'}))
     central = data.index(b"PK\x01\x02")
     data[central + 6] = 0xFF  # "version needed to extract" of the first central-directory entry
     data[central + 7] = 0xFF
@@ -67,7 +59,7 @@ def test_zip_needing_an_unknown_version_is_400() -> None:
 
 
 def test_encrypted_zip_member_is_named_without_internals() -> None:
-    data = bytearray(_zip({"image.bin": PNG, "points.json": b'{"points": []}'}))
+    data = bytearray(zip_archive({"image.bin": PNG, "points.json": b'{"points": []}'}))
     for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
         position = data.index(signature)
         flags = struct.unpack_from("<H", data, position + flag_offset)[0]
