@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -35,7 +36,7 @@ def serve(settings: ServerSettings) -> int:
         load_manifest(settings.model_dir, verify_checksums=False)  # fail fast, before opening the port
     except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
         log.error("cannot serve %s: %s", settings.model_dir, exc)
-        print(f"error: cannot serve {settings.model_dir}: {exc}", flush=True)
+        print(f"error: cannot serve {settings.model_dir}: {exc}", file=sys.stderr, flush=True)
         return 1
     state = ServerState()
     server: uvicorn.Server
@@ -51,7 +52,7 @@ def serve(settings: ServerSettings) -> int:
         except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.error("cannot load the model: %s", state.load_error)
-            print(f"error: cannot load the model from {settings.model_dir}: {exc}", flush=True)
+            print(f"error: cannot load the model from {settings.model_dir}: {exc}", file=sys.stderr, flush=True)
             server.should_exit = True
 
     def start_loading() -> None:

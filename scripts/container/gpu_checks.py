@@ -39,6 +39,12 @@ from runtime.gpu_libraries import TENSORRT_LIBRARIES, library_problem, unloadabl
 from runtime.providers import ProviderConfig
 
 capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+try:  # JPEG decoding on the GPU (runtime/gpu_jpeg.py); it warns about nvJPEG2000/nvTIFF, which JPEG does not need
+    from nvidia import nvimgcodec
+    nvimgcodec_version = getattr(nvimgcodec, "__version__", "imported")
+except Exception as exc:
+    nvimgcodec_version = None
+    nvimgcodec_error = repr(exc)
 def ldd(name):
     out = subprocess.run(["ldd", os.path.join(capi, name)], capture_output=True, text=True, check=True).stdout
     return {line.split()[0]: line.split("=>")[1].split("(")[0].strip() for line in out.splitlines() if "=>" in line}
@@ -49,6 +55,7 @@ print(json.dumps({
     "providers": ort.get_available_providers(), "capi": capi,
     "requires_dist": metadata.requires("onnxruntime-gpu"), "distributions": dists,
     "ldd_cuda": ldd("libonnxruntime_providers_cuda.so"), "ldd_tensorrt": ldd("libonnxruntime_providers_tensorrt.so"),
+    "nvimgcodec": nvimgcodec_version, "nvimgcodec_error": None if nvimgcodec_version else nvimgcodec_error,
     "tensorrt_problem": library_problem(TENSORRT_LIBRARIES),
     "unloadable": unloadable_providers(ProviderConfig(), ort.get_available_providers()),
     "ldconfig_nvinfer": [l.strip() for l in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines() if "libnvinfer.so.10" in l],
@@ -75,6 +82,7 @@ def from_driver(name: str) -> bool:
 
 def check_inside(facts: dict[str, Any], tensorrt: bool) -> None:
     require("CUDAExecutionProvider" in facts["providers"], f"no CUDA provider: {facts['providers']}")
+    require(facts["nvimgcodec"] is not None, f"nvImageCodec does not import: {facts['nvimgcodec_error']}")
     missing_cuda = sorted(name for name, path in facts["ldd_cuda"].items() if path == "not found" and not from_driver(name))
     require(not missing_cuda, f"the CUDA provider's libraries do not resolve by name: {missing_cuda}")
     missing_trt = sorted(name for name, path in facts["ldd_tensorrt"].items()

@@ -12,19 +12,19 @@ from tests.integration.server import REPO
 
 def test_quick_benchmark_writes_report_json_markdown_and_chart(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_latency.py"), "--quick", "--repeats", "1",
-                             "--image-sizes", "1512x2016,640x480", "--out", str(tmp_path / "new" / "dir")],
+                             "--image-sizes", "320x240,240x320", "--out", str(tmp_path / "new" / "dir")],
                             capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     tmp_path = tmp_path / "new" / "dir"
     report = json.loads((tmp_path / "results.json").read_text())
     scenarios = {key.split("/", 1)[1] for key in report["summary"]}
-    for size in ("1512x2016", "640x480"):
+    for size in ("320x240", "240x320"):
         assert {f"baseline PyTorch, 5 clicks, PNG @{size}", f"ours cold, 5 clicks, PNG @{size}",
                 f"ours warm, 20 clicks, compact @{size}", f"HTTP cold raw JPEG, 5 clicks, WebP @{size}",
                 f"HTTP warm JSON, 1 click, compact @{size}", f"HTTP cold raw JPEG, 1 click, compact @{size}"} <= scenarios
     assert set(report["engines"]) == {"cpu-onnxruntime", "cpu-openvino", "cpu-auto"} and report["main_provider"] == "cpu-auto"
     assert all(row["encoder_ms"] > 0 and row["encoder_vs_floor"] > 0 for row in report["engines"].values())
-    assert report["ratios"]["warm_vs_baseline"] is not None and report["image"]["sizes"] == ["1512x2016", "640x480"]
+    assert report["ratios"]["warm_vs_baseline"] is not None and report["image"]["sizes"] == ["320x240", "240x320"]
     assert report["sgemm_gflops"] > 0 and report["model"]["type"] == "tiny"
     assert {row["target"] for row in report["targets"]} >= {"encoder_vs_pytorch", "warm_vs_baseline"}
     assert "cuda-fp32" in report["skipped_providers"] or "cuda-fp32" in report["providers"]

@@ -31,7 +31,7 @@ def _serve(model_dir: Path, env: dict[str, str] | None = None) -> subprocess.Com
 def test_missing_model_directory_exits_non_zero(tmp_path: Path) -> None:
     result = _serve(tmp_path / "nowhere")
     assert result.returncode == 1
-    assert "does not exist" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert "does not exist" in result.stderr and "Traceback" not in result.stdout + result.stderr
 
 
 def test_model_that_fails_to_load_exits_non_zero_without_a_healthy_ping(tiny_model_dir: Path, tmp_path: Path) -> None:
