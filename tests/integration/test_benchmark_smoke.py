@@ -1,4 +1,8 @@
-"""The benchmark harness runs end to end in --quick mode (no timing assertions: CI is a smoke run)."""
+"""The benchmark scripts run end to end in --quick mode (no timing assertions: CI is a smoke run).
+
+Slow suite: they load every CPU engine, the PyTorch baseline and a server (about 2.5 minutes
+together on 2 cores) for structure-only checks, so ``make test-fast`` leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.server import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_writes_report_json_markdown_and_chart(tmp_path: Path) -> None:
