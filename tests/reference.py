@@ -47,8 +47,12 @@ def _extractor(model_dir: str) -> HoldExtractor:
 def in_process_mask(model_dir: Path, image: bytes | None, points: Sequence[tuple[float, float]],
                     labels: Sequence[int] | None = None, image_id: str | None = None,
                     box_xyxy: tuple[float, float, float, float] | None = None,
-                    options: ExtractOptions | None = None) -> NDArray[np.bool_]:
-    """The runtime's own answer (bool H x W union mask) for a request: what every client must get."""
+                    options: ExtractOptions | None = None, nontrivial: bool = True) -> NDArray[np.bool_]:
+    """The runtime's own answer (bool H x W union mask) for a request: what every client must get.
+
+    ``nontrivial``: the answer must hold some mask pixels and some background, so a comparison
+    with it cannot pass on a runtime that answers empty (or full) masks to everyone.
+    """
     labels = list(labels) if labels is not None else [1] * len(points)
     clicks = tuple(Click(float(x), float(y), int(label)) for (x, y), label in zip(points, labels))
     extractor = _extractor(str(model_dir))
@@ -56,7 +60,17 @@ def in_process_mask(model_dir: Path, image: bytes | None, points: Sequence[tuple
         request = ExtractRequest(clicks, image_bytes=image, box_xyxy=box_xyxy, options=options or ExtractOptions())
     else:
         request = ExtractRequest(clicks, image_id=image_id, box_xyxy=box_xyxy, options=options or ExtractOptions())
-    return extractor.extract(request).mask
+    mask = extractor.extract(request).mask
+    return require_nontrivial(mask) if nontrivial else mask
+
+
+def require_nontrivial(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask``, after checking it holds some mask pixels and some background (an expected answer
+    that is empty or full would let a broken runtime pass every comparison)."""
+    if not 0 < np.count_nonzero(mask) < mask.size:
+        raise AssertionError(f"the in-process answer is trivial ({np.count_nonzero(mask)} of {mask.size} pixels set): "
+                             "a comparison with it would prove nothing")
+    return mask
 
 
 def decode_mask(data: bytes | str) -> NDArray[np.bool_]:

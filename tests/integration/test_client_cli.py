@@ -22,6 +22,7 @@ from sagemaker_client import EndpointError, SageMakerSAMClient
 from serving.service import RANDOM_WEIGHTS_WARNING
 from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO, free_port
+from tests.reference import require_nontrivial
 
 PHOTO = wall_photo(width=756, height=1008, holds=25, seed=3)  # EXIF orientation 6: clicks are upright pixels
 CLICKS = PHOTO.clicks(4)
@@ -65,7 +66,7 @@ def expected(extractor: HoldExtractor, points: list[tuple[float, float]], labels
     clicks = tuple(Click(x, y, label) for (x, y), label in zip(points, labels))
     request = ExtractRequest(clicks, image_bytes=PHOTO.jpeg, box_xyxy=box, options=ExtractOptions(**options),
                              need_pixels=False)
-    return extractor.extract(request).mask
+    return require_nontrivial(extractor.extract(request).mask)
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
