@@ -136,15 +136,7 @@ class SamEngine:
             ort_runner.preload_gpu_libraries()
         unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
         providers = resolve_providers(settings.providers, available, unloadable)
-        on_gpu = providers[0] in GPU_PROVIDERS
         engines = choose_engines(settings, providers)
-        try:
-            prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from exc
-        if on_gpu and not manifest.has_prepost_graphs:
-            log.warning("%s has no preprocess/postprocess graphs (an older export): pre- and post-processing run "
-                        "on the CPU; export again to keep requests on the GPU", model_dir)
         device_id = settings.providers.cuda.device_id
         encoder: EncoderRunner
         if engines["encoder"] == "openvino":
@@ -152,6 +144,19 @@ class SamEngine:
         else:
             session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
             encoder = ort_runner.OrtEncoder(session, active, device_id)
+        # What really runs decides the rest: a GPU build on a host whose GPU cannot start (no device,
+        # an old driver) falls back to the CPU, and then the CPU's choices apply to every graph.
+        on_gpu = encoder.provider in GPU_PROVIDERS
+        if providers[0] in GPU_PROVIDERS and not on_gpu:
+            log.warning("the GPU providers %s did not start (see above); every graph runs on the CPU", list(providers))
+            providers = ("cpu",)
+        try:
+            prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        if on_gpu and not manifest.has_prepost_graphs:
+            log.warning("%s has no preprocess/postprocess graphs (an older export): pre- and post-processing run "
+                        "on the CPU; export again to keep requests on the GPU", model_dir)
         images: ImagePreprocessor | None = None
         if prepost["preprocess"] == "graph":
             session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
