@@ -62,9 +62,13 @@ def _timed(call: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 
 
 def _today_numpy(logits: list[np.ndarray], input_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """Post-processing as HoldExtractor called it before the renderer seam (direct numpy calls)."""
+    """Post-processing as HoldExtractor called it before the renderer seam (direct numpy calls): a
+    cell mask and its area (reported per click, and the ``min_area`` filter) per prompt, then the union."""
     plan = postprocess.plan_masks(256, 1024, input_hw, out_hw)
-    return postprocess.render_union([postprocess.cell_mask(low, plan) for low in logits], plan)
+    cells = [postprocess.cell_mask(low, plan) for low in logits]
+    for cell in cells:
+        cell.area(plan)
+    return postprocess.render_union(cells, plan)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

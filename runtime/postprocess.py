@@ -135,16 +135,44 @@ def stage2_full(mid: NDArray[np.float32], plan: MaskPlan) -> NDArray[np.float32]
     return plan.rows.stage2.apply(plan.cols.stage2.apply(mid, axis=1), axis=0)
 
 
+@dataclass(frozen=True)
+class DenseStats:
+    """Facts of a dense (H, W) mask gathered while it is computed: which rows and columns hold
+    mask pixels (bool (H,), bool (W,)) and how many pixels it has."""
+
+    rows_any: NDArray[np.bool_]
+    cols_any: NDArray[np.bool_]
+    count: int
+
+    def box_xyxy(self) -> tuple[int, int, int, int] | None:
+        """As ``runtime.masks.box_xyxy`` of the mask."""
+        rows = np.flatnonzero(self.rows_any)
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(self.cols_any)
+        return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def stage2_full_mask(mid: NDArray[np.float32], plan: MaskPlan, threshold: float) -> NDArray[np.bool_]:
     """``stage2_full(mid, plan) > threshold``, bool (H, W), computed in blocks of output rows.
 
     Same float32 operations as ``stage2_full`` (bit-identical logits), but the 12 M-pixel
     float temporaries never exist: on a 12 MP photo about 4x faster (24 ms vs 95 ms here).
     """
+    return stage2_full_mask_with_stats(mid, plan, threshold)[0]
+
+
+def stage2_full_mask_with_stats(mid: NDArray[np.float32], plan: MaskPlan, threshold: float
+                                ) -> tuple[NDArray[np.bool_], DenseStats]:
+    """``stage2_full_mask`` and its ``DenseStats``, taken from each block while it is in cache
+    (a second and third pass over a 12 MP mask for its box and area cost more than the block work)."""
     across = plan.cols.stage2.apply(mid, axis=1)  # (h, W)
     rows = plan.rows.stage2
     height, width = plan.out_size_hw
     out = np.empty((height, width), dtype=bool)
+    rows_any = np.zeros(height, dtype=bool)
+    cols_any = np.zeros(width, dtype=bool)
+    count = 0
     for start in range(0, height, STAGE2_BLOCK_ROWS):
         stop = min(start + STAGE2_BLOCK_ROWS, height)
         top = across[rows.i0[start:stop]]
@@ -152,8 +180,14 @@ def stage2_full_mask(mid: NDArray[np.float32], plan: MaskPlan, threshold: float)
         bottom = across[rows.i1[start:stop]]
         bottom *= rows.w1[start:stop, None]
         top += bottom
-        np.greater(top, threshold, out=out[start:stop])
-    return out
+        block = out[start:stop]
+        np.greater(top, threshold, out=block)
+        block_count = int(np.count_nonzero(block))
+        if block_count:
+            count += block_count
+            rows_any[start:stop] = block.any(axis=1)
+            cols_any |= block.any(axis=0)
+    return out, DenseStats(rows_any, cols_any, count)
 
 
 def stage2_at(mid: NDArray[np.float32], plan: MaskPlan, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> NDArray[np.float32]:
@@ -190,6 +224,14 @@ def expand_cells(cells: NDArray[np.bool_], plan: MaskPlan) -> NDArray[np.bool_]:
     return np.take(cells[row_index], col_index, axis=1)
 
 
+def cells_pixel_count(cells: NDArray[np.bool_], plan: MaskPlan) -> int:
+    """Output pixels covered by the (R, C) cells where ``cells`` is true: sum of row run length
+    times column run length over them, computed on the rows that have any (a mask's cells of one
+    kind sit in few rows: measured on a 12 MP hold mask, 0.6 ms instead of 2.0 ms for the whole grid)."""
+    rows = np.flatnonzero(cells.any(axis=1))
+    return int(plan.rows.run_len[rows] @ cells[rows].astype(np.int64) @ plan.cols.run_len)
+
+
 def cell_pixels(cell_mask: NDArray[np.bool_], plan: MaskPlan) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """All output pixels (rows, cols), int64 (P,) each, of the cells where ``cell_mask`` is true."""
     cell_r, cell_c = np.nonzero(cell_mask)
@@ -221,18 +263,22 @@ class CellMask:
     cols: NDArray[np.int64]
     inside: NDArray[np.bool_]
     dense: NDArray[np.bool_] | None = None
+    dense_stats: DenseStats | None = None
 
     def area(self, plan: MaskPlan) -> int:
         """Number of mask pixels at output resolution."""
+        if self.dense_stats is not None:
+            return self.dense_stats.count
         if self.dense is not None:
             return int(np.count_nonzero(self.dense))
         assert self.states is not None
-        positive = (self.states == POSITIVE).astype(np.int64)
-        whole = int(plan.rows.run_len @ positive @ plan.cols.run_len)
+        whole = cells_pixel_count(self.states == POSITIVE, plan)
         return whole + int(np.count_nonzero(self.inside))
 
     def box_xyxy(self, plan: MaskPlan) -> tuple[int, int, int, int] | None:
         """Bounding box at output resolution (see ``runtime.masks.box_xyxy``), without rendering."""
+        if self.dense_stats is not None:
+            return self.dense_stats.box_xyxy()
         if self.dense is not None:
             return box_xyxy(self.dense)
         assert self.states is not None
@@ -257,11 +303,12 @@ def cell_mask(logits: NDArray[np.float32], plan: MaskPlan, threshold: float = 0.
     states = classify_cells(mid > threshold, plan)
     mixed = states == MIXED
     height, width = plan.out_size_hw
-    mixed_pixels = int(plan.rows.run_len @ mixed.astype(np.int64) @ plan.cols.run_len)
+    mixed_pixels = cells_pixel_count(mixed, plan)
     empty = np.zeros(0, dtype=np.int64)
     if mixed_pixels > FULL_STAGE2_FRACTION * height * width:
-        dense = stage2_full_mask(mid, plan, threshold)
-        return CellMask(states=None, rows=empty, cols=empty, inside=np.zeros(0, dtype=bool), dense=dense)
+        dense, stats = stage2_full_mask_with_stats(mid, plan, threshold)
+        return CellMask(states=None, rows=empty, cols=empty, inside=np.zeros(0, dtype=bool), dense=dense,
+                        dense_stats=stats)
     rows, cols = cell_pixels(mixed, plan)
     inside = stage2_at(mid, plan, rows, cols) > threshold
     return CellMask(states=states, rows=rows[inside], cols=cols[inside], inside=inside[inside])

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime import postprocess as pp
+from runtime.masks import box_xyxy
 from runtime.preprocess import resized_size_hw
 
 
@@ -65,6 +66,18 @@ def test_dense_path_equals_torch_and_the_unblocked_computation(orig_hw: tuple[in
     mid = pp.stage1(white, plan)
     for threshold in (0.0, 0.7):
         assert np.array_equal(pp.stage2_full_mask(mid, plan, threshold), pp.stage2_full(mid, plan) > threshold)
+    assert mask.area(plan) == int(np.count_nonzero(mask.dense))  # taken block by block while computing
+    assert mask.box_xyxy(plan) == box_xyxy(mask.dense)
+
+
+def test_dense_stats_of_a_mask_inside_a_corner() -> None:
+    plan = pp.plan_masks(256, 1024, (768, 1024), (3024, 4032))
+    logits = np.full((256, 256), -5.0, np.float32)
+    logits[100:140, 30:50] = np.random.default_rng(1).standard_normal((40, 20)).astype(np.float32) + 0.5
+    dense, stats = pp.stage2_full_mask_with_stats(pp.stage1(logits, plan), plan, 0.0)
+    assert 0 < stats.count == int(np.count_nonzero(dense)) and stats.box_xyxy() == box_xyxy(dense)
+    empty, none = pp.stage2_full_mask_with_stats(pp.stage1(np.full((256, 256), -1.0, np.float32), plan), plan, 0.0)
+    assert none.count == 0 and none.box_xyxy() is None and not empty.any()
 
 
 def test_union_equals_or_of_masks() -> None:
