@@ -88,7 +88,7 @@ have drivers 470 and 535 (CUDA 12 runs on $TRANSFORM_GPU_AMI); use CUDA_MAJOR=12
   local stamp model job environment
   stamp="$(date -u +%Y%m%d%H%M%S)-$RANDOM"
   model="$MODEL_NAME-batch-$stamp"
-  job="${MODEL_NAME:0:40}-batch-$stamp"
+  job="${MODEL_NAME:0:36}-batch-$stamp"  # at most 63 characters
   # The container's body limit is the job's MaxPayloadInMB; its request deadline sits under the invocation timeout.
   environment="$(printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%sMiB","SAM_REQUEST_TIMEOUT_S":"%s","SAM_LOG_FORMAT":"json","SAM_METRICS":"false"}' \
     "${SAM_CACHE_BYTES:-$(cache_budget)}" "$payload" "$((BATCH_INVOCATION_TIMEOUT_S > 10 ? BATCH_INVOCATION_TIMEOUT_S - 5 : BATCH_INVOCATION_TIMEOUT_S))")"
@@ -139,8 +139,11 @@ report_transform_job() {
   fi
   reason="$(aws sagemaker describe-transform-job --transform-job-name "$job" --query FailureReason --output text)"
   echo "error: transform job $job is $status: ${reason:-no FailureReason given}" >&2
-  echo "error: $done_count of $total request files answered (in s3://$out_bucket/$out_prefix); no answer for: \
-$(paste -sd' ' - <<<"$missing")" >&2
+  local listed more
+  listed="$(head -20 <<<"$missing" | paste -sd' ' -)"
+  more=$(( $(grep -c . <<<"$missing" || true) - 20 ))
+  (( more > 0 )) && listed+=" and $more more"
+  echo "error: $done_count of $total request files answered (in s3://$out_bucket/$out_prefix); no answer for: $listed" >&2
   local failed="" streams
   streams="$(aws logs describe-log-streams --log-group-name "$TRANSFORM_LOG_GROUP" --log-stream-name-prefix "$job/" \
     --query 'logStreams[].logStreamName' --output text 2>/dev/null || true)"
