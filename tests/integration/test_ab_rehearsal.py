@@ -335,3 +335,21 @@ def test_shift_and_promote_need_their_arguments(ab: AB, tmp_path: Path) -> None:
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
     missing = ab.stack.deploy(tmp_path, ab.model_dirs["Primary"], "ENDPOINT_NAME=no-such-endpoint", "shift", "A:1")
     assert missing.returncode == 1 and "endpoint no-such-endpoint does not exist" in missing.stderr
+
+
+def test_each_variant_gets_the_image_of_its_instance_type(ab: AB, tmp_path: Path) -> None:
+    """Without IMAGE_URI: one build per image flavour (GPU CUDA 12 for g4dn, CPU for m5), each model on its own."""
+    result = ab.stack.deploy(tmp_path, ab.model_dirs["Primary"], "IMAGE_URI=", "VARIANT_B_MODEL_DIR=models/x",
+                             "VARIANT_B_INSTANCE_TYPE=ml.m5.large", "--dry-run", "image", "model",
+                             "config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    builds = [line for line in lines if line.startswith("DRY-RUN: docker build")]
+    assert len(builds) == 2 and "--build-arg VARIANT=gpu --build-arg CUDA_MAJOR=12" in builds[0]
+    assert "--build-arg VARIANT=cpu" in builds[1] and "/sam-climbing:cpu-" in builds[1]
+    models = [line for line in lines if "create-model" in line]
+    assert len(models) == 2 and "/sam-climbing:gpu-cu12-" in models[0] and "/sam-climbing:cpu-" in models[1]
+    assert "sam-climbing/Primary/model.tar.gz" in models[0] and "sam-climbing/Challenger/model.tar.gz" in models[1]
+    config = next(line for line in lines if "create-endpoint-config" in line)
+    assert '\\"VariantName\\":\\"Primary\\"' in config and '\\"VariantName\\":\\"Challenger\\"' in config
+    assert '\\"InitialVariantWeight\\":90' in config and '\\"InitialVariantWeight\\":10' in config
