@@ -13,8 +13,16 @@
 #              count kept, autoscaling registered again), and wait
 #   autoscale  target tracking (realtime: invocations per instance; async: backlog, down to zero)
 #   test       invoke the endpoint through sagemaker_client.py with a 12 MP sample wall photo; fail on a wrong answer
-#   status     endpoint, variants, scaling and where its logs and metrics are
-#   delete     scaling policy, endpoint, and every endpoint config and model this tool made for it
+#   status     endpoint, variants and their traffic weights, scaling, and where its logs and metrics are
+#   delete     scaling policies, endpoint, and every endpoint config and model this tool made for it
+#
+# A/B tests (two production variants on one endpoint; set any VARIANT_B_* setting, see README_SAGEMAKER.md):
+#   shift VARIANT:WEIGHT...   set traffic weights (UpdateEndpointWeightsAndCapacities) and wait
+#   promote VARIANT           end the test: VARIANT takes all traffic, the other variant is removed
+#
+# Batch transform (one request file per photo: .zip as the asynchronous endpoint takes, or .json):
+#   batch INPUT_S3_PREFIX OUTPUT_S3_PREFIX   run a transform job over every file under the input
+#              prefix, wait, and report; each answer lands at OUTPUT_S3_PREFIX<file>.out
 #
 # Settings come from the environment, then --env-file (default .env, if present), then VAR=value
 # arguments; nothing needs editing here. --dry-run prints the AWS calls that would change
@@ -27,6 +35,10 @@ AUTOSCALE_DONE=0
 ENV_FILE=".env"
 COMMANDS=()
 OVERRIDES=()
+SHIFT_WEIGHTS=()
+PROMOTE_VARIANT=""
+BATCH_INPUT=""
+BATCH_OUTPUT=""
 
 # The comment block at the top of this file, without its '#'s.
 usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
@@ -41,6 +53,17 @@ while [[ $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     *=*) OVERRIDES+=("$1") ;;
     check|package|image|model|config|endpoint|autoscale|test|status|delete|all) COMMANDS+=("$1") ;;
+    shift)
+      COMMANDS+=(shift)
+      while [[ $# -gt 1 && "$2" == *:* && "$2" != *=* ]]; do SHIFT_WEIGHTS+=("$2"); shift; done
+      [[ ${#SHIFT_WEIGHTS[@]} -gt 0 ]] || die "shift needs VARIANT:WEIGHT pairs, e.g. shift Primary:50 Challenger:50" ;;
+    promote)
+      [[ $# -gt 1 && "$2" != *=* ]] || die "promote needs the name of the variant that wins, e.g. promote Challenger"
+      COMMANDS+=(promote); PROMOTE_VARIANT="$2"; shift ;;
+    batch)
+      [[ $# -gt 2 && "$2" == s3://* && "$3" == s3://* ]] \
+        || die "batch needs INPUT_S3_PREFIX OUTPUT_S3_PREFIX, e.g. batch s3://my-bucket/batch/input/ s3://my-bucket/batch/output/"
+      COMMANDS+=(batch); BATCH_INPUT="$2"; BATCH_OUTPUT="$3"; shift 2 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
   shift
@@ -87,24 +110,103 @@ export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
 : "${CUDA_MAJOR:=12}"
 : "${ROLE_ARN:=}"
 : "${S3_BUCKET:=}"
+: "${VARIANT_A_WEIGHT:=90}"
+: "${VARIANT_B_WEIGHT:=10}"
+: "${BATCH_MAX_PAYLOAD_MB:=25}"
+: "${BATCH_MAX_CONCURRENT:=4}"
+: "${BATCH_INSTANCE_COUNT:=1}"
+: "${BATCH_INVOCATION_TIMEOUT_S:=300}"
+: "${BATCH_MAX_RETRIES:=1}"
+: "${BATCH_CONTENT_TYPE:=}"
+: "${BATCH_ACCEPT:=}"
 TAG_KEY="sam-holds:endpoint"
 STATE_FILE="$STATE_DIR/$ENDPOINT_NAME.state"
 
 case "$DEPLOY_MODE" in realtime|async) ;; *) die "DEPLOY_MODE must be realtime or async, not '$DEPLOY_MODE'" ;; esac
-case "$INSTANCE_TYPE" in
-  ml.g*|ml.p*|ml.inf*) : "${IMAGE_VARIANT:=gpu}" ;;
-  *) : "${IMAGE_VARIANT:=cpu}" ;;
-esac
-case "$CUDA_MAJOR" in 12|13) ;; *) die "CUDA_MAJOR must be 12 or 13, not '$CUDA_MAJOR'" ;; esac
-# InferenceAmiVersion (GPU instance types): the default AMI's driver runs the image's CUDA.
-if [[ "$IMAGE_VARIANT" == gpu ]]; then
-  case "$CUDA_MAJOR" in
-    12) : "${INFERENCE_AMI_VERSION:=al2-ami-sagemaker-inference-gpu-2-1}" ;;
-    13) : "${INFERENCE_AMI_VERSION:=al2023-ami-sagemaker-inference-gpu-4-1}" ;;
-  esac
-else
-  : "${INFERENCE_AMI_VERSION:=none}"
+
+# ---- production variants -----------------------------------------------------------------
+# One variant by default: the plain settings (VARIANT_NAME, MODEL_DIR, INSTANCE_TYPE, ...). Any
+# VARIANT_B_* setting makes it an A/B test of two variants, A and B: each takes VARIANT_A_X /
+# VARIANT_B_X where set and the plain X otherwise (names: VARIANT_NAME and Challenger; model
+# archives: <S3_KEY's folder>/<variant name>/model.tar.gz; weights VARIANT_A_WEIGHT/VARIANT_B_WEIGHT).
+PER_VARIANT=(VARIANT_NAME MODEL_DIR S3_KEY INSTANCE_TYPE IMAGE_URI CUDA_MAJOR INFERENCE_AMI_VERSION IMAGE_VARIANT
+             INITIAL_INSTANCE_COUNT MIN_INSTANCES MAX_INSTANCES TARGET_INVOCATIONS_PER_INSTANCE SAM_CACHE_BYTES)
+: "${IMAGE_VARIANT:=}" "${INFERENCE_AMI_VERSION:=}" "${SAM_CACHE_BYTES:=}"
+for setting in "${PER_VARIANT[@]}"; do
+  printf -v "BASE_$setting" '%s' "${!setting}"
+done
+VARIANT_IDS=("")
+if compgen -v VARIANT_B_ | grep -qv '^VARIANT_B_WEIGHT$'; then
+  VARIANT_IDS=(A B)
+  [[ -n "${VARIANT_B_MODEL_DIR:-}" ]] || die "an A/B deploy needs VARIANT_B_MODEL_DIR (the challenger's exported model)"
+  [[ "$DEPLOY_MODE" == realtime ]] \
+    || die "A/B variants are for real-time endpoints: an asynchronous endpoint scales on its endpoint-wide backlog"
 fi
+ab_test() { [[ ${#VARIANT_IDS[@]} -gt 1 ]]; }
+VARIANT_PATTERN='^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$'
+WEIGHT_PATTERN='^[0-9]+([.][0-9]+)?$'
+
+# Make variant ID (A, B, or "" for the plain settings) the current one: its settings in the plain
+# variables, then the image variant, CUDA and InferenceAmiVersion derived and checked.
+use_variant() {
+  local id="$1" setting per
+  for setting in "${PER_VARIANT[@]}"; do
+    per="BASE_$setting"
+    if [[ -n "$id" ]]; then
+      per="VARIANT_${id}_${setting#VARIANT_}"
+      [[ -n "${!per:-}" ]] || per="BASE_$setting"
+    fi
+    printf -v "$setting" '%s' "${!per}"
+  done
+  VARIANT_WEIGHT=1
+  if [[ -n "$id" ]]; then
+    local name_setting="VARIANT_${id}_NAME" key_setting="VARIANT_${id}_S3_KEY" weight_setting="VARIANT_${id}_WEIGHT"
+    [[ "$id" == B && -z "${!name_setting:-}" ]] && VARIANT_NAME=Challenger
+    if [[ -z "${!key_setting:-}" ]]; then
+      local folder="${BASE_S3_KEY%/*}"
+      [[ "$folder" == "$BASE_S3_KEY" ]] && folder=""
+      S3_KEY="${folder:+$folder/}$VARIANT_NAME/model.tar.gz"
+    fi
+    VARIANT_WEIGHT="${!weight_setting}"
+  fi
+  derive_image_settings
+}
+
+derive_image_settings() {
+  if [[ -z "$IMAGE_VARIANT" ]]; then
+    case "$INSTANCE_TYPE" in ml.g*|ml.p*|ml.inf*) IMAGE_VARIANT=gpu ;; *) IMAGE_VARIANT=cpu ;; esac
+  fi
+  case "$CUDA_MAJOR" in 12|13) ;; *) die "CUDA_MAJOR must be 12 or 13, not '$CUDA_MAJOR'" ;; esac
+  # InferenceAmiVersion (GPU instance types): the default AMI's driver runs the image's CUDA.
+  if [[ -z "$INFERENCE_AMI_VERSION" ]]; then
+    if [[ "$IMAGE_VARIANT" == gpu ]]; then
+      case "$CUDA_MAJOR" in
+        12) INFERENCE_AMI_VERSION=al2-ami-sagemaker-inference-gpu-2-1 ;;
+        13) INFERENCE_AMI_VERSION=al2023-ami-sagemaker-inference-gpu-4-1 ;;
+      esac
+    else
+      INFERENCE_AMI_VERSION=none
+    fi
+  fi
+}
+
+# The variants' names, weights and settings are checked once, before anything runs.
+if ab_test; then
+  use_variant A; NAME_A="$VARIANT_NAME"
+  use_variant B; NAME_B="$VARIANT_NAME"
+  [[ "$NAME_A" != "$NAME_B" ]] || die "both variants are named $NAME_A: set VARIANT_A_NAME or VARIANT_B_NAME"
+  for weight in "$VARIANT_A_WEIGHT" "$VARIANT_B_WEIGHT"; do
+    [[ "$weight" =~ $WEIGHT_PATTERN ]] || die "VARIANT_A_WEIGHT / VARIANT_B_WEIGHT must be numbers >= 0, not '$weight'"
+  done
+  awk -v a="$VARIANT_A_WEIGHT" -v b="$VARIANT_B_WEIGHT" 'BEGIN { exit !(a + b > 0) }' \
+    || die "VARIANT_A_WEIGHT and VARIANT_B_WEIGHT are both 0: no variant would get traffic"
+fi
+for id in "${VARIANT_IDS[@]}"; do
+  use_variant "$id"
+  [[ "$VARIANT_NAME" =~ $VARIANT_PATTERN ]] \
+    || die "variant name '$VARIANT_NAME' must be letters, digits and inner hyphens (at most 63 characters)"
+done
+use_variant ""
 
 # Dry-run lines go to the original stdout (fd 3), even where AWS output is discarded.
 exec 3>&1
@@ -130,6 +232,12 @@ state_set() {
   mkdir -p "$STATE_DIR"
   echo "$1=$2" >> "$STATE_FILE"
 }
+
+# State keys: the plain ones for one variant (unchanged), per variant / image flavour in an A/B test.
+model_key() { if ab_test; then echo "MODEL_$VARIANT_NAME"; else echo MODEL; fi; }
+image_key() { if ab_test; then echo "IMAGE_URI_$(image_flavour)"; else echo IMAGE_URI; fi; }
+# cpu, gpu-cu12 or gpu-cu13: the image a variant runs.
+image_flavour() { if [[ "$IMAGE_VARIANT" == gpu ]]; then echo "gpu-cu$CUDA_MAJOR"; else echo cpu; fi; }
 
 require_bucket() { [[ -n "$S3_BUCKET" ]] || die "S3_BUCKET is not set (environment, .env or S3_BUCKET=... argument)"; }
 
@@ -227,7 +335,14 @@ gpu_host_summary() {
 }
 
 cmd_check() {
-  check_gpu_host
+  local id summary=""
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    check_gpu_host
+    [[ -d "$MODEL_DIR" ]] || die "MODEL_DIR $MODEL_DIR does not exist (export it with export/export_sam.py)"
+    if ab_test; then summary+="${summary:+; }$VARIANT_NAME on $INSTANCE_TYPE: $(gpu_host_summary)"
+    else summary="$INSTANCE_TYPE: $(gpu_host_summary)"; fi
+  done
   command -v aws >/dev/null || die "the AWS CLI is not installed (pip install awscli)"
   aws --version >&2
   account_id >/dev/null || die "no usable AWS credentials (aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)"
@@ -235,37 +350,52 @@ cmd_check() {
   aws s3api head-bucket --bucket "$S3_BUCKET" >/dev/null 2>&1 || die "bucket s3://$S3_BUCKET is missing or not accessible"
   local role; role="$(role_arn)"
   aws iam get-role --role-name "${role##*/}" >/dev/null 2>&1 || die "IAM role $role does not exist (set ROLE_ARN)"
-  [[ -d "$MODEL_DIR" ]] || die "MODEL_DIR $MODEL_DIR does not exist (export it with export/export_sam.py)"
-  if needs_image_build; then
-    command -v docker >/dev/null || die "docker is needed to build the image (or set IMAGE_URI to an existing image)"
-    docker info >/dev/null 2>&1 || die "no Docker engine is running (or set IMAGE_URI to an existing image)"
-  fi
-  info "check passed: account $(account_id), region $AWS_REGION, bucket $S3_BUCKET, role $(role_arn); $INSTANCE_TYPE: $(gpu_host_summary)"
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    if needs_image_build; then
+      command -v docker >/dev/null || die "docker is needed to build the image (or set IMAGE_URI to an existing image)"
+      docker info >/dev/null 2>&1 || die "no Docker engine is running (or set IMAGE_URI to an existing image)"
+    fi
+  done
+  info "check passed: account $(account_id), region $AWS_REGION, bucket $S3_BUCKET, role $(role_arn); $summary"
 }
 
 cmd_package() {
   require_bucket
-  if [[ "$DRY_RUN" == 1 ]]; then
-    echo "DRY-RUN: $PYTHON package_model.py --model-dir $MODEL_DIR --output-dir $ARTIFACTS_DIR --s3-bucket $S3_BUCKET --s3-key $S3_KEY" >&3
-    return 0
-  fi
-  "$PYTHON" "$SCRIPT_DIR/package_model.py" --model-dir "$MODEL_DIR" --output-dir "$ARTIFACTS_DIR" \
-    --s3-bucket "$S3_BUCKET" --s3-key "$S3_KEY" --region "$AWS_REGION"
+  local id
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    if [[ "$DRY_RUN" == 1 ]]; then
+      echo "DRY-RUN: $PYTHON package_model.py --model-dir $MODEL_DIR --output-dir $ARTIFACTS_DIR --s3-bucket $S3_BUCKET --s3-key $S3_KEY" >&3
+      continue
+    fi
+    "$PYTHON" "$SCRIPT_DIR/package_model.py" --model-dir "$MODEL_DIR" --output-dir "$ARTIFACTS_DIR" \
+      --s3-bucket "$S3_BUCKET" --s3-key "$S3_KEY" --region "$AWS_REGION"
+  done
 }
 
 ecr_registry() { local account; account="$(account_id)"; echo "$account.dkr.ecr.$AWS_REGION.amazonaws.com"; }
 # gpu-cu12-<commit>, gpu-cu13-<commit> or cpu-<commit>.
 image_tag() {
-  local flavour="$IMAGE_VARIANT"
-  if [[ "$IMAGE_VARIANT" == gpu ]]; then flavour="gpu-cu$CUDA_MAJOR"; fi
-  echo "$flavour-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"
+  echo "$(image_flavour)-$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || date +%s)"
 }
 
+declare -A BUILT_IMAGES=()
 cmd_image() {
-  if ! needs_image_build; then
-    info "IMAGE_URI=$IMAGE_URI given: not building an image"
-    return 0
-  fi
+  local id
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    if ! needs_image_build; then
+      info "IMAGE_URI=$IMAGE_URI given${id:+ for variant $VARIANT_NAME}: not building an image"
+    elif [[ -n "${BUILT_IMAGES[$(image_flavour)]:-}" ]]; then
+      info "image ${BUILT_IMAGES[$(image_flavour)]} (built for the other variant) for variant $VARIANT_NAME"
+    else
+      build_image
+    fi
+  done
+}
+
+build_image() {
   local registry repo_uri tag
   registry="$(ecr_registry)"
   local build_args=(--build-arg "VARIANT=$IMAGE_VARIANT")
@@ -282,7 +412,8 @@ cmd_image() {
     docker push "$repo_uri:$tag"
   fi
   IMAGE_URI="$repo_uri:$tag"
-  state_set IMAGE_URI "$IMAGE_URI"
+  BUILT_IMAGES[$(image_flavour)]="$IMAGE_URI"
+  state_set "$(image_key)" "$IMAGE_URI"
   info "image $IMAGE_URI"
 }
 
@@ -318,17 +449,19 @@ cache_budget() {
   echo "${mib}MiB"
 }
 
+# The container's environment: cache budget, body limit, JSON logs, and the endpoint and variant its
+# EMF metrics are published for.
 container_environment() {
   local cache max_body
   cache="$(cache_budget)"
   if [[ "$DEPLOY_MODE" == async ]]; then max_body="256MiB"; else max_body="6MiB"; fi
-  printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%s","SAM_LOG_FORMAT":"json","SAM_ENDPOINT_NAME":"%s"}' \
-    "${SAM_CACHE_BYTES:-$cache}" "${SAM_MAX_BODY_BYTES:-$max_body}" "$ENDPOINT_NAME"
+  printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%s","SAM_LOG_FORMAT":"json","SAM_ENDPOINT_NAME":"%s","SAM_VARIANT_NAME":"%s"}' \
+    "${SAM_CACHE_BYTES:-$cache}" "${SAM_MAX_BODY_BYTES:-$max_body}" "$ENDPOINT_NAME" "$VARIANT_NAME"
 }
 
-cmd_model() {
-  require_bucket
-  local image="${IMAGE_URI:-$(state_get IMAGE_URI)}"
+# The current variant's image: IMAGE_URI, the one 'image' pushed, or (dry run) the one it would push.
+resolve_image() {
+  local image="${IMAGE_URI:-$(state_get "$(image_key)")}"
   if [[ -z "$image" && "$DRY_RUN" == 1 ]]; then
     local registry tag
     registry="$(ecr_registry)"; tag="$(image_tag)"
@@ -336,24 +469,53 @@ cmd_model() {
     info "no IMAGE_URI and no 'image' step in this run: showing the image 'image' would build and push: $image"
   fi
   [[ -n "$image" ]] || die "no image: run 'image' first or set IMAGE_URI"
-  local name role; name="$MODEL_NAME-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
+  echo "$image"
+}
+
+# create_model NAME ENVIRONMENT_JSON: a SageMaker model of the current variant's image and archive.
+create_model() {
+  local image role
+  image="$(resolve_image)"
   role="$(role_arn)"
-  aws_change sagemaker create-model --model-name "$name" --execution-role-arn "$role" \
-    --primary-container "{\"Image\":\"$image\",\"ModelDataUrl\":\"s3://$S3_BUCKET/$S3_KEY\",\"Environment\":$(container_environment)}" \
+  aws_change sagemaker create-model --model-name "$1" --execution-role-arn "$role" \
+    --primary-container "{\"Image\":\"$image\",\"ModelDataUrl\":\"s3://$S3_BUCKET/$S3_KEY\",\"Environment\":$2}" \
     --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME" >/dev/null
-  state_set MODEL "$name"
-  info "model $name"
+}
+
+cmd_model() {
+  require_bucket
+  local id name
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    name="$MODEL_NAME-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
+    create_model "$name" "$(container_environment)"
+    state_set "$(model_key)" "$name"
+    info "model $name${id:+ (variant $VARIANT_NAME)}"
+  done
+}
+
+# The current variant's ProductionVariant JSON object for an endpoint config (the weight only in an A/B test).
+variant_json() {
+  local model; model="$(state_get "$(model_key)")"
+  [[ -n "$model" || "$DRY_RUN" == 1 ]] || die "no model${1:+ for variant $VARIANT_NAME}: run 'model' first"
+  model="${model:-$MODEL_NAME-DRYRUN}"
+  check_gpu_host
+  local ami="" weight=""
+  [[ "$INFERENCE_AMI_VERSION" == none ]] || ami=",\"InferenceAmiVersion\":\"$INFERENCE_AMI_VERSION\""
+  [[ -z "$1" ]] || weight=",\"InitialVariantWeight\":$VARIANT_WEIGHT"
+  echo "{\"VariantName\":\"$VARIANT_NAME\",\"ModelName\":\"$model\",\"InstanceType\":\"$INSTANCE_TYPE\",\"InitialInstanceCount\":$INITIAL_INSTANCE_COUNT,\"ContainerStartupHealthCheckTimeoutInSeconds\":$STARTUP_HEALTH_TIMEOUT_S$ami$weight}"
 }
 
 cmd_config() {
-  local model; model="$(state_get MODEL)"
-  [[ -n "$model" || "$DRY_RUN" == 1 ]] || die "no model: run 'model' first"
-  model="${model:-$MODEL_NAME-DRYRUN}"
   local name; name="$MODEL_NAME-config-$(date -u +%s)-$RANDOM"
-  check_gpu_host
-  local variant ami=""
-  [[ "$INFERENCE_AMI_VERSION" == none ]] || ami=",\"InferenceAmiVersion\":\"$INFERENCE_AMI_VERSION\""
-  variant="[{\"VariantName\":\"$VARIANT_NAME\",\"ModelName\":\"$model\",\"InstanceType\":\"$INSTANCE_TYPE\",\"InitialInstanceCount\":$INITIAL_INSTANCE_COUNT,\"ContainerStartupHealthCheckTimeoutInSeconds\":$STARTUP_HEALTH_TIMEOUT_S$ami}]"
+  local id variants="" summary=""
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    variants+="${variants:+,}$(variant_json "$id")" || exit 1
+    if ab_test; then summary+="${summary:+; }$VARIANT_NAME: $INSTANCE_TYPE, $(gpu_host_summary), weight $VARIANT_WEIGHT"
+    else summary="$INSTANCE_TYPE, $(gpu_host_summary)"; fi
+  done
+  local variant="[$variants]"
   local args=(sagemaker create-endpoint-config --endpoint-config-name "$name" --production-variants "$variant"
               --tags "Key=$TAG_KEY,Value=$ENDPOINT_NAME")
   if [[ "$DEPLOY_MODE" == async ]]; then
@@ -366,7 +528,7 @@ cmd_config() {
   fi
   aws_change "${args[@]}" >/dev/null
   state_set CONFIG "$name"
-  info "endpoint config $name ($DEPLOY_MODE, $INSTANCE_TYPE, $(gpu_host_summary))"
+  info "endpoint config $name ($DEPLOY_MODE, $summary)"
 }
 
 # Wait for InService; return 1 (with the FailureReason) when the endpoint failed, vanished, or
@@ -406,10 +568,11 @@ cmd_endpoint() {
 }
 
 # Update an existing endpoint in place (AWS's order for autoscaled variants): delete the scaling
-# policies and deregister the scalable target (an update that changes an autoscaled variant's
+# policies and deregister the scalable targets (an update that changes an autoscaled variant's
 # instance type fails otherwise), update-endpoint keeping each variant's current instance count
-# (--retain-all-variant-properties: a scaled-out variant stays scaled out), wait for InService,
-# then register the target and its policies again, also when the update failed and rolled back.
+# (--retain-all-variant-properties: a scaled-out variant stays scaled out; in an A/B test the new
+# config's weights apply), wait for InService, then register the targets and their policies
+# again, also when the update failed and rolled back.
 update_endpoint() {
   local config="$1" status="$2" scaled=0
   case "$status" in
@@ -417,16 +580,18 @@ update_endpoint() {
     *) die "endpoint $ENDPOINT_NAME is $status: wait until it is InService, then deploy again" ;;
   esac
   info "endpoint $ENDPOINT_NAME exists ($status): updating it in place (blue/green) to $config"
-  if scaling_registered; then
+  local resources; resources="$(scaled_resources)" || exit 1
+  if [[ -n "$resources" ]]; then
     scaled=1
-    remove_scaling
+    remove_scaling "$resources"
   fi
-  aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" \
-    --retain-all-variant-properties >/dev/null
+  local keep=(--retain-all-variant-properties)
+  if ab_test; then keep+=(--exclude-retained-variant-properties VariantPropertyType=DesiredWeight); fi
+  aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" "${keep[@]}" >/dev/null
   if [[ "$DRY_RUN" == 1 ]]; then
     echo "DRY-RUN: wait until $ENDPOINT_NAME is InService" >&3
   elif ! wait_for_endpoint; then
-    if [[ "$scaled" == 1 ]]; then info "registering autoscaling again for the variant that keeps serving"; cmd_autoscale; fi
+    if [[ "$scaled" == 1 ]]; then info "registering autoscaling again for the variants that keep serving"; autoscale_serving; fi
     die "the update of $ENDPOINT_NAME to $config did not reach InService (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)"
   fi
   if [[ "$scaled" == 1 ]]; then
@@ -437,31 +602,46 @@ update_endpoint() {
 
 resource_id() { echo "endpoint/$ENDPOINT_NAME/variant/$VARIANT_NAME"; }
 
-# Whether the variant is a registered scalable target (a failing describe stops the script).
-scaling_registered() {
-  local target
-  target="$(aws application-autoscaling describe-scalable-targets --service-namespace sagemaker \
-    --resource-ids "$(resource_id)" --query 'ScalableTargets[0].ResourceId' --output text)" \
-    || die "cannot describe the scalable target $(resource_id)"
-  [[ "$target" == endpoint/* ]]
+# The endpoint's variants that are registered scalable targets, as resource ids (a failing describe stops the script).
+scaled_resources() {
+  local targets
+  targets="$(aws application-autoscaling describe-scalable-targets --service-namespace sagemaker \
+    --query "ScalableTargets[?starts_with(ResourceId, 'endpoint/$ENDPOINT_NAME/variant/')].ResourceId" --output text)" \
+    || die "cannot describe the scalable targets of $ENDPOINT_NAME"
+  [[ "$targets" == None ]] || echo "$targets"
 }
 
-# Delete the variant's scaling policies and backlog alarm, then deregister its scalable target.
+# remove_scaling RESOURCE_IDS [keep-alarm]: delete their scaling policies (and the backlog alarm),
+# then deregister them as scalable targets.
 remove_scaling() {
-  local policy policies
-  policies="$(aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
-    --resource-id "$(resource_id)" --query 'ScalingPolicies[].PolicyName' --output text)" \
-    || die "cannot list the scaling policies of $(resource_id)"
-  for policy in $policies; do
-    [[ "$policy" == None ]] && continue
-    aws_change application-autoscaling delete-scaling-policy --service-namespace sagemaker --policy-name "$policy" \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  local resource policy policies
+  for resource in $1; do
+    policies="$(aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
+      --resource-id "$resource" --query 'ScalingPolicies[].PolicyName' --output text)" \
+      || die "cannot list the scaling policies of $resource"
+    for policy in $policies; do
+      [[ "$policy" == None ]] && continue
+      aws_change application-autoscaling delete-scaling-policy --service-namespace sagemaker --policy-name "$policy" \
+        --resource-id "$resource" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+    done
   done
-  aws_change cloudwatch delete-alarms --alarm-names "$ENDPOINT_NAME-has-backlog-without-capacity" 2>/dev/null || true
-  if scaling_registered; then
-    aws_change application-autoscaling deregister-scalable-target --service-namespace sagemaker \
-      --resource-id "$(resource_id)" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  if [[ "${2:-}" != keep-alarm ]]; then
+    aws_change cloudwatch delete-alarms --alarm-names "$ENDPOINT_NAME-has-backlog-without-capacity" 2>/dev/null || true
   fi
+  for resource in $1; do
+    aws_change application-autoscaling deregister-scalable-target --service-namespace sagemaker \
+      --resource-id "$resource" --scalable-dimension sagemaker:variant:DesiredInstanceCount
+  done
+}
+
+# After a failed update: autoscaling for the configured variants the endpoint still has.
+autoscale_serving() {
+  local serving id
+  serving=" $(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query 'ProductionVariants[].VariantName' --output text 2>/dev/null | tr '\t' ' ') "
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    if [[ "$serving" == *" $VARIANT_NAME "* ]]; then autoscale_variant; fi
+  done
 }
 
 # register_target MIN MAX; target_tracking POLICY_JSON: the variant's scaling target and policy.
@@ -478,10 +658,18 @@ target_tracking() {
 }
 
 cmd_autoscale() {
-  if [[ "$AUTOSCALE_DONE" == 1 ]]; then
-    info "autoscaling for $(resource_id) was registered again after the update"
-    return 0
-  fi
+  local id
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    if [[ "$AUTOSCALE_DONE" == 1 ]]; then
+      info "autoscaling for $(resource_id) was registered again after the update"
+    else
+      autoscale_variant
+    fi
+  done
+}
+
+autoscale_variant() {
   if [[ "$DEPLOY_MODE" == async ]]; then
     register_target "$ASYNC_MIN_INSTANCES" "$MAX_INSTANCES"
     target_tracking "{\"TargetValue\":$ASYNC_TARGET_BACKLOG_PER_INSTANCE,\"CustomizedMetricSpecification\":{\"MetricName\":\"ApproximateBacklogSizePerInstance\",\"Namespace\":\"AWS/SageMaker\",\"Dimensions\":[{\"Name\":\"EndpointName\",\"Value\":\"$ENDPOINT_NAME\"}],\"Statistic\":\"Average\"},\"ScaleInCooldown\":600,\"ScaleOutCooldown\":120}"
@@ -510,25 +698,41 @@ cmd_test() {
   # A 12 MP phone photo (3024x4032 upright, EXIF-rotated), as the app sends: the answer must fit 6 MiB.
   points="$(PYTHONPATH="$SCRIPT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m synthetic.wall_photo --out "$image" --clicks 3 \
     | "$PYTHON" -c 'import json,sys; print(";".join(f"{x},{y}" for x, y in json.load(sys.stdin)["clicks"]))')"
-  local args=(--endpoint-name "$ENDPOINT_NAME" --region "$AWS_REGION" --test-image "$image" --points "$points"
-              --out-dir "$STATE_DIR/test-output" --verify)
+  local args=(--endpoint-name "$ENDPOINT_NAME" --region "$AWS_REGION" --test-image "$image" --points "$points" --verify)
   if [[ -n "${AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME:-}" ]]; then args+=(--endpoint-url "$AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"); fi
   if [[ "$DEPLOY_MODE" == async ]]; then require_bucket; args+=(--async --bucket "$S3_BUCKET"); fi
-  if [[ "$DRY_RUN" == 1 ]]; then echo "DRY-RUN: $PYTHON sagemaker_client.py ${args[*]}" >&3; return 0; fi
-  "$PYTHON" "$SCRIPT_DIR/sagemaker_client.py" "${args[@]}"
-  info "test passed: the endpoint answered with a consistent cut-out and mask"
+  if ! ab_test; then
+    if [[ "$DRY_RUN" == 1 ]]; then echo "DRY-RUN: $PYTHON sagemaker_client.py ${args[*]} --out-dir $STATE_DIR/test-output" >&3; return 0; fi
+    "$PYTHON" "$SCRIPT_DIR/sagemaker_client.py" "${args[@]}" --out-dir "$STATE_DIR/test-output"
+    info "test passed: the endpoint answered with a consistent cut-out and mask"
+    return 0
+  fi
+  # A/B: each variant on its own (TargetVariant), and the answer must say that variant gave it.
+  local id report
+  for id in "${VARIANT_IDS[@]}"; do
+    use_variant "$id"
+    local pinned=("${args[@]}" --target-variant "$VARIANT_NAME" --out-dir "$STATE_DIR/test-output/$VARIANT_NAME")
+    if [[ "$DRY_RUN" == 1 ]]; then echo "DRY-RUN: $PYTHON sagemaker_client.py ${pinned[*]}" >&3; continue; fi
+    report="$("$PYTHON" "$SCRIPT_DIR/sagemaker_client.py" "${pinned[@]}")"
+    echo "$report"
+    echo "$report" | "$PYTHON" -c 'import json,sys; sys.exit(json.load(sys.stdin).get("variant") != sys.argv[1])' "$VARIANT_NAME" \
+      || die "the request pinned to variant $VARIANT_NAME was not answered by it (InvokedProductionVariant)"
+    info "test passed for variant $VARIANT_NAME: it answered with a consistent cut-out and mask"
+  done
 }
 
 cmd_status() {
   local status; status="$(endpoint_status)"
   if [[ "$status" == Missing ]]; then echo "endpoint $ENDPOINT_NAME does not exist"; return 0; fi
   aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" \
-    --query '{Status:EndpointStatus,Config:EndpointConfigName,Variants:ProductionVariants[].{Name:VariantName,Instances:CurrentInstanceCount},FailureReason:FailureReason}' \
+    --query '{Status:EndpointStatus,Config:EndpointConfigName,Variants:ProductionVariants[].{Name:VariantName,Instances:CurrentInstanceCount,Weight:CurrentWeight},FailureReason:FailureReason}' \
     --output json
-  aws application-autoscaling describe-scaling-policies --service-namespace sagemaker --resource-id "$(resource_id)" \
-    --query 'ScalingPolicies[].{Policy:PolicyName,Type:PolicyType}' --output json
+  aws application-autoscaling describe-scaling-policies --service-namespace sagemaker \
+    --query "ScalingPolicies[?starts_with(ResourceId, 'endpoint/$ENDPOINT_NAME/variant/')].{Variant:ResourceId,Policy:PolicyName,Type:PolicyType}" \
+    --output json
   echo "logs:    /aws/sagemaker/Endpoints/$ENDPOINT_NAME"
-  echo "metrics: AWS/SageMaker Invocations, ModelLatency, OverheadLatency, Invocation4XXErrors, Invocation5XXErrors (EndpointName=$ENDPOINT_NAME)"
+  echo "metrics: AWS/SageMaker Invocations, ModelLatency, OverheadLatency, Invocation4XXErrors, Invocation5XXErrors (EndpointName=$ENDPOINT_NAME, per VariantName too)"
+  echo "         SamHolds TotalLatency, EncoderLatency, ClientErrors, ServerErrors, ... (EndpointName; EndpointName, VariantName)"
 }
 
 tagged_for_endpoint() {
@@ -538,7 +742,8 @@ tagged_for_endpoint() {
 }
 
 cmd_delete() {
-  remove_scaling
+  local resources; resources="$(scaled_resources)" || exit 1
+  remove_scaling "$resources"
   local status; status="$(endpoint_status)"
   if [[ "$status" != Missing ]]; then
     aws_change sagemaker delete-endpoint --endpoint-name "$ENDPOINT_NAME"
@@ -560,9 +765,18 @@ cmd_delete() {
   info "deleted $ENDPOINT_NAME and what this tool created for it (model.tar.gz stays in s3://${S3_BUCKET:-?}/$S3_KEY)"
 }
 
+# shift and promote (deploy/ab_test.sh), batch (deploy/batch.sh); `shellcheck -x` follows them.
+# shellcheck source=deploy/ab_test.sh disable=SC1091
+source "$SCRIPT_DIR/deploy/ab_test.sh"
+# shellcheck source=deploy/batch.sh disable=SC1091
+source "$SCRIPT_DIR/deploy/batch.sh"
+
 run() {
   case "$1" in
     all) cmd_check; cmd_package; cmd_image; cmd_model; cmd_config; cmd_endpoint; cmd_autoscale; cmd_test ;;
+    shift) cmd_shift "${SHIFT_WEIGHTS[@]}" ;;
+    promote) cmd_promote "$PROMOTE_VARIANT" ;;
+    batch) cmd_batch "$BATCH_INPUT" "$BATCH_OUTPUT" ;;
     *) "cmd_$1" ;;
   esac
 }

@@ -27,12 +27,13 @@ from holds_client import (
     parse_points,
     parse_response,
     raw_attributes,
+    request_file,
     verify,
 )
 from holds_client.cli import main
 
 __all__ = ["EndpointError", "HoldsResult", "Outputs", "Prompt", "SageMakerSAMClient", "build_zip", "main", "parse_box",
-           "parse_labels", "parse_points", "parse_response", "raw_attributes", "verify"]
+           "parse_labels", "parse_points", "parse_response", "raw_attributes", "request_file", "verify"]
 
 if __name__ == "__main__":
     sys.exit(main())

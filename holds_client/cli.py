@@ -16,8 +16,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holds_client.checks import centre, mask_is_empty, verify
-from holds_client.client import ACCEPT_TYPES, EndpointError, SageMakerSAMClient
-from holds_client.prompts import Outputs, parse_box, parse_labels, parse_points
+from holds_client.client import ACCEPT_TYPES, EndpointError, SageMakerSAMClient, request_file
+from holds_client.prompts import Outputs, RequestFormat, parse_box, parse_labels, parse_points
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,11 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(description="Extract climbing holds through the SAM endpoint "
                      "(SageMaker, or a local server with --endpoint-url).")
     where = parser.add_argument_group("endpoint")
-    where.add_argument("--endpoint-name", required=True)
+    where.add_argument("--endpoint-name", help="the SageMaker endpoint (needed for every request, not for --save-request)")
     where.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION; us-east-1 locally)")
     where.add_argument("--endpoint-url", help="a local server or the rehearsal, e.g. http://127.0.0.1:8080")
     where.add_argument("--health", action="store_true",
                        help="only check health: GET /ping of --endpoint-url, or the endpoint's status on AWS")
+    where.add_argument("--target-variant", metavar="VARIANT",
+                       help="the production variant that must answer (A/B endpoints; default: by the variants' weights). "
+                            "--follow-up requests always go to the variant that answered the first request")
     photo = parser.add_argument_group("photo (one of)")
     photo.add_argument("--test-image", type=Path, help="a wall photo (JPEG, PNG, WebP, ...)")
     photo.add_argument("--image-id", help="a photo sent before (its image_id): clicks only, no upload")
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--bucket", help="S3 bucket for --async requests")
     flow.add_argument("--prefix", default="requests", help="S3 key prefix of --async requests (default requests)")
     flow.add_argument("--timeout-s", type=float, default=900.0, help="how long to wait for an --async result")
+    flow.add_argument("--save-request", type=Path, metavar="FILE",
+                      help="write the request for --test-image to FILE (--format zip, the default here, or json) and send "
+                           "nothing: a batch transform input")
     check = parser.add_argument_group("checks")
     check.add_argument("--expect-holds", action="store_true", help="exit 1 when the mask is empty")
     check.add_argument("--verify", action="store_true", help="exit 1 when the answer is inconsistent with the photo")
@@ -104,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.save_request is not None:
+        return _save_request(args, parser)
+    if not args.endpoint_name:
+        parser.error("the following arguments are required: --endpoint-name")
     try:
         client = SageMakerSAMClient(args.endpoint_name, args.region, args.endpoint_url)
         if args.health:
@@ -128,6 +138,8 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
                      (f" (got {', '.join(sources)})" if sources else ""))
     if args.use_async and not (args.test_image and args.bucket):
         parser.error("--async needs --test-image and --bucket")
+    if args.use_async and args.target_variant:
+        parser.error("--target-variant is for real-time requests (InvokeEndpointAsync has no TargetVariant)")
     if args.close_session and not args.session_id:
         parser.error("--close-session closes the --session-id session")
     image = args.test_image.read_bytes() if args.test_image else None
@@ -145,12 +157,16 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
         report["async_s"] = round(result.latency_s, 3)
     elif image is not None:
         result = client.extract(image, points, args.labels, outputs=outputs, fmt=args.format, accept=args.accept,
-                                open_session=bool(args.follow_up) or args.keep_session, **options)
+                                open_session=bool(args.follow_up) or args.keep_session,
+                                target_variant=args.target_variant, **options)
         report["first_request_s"] = round(result.latency_s, 3)
     else:
         result = client.follow_up(points, args.labels, image_id=args.image_id, session_id=args.session_id,
-                                  outputs=outputs, accept=args.accept, close_session=args.close_session, **options)
+                                  outputs=outputs, accept=args.accept, close_session=args.close_session,
+                                  target_variant=args.target_variant, **options)
         report["request_s"] = round(result.latency_s, 3)
+    if result.variant is not None:
+        report["variant"] = result.variant
     report.update({"image_id": result.image_id, "cache_hit": result.metadata.get("cache_hit"),
                    "empty": result.metadata.get("empty"), "server_timings_ms": result.metadata.get("timings_ms")})
     written = result.save(args.out_dir)
@@ -162,12 +178,13 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
                                           fmt=args.format, accept=args.accept, prefix=args.prefix,
                                           timeout_s=args.timeout_s, **options)
         else:
-            follow = client.follow_up(args.follow_up, args.follow_up_labels, session_id=result.session_id,
-                                      image_id=None if result.session_id else result.image_id, outputs=outputs,
-                                      accept=args.accept, close_session=not args.keep_session, **options)
+            follow = client.follow_up_of(result, args.follow_up, args.follow_up_labels, outputs=outputs,
+                                         accept=args.accept, close_session=not args.keep_session, **options)
         written += follow.save(args.out_dir, "follow_up_")
         report.update({"follow_up_s": round(follow.latency_s, 3), "follow_up_cache_hit": follow.metadata.get("cache_hit"),
                        "server_follow_up_ms": follow.metadata.get("timings_ms")})
+        if follow.variant is not None:
+            report["follow_up_variant"] = follow.variant
         warnings += [w for w in follow.warnings if w not in warnings]
     if args.keep_session and result.session_id:
         report["session_id"] = result.session_id
@@ -183,4 +200,24 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
     if args.expect_holds and (result.mask_image is None or mask_is_empty(result.mask_image)):
         print("error: the endpoint found no hold at the given points", file=sys.stderr)
         return 1
+    return 0
+
+
+def _save_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--save-request``: one request file (a batch transform input), nothing sent."""
+    if args.test_image is None or args.image_id or args.session_id:
+        parser.error("--save-request needs --test-image (a request file carries its photo)")
+    fmt: RequestFormat = "zip" if args.format == "auto" else args.format
+    try:
+        image = args.test_image.read_bytes()
+        points = args.points or ([] if args.box is not None else [centre(image)])
+        outputs = Outputs(args.result_format, args.mask_format, args.max_side, args.per_click_masks, args.png_level)
+        body, content_type = request_file(image, points, args.labels, args.box, mode=args.mode,
+                                          multimask=args.multimask, min_area=args.min_area, outputs=outputs, fmt=fmt)
+        args.save_request.parent.mkdir(parents=True, exist_ok=True)
+        args.save_request.write_bytes(body)
+    except (ValueError, OSError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(json.dumps({"request": str(args.save_request), "content_type": content_type, "bytes": len(body)}))
     return 0

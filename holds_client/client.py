@@ -3,6 +3,12 @@
 Against a local endpoint URL (our server, or the rehearsal's data plane) no AWS set-up is
 needed: the region defaults to ``LOCAL_REGION`` and requests go unsigned when no
 credentials are configured. Every botocore failure becomes one ``EndpointError`` line.
+
+On an endpoint with several production variants (an A/B test) every answer says which
+variant gave it (``HoldsResult.variant``, SageMaker's ``InvokedProductionVariant``), and
+``target_variant`` pins a request to one (``TargetVariant``). A photo's embedding, its
+``image_id`` and its session live in the containers of the variant that answered: send every
+follow-up of a photo with ``target_variant=result.variant`` (``follow_up_of`` does).
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class HoldsResult:
     session_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     per_click_masks: list[bytes] = field(default_factory=list)
+    variant: str | None = None
 
     @property
     def image_id(self) -> str | None:
@@ -144,12 +151,14 @@ class SageMakerSAMClient:
     def extract(self, image: bytes, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
                 box: BoxXyxy | None = None, *, mode: PromptMode = "per_click", multimask: bool = False,
                 min_area: int = 0, outputs: Outputs | Mapping[str, Any] | None = None, fmt: RequestFormat = "auto",
-                accept: str | None = None, open_session: bool = False) -> HoldsResult:
+                accept: str | None = None, open_session: bool = False, target_variant: str | None = None) -> HoldsResult:
         """Send a photo and its prompt; ``open_session`` starts a stateful session.
 
         ``fmt``: ``json`` (base64 in JSON), ``zip`` (the old contract), ``raw`` (the image file
         as the body, the prompt in the custom attributes) or ``auto`` (JSON while it fits the
         6 MiB request limit, else raw). ``accept``: ``json``, ``zip`` or ``png`` (mask only).
+        ``target_variant``: the production variant that must answer (default: SageMaker picks
+        one by the variants' weights).
         """
         prompt = make_prompt(points, labels, box, mode, multimask, min_area)
         wanted = make_outputs(outputs)
@@ -157,24 +166,42 @@ class SageMakerSAMClient:
             fmt = self._auto_format(image, prompt, wanted)
         body, content_type, attributes = _request_body(image, prompt, wanted, fmt)
         return self._invoke(body, content_type, accept or ("zip" if fmt == "zip" else None),
-                            "NEW_SESSION" if open_session else None, custom_attributes=attributes)
+                            "NEW_SESSION" if open_session else None, custom_attributes=attributes,
+                            target_variant=target_variant)
 
     def follow_up(self, points: Sequence[Point] = (), labels: Sequence[int] | None = None, box: BoxXyxy | None = None,
                   *, image_id: str | None = None, session_id: str | None = None, mode: PromptMode = "per_click",
                   multimask: bool = False, min_area: int = 0, outputs: Outputs | Mapping[str, Any] | None = None,
-                  accept: str | None = None, close_session: bool = False) -> HoldsResult:
-        """More clicks on a photo sent before, by ``image_id`` or through a session (no upload)."""
+                  accept: str | None = None, close_session: bool = False,
+                  target_variant: str | None = None) -> HoldsResult:
+        """More clicks on a photo sent before, by ``image_id`` or through a session (no upload).
+
+        On an A/B endpoint pass the first answer's ``variant`` as ``target_variant``: the photo
+        is cached only by that variant's containers (``follow_up_of`` does this for you).
+        """
         body: dict[str, Any] = {**make_prompt(points, labels, box, mode, multimask, min_area).to_json(),
                                 "outputs": make_outputs(outputs).to_json()}
         if image_id is not None:
             body["image_id"] = image_id
         if close_session:
             body["close_session"] = True
-        return self._invoke(json.dumps(body).encode(), "application/json", accept, session_id)
+        return self._invoke(json.dumps(body).encode(), "application/json", accept, session_id,
+                            target_variant=target_variant)
 
-    def close_session(self, session_id: str) -> str | None:
+    def follow_up_of(self, first: HoldsResult, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
+                     **options: Any) -> HoldsResult:
+        """More clicks on the photo of ``first``: through its session if it opened one, else by its
+        ``image_id``, always pinned to the variant that answered ``first``."""
+        if first.session_id is None and first.image_id is None:
+            raise ValueError("the first answer has neither a session nor an image_id to follow up")
+        return self.follow_up(points, labels, session_id=first.session_id,
+                              image_id=None if first.session_id else first.image_id,
+                              target_variant=first.variant, **options)
+
+    def close_session(self, session_id: str, target_variant: str | None = None) -> str | None:
         """Close a session; returns the closed id the endpoint confirmed."""
-        result = self._invoke(json.dumps({"close_session": True}).encode(), "application/json", None, session_id)
+        result = self._invoke(json.dumps({"close_session": True}).encode(), "application/json", None, session_id,
+                              target_variant=target_variant)
         return result.extra.get("closed_session_id")
 
     def _auto_format(self, image: bytes, prompt: Prompt, outputs: Outputs) -> RequestFormat:
@@ -186,7 +213,7 @@ class SageMakerSAMClient:
         return "json"  # too large either way: _invoke explains the limit
 
     def _invoke(self, body: bytes, content_type: str, accept: str | None, session: str | None,
-                custom_attributes: str | None = None) -> HoldsResult:
+                custom_attributes: str | None = None, target_variant: str | None = None) -> HoldsResult:
         if len(body) > self.max_request_bytes:
             raise EndpointError(
                 f"the request body would be {len(body)} bytes, over SageMaker's real-time limit of "
@@ -202,10 +229,13 @@ class SageMakerSAMClient:
             kwargs["SessionId"] = session
         if custom_attributes:
             kwargs["CustomAttributes"] = custom_attributes
+        if target_variant:
+            kwargs["TargetVariant"] = target_variant
         start = time.perf_counter()
         response = self._call(lambda: self.runtime.invoke_endpoint(**kwargs))
         payload = self._call(lambda: response["Body"].read())
         result = parse_response(payload, response.get("ContentType", ""), time.perf_counter() - start)
+        result.variant = response.get("InvokedProductionVariant") or None
         new_session = response.get("NewSessionId")
         result.session_id = new_session.split(";")[0].strip() if new_session else session
         if response.get("ClosedSessionId"):
@@ -295,9 +325,24 @@ class SageMakerSAMClient:
         described = self._call(lambda: sagemaker.describe_endpoint(EndpointName=self.endpoint_name))
         return {"healthy": described["EndpointStatus"] == "InService", "endpoint": self.endpoint_name,
                 "status": described["EndpointStatus"], "config": described.get("EndpointConfigName"),
-                "variants": [{"name": v.get("VariantName"), "instances": v.get("CurrentInstanceCount")}
+                "variants": [{"name": v.get("VariantName"), "instances": v.get("CurrentInstanceCount"),
+                              "weight": v.get("CurrentWeight")}
                              for v in described.get("ProductionVariants", [])],
                 "failure_reason": described.get("FailureReason")}
+
+
+def request_file(image: bytes, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
+                 box: BoxXyxy | None = None, *, mode: PromptMode = "per_click", multimask: bool = False,
+                 min_area: int = 0, outputs: Outputs | Mapping[str, Any] | None = None,
+                 fmt: RequestFormat = "zip") -> tuple[bytes, str]:
+    """(body, content type) of one request as a file: a batch transform input (``zip``, the
+    asynchronous endpoint's contract, or ``json``). Raw images cannot be batch inputs: their prompt
+    travels in a header that a batch job cannot send."""
+    if fmt not in ("zip", "json"):
+        raise ValueError(f"a request file is zip or json, not {fmt!r} (a raw photo's prompt travels in a header)")
+    body, content_type, _ = _request_body(image, make_prompt(points, labels, box, mode, multimask, min_area),
+                                          make_outputs(outputs), fmt)
+    return body, content_type
 
 
 def _request_body(image: bytes, prompt: Prompt, outputs: Outputs, fmt: str) -> tuple[bytes, str, str | None]:

@@ -6,16 +6,12 @@ what moto lacks for our deployments.
 Point the AWS CLI or boto3 at it with ``AWS_ENDPOINT_URL``. Every request goes on to moto,
 except that:
 
-- ``sagemaker:UpdateEndpoint`` (moto answers HTTP 500) is implemented here, with SageMaker's
-  rules: the endpoint must be ``InService``; the new config must exist; an update that
-  changes the instance type of a variant registered with Application Auto Scaling fails
-  (AWS: "deregister the variant as a scalable target" first); ``RetainAllVariantProperties``
-  keeps each variant's current instance count and weight, otherwise the new config's
-  initial values apply. The endpoint then answers ``Updating`` to the next
-  ``--updating-polls`` ``DescribeEndpoint`` calls and ``InService`` after, with the new
-  config and variants (an overlay on moto's answer).
-- ``UpdateEndpointWeightsAndCapacities`` and ``DeleteEndpoint`` go to moto and keep the
-  overlay in step.
+- ``sagemaker:UpdateEndpoint`` and ``UpdateEndpointWeightsAndCapacities`` are implemented here
+  with SageMaker's rules, and ``DescribeEndpoint`` shows their effect (``Updating`` for the next
+  ``--updating-polls`` calls, then ``InService``): ``rehearsal.endpoint_updates``.
+- ``CreateTransformJob`` runs the batch transform for real, against moto's S3, with a local
+  container started on the model's ``model.tar.gz`` (job files under ``--work-dir``), and
+  ``DescribeTransformJob`` shows its progress: ``rehearsal.transform_jobs``.
 
 Every call is recorded in order as ``{"service", "operation", "status"}`` (plus
 ``endpoint_status`` for ``DescribeEndpoint``): ``GET /_rehearsal/calls`` lists them,
@@ -30,54 +26,51 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import boto3
 import httpx
 import uvicorn
-from botocore.exceptions import ClientError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rehearsal.aws_json import JSON_11, aws_error
+from rehearsal.endpoint_updates import EndpointOverlays
+from rehearsal.transform_jobs import TransformJobs
+
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _RPC_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
-JSON_11 = "application/x-amz-json-1.1"
-
-
-@dataclass
-class Overlay:
-    """An endpoint's state after an update, laid over moto's answer."""
-
-    config_name: str
-    variants: list[dict[str, Any]]
-    updating_polls: int
 
 
 @dataclass
 class State:
-    """Calls seen, injected faults and update overlays; guarded by one lock."""
+    """Calls seen and injected faults; guarded by one lock."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    overlays: dict[str, Overlay] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def create_app(moto_url: str, updating_polls: int = 2) -> Starlette:
-    """The proxy app in front of ``moto_url``."""
+def create_app(moto_url: str, updating_polls: int = 2, work_dir: Path | None = None) -> Starlette:
+    """The proxy app in front of ``moto_url``; transform jobs keep their files under ``work_dir``."""
     state = State()
+    endpoints = EndpointOverlays(updating_polls)
     http = httpx.AsyncClient(base_url=moto_url, timeout=60.0)
 
     def aws(service: str, region: str) -> Any:
         return boto3.client(service, endpoint_url=moto_url, region_name=region, aws_access_key_id="rehearsal",
                             aws_secret_access_key="rehearsal")
+
+    transforms = TransformJobs(aws, work_dir or Path(tempfile.mkdtemp(prefix="rehearsal-transform-jobs-")))
 
     async def calls(request: Request) -> Response:
         with state.lock:
@@ -100,12 +93,16 @@ def create_app(moto_url: str, updating_polls: int = 2) -> Starlette:
             fault = state.faults.get(operation)
             if fault and fault["count"] > 0:
                 fault["count"] -= 1
-                response: Response = _aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
+                response: Response = aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
                 state.calls.append({**record, "status": response.status_code})
                 return response
         document = json.loads(body) if service == "sagemaker" and body else {}
         if service == "sagemaker" and operation == "UpdateEndpoint":
-            response = update_endpoint(document, aws("sagemaker", region), aws("application-autoscaling", region))
+            response = endpoints.update_endpoint(document, aws("sagemaker", region), aws("application-autoscaling", region))
+        elif service == "sagemaker" and operation == "UpdateEndpointWeightsAndCapacities":
+            response = endpoints.update_weights(document, aws("sagemaker", region))
+        elif service == "sagemaker" and operation == "CreateTransformJob":
+            response = transforms.create(document, region)
         else:
             raw_path = request.scope["raw_path"].decode() + (f"?{request.url.query}" if request.url.query else "")
             upstream = await http.request(request.method, raw_path, content=body,
@@ -121,66 +118,16 @@ def create_app(moto_url: str, updating_polls: int = 2) -> Starlette:
         return response
 
     def follow(operation: str, document: dict[str, Any], content: bytes, response: Response) -> Response:
-        """Keep the overlays in step with moto's answers (and lay them over DescribeEndpoint)."""
-        name = document.get("EndpointName", "")
-        with state.lock:
-            overlay = state.overlays.get(name)
-            if operation == "DeleteEndpoint":
-                state.overlays.pop(name, None)
-            elif overlay is not None and operation == "UpdateEndpointWeightsAndCapacities":
-                for change in document.get("DesiredWeightsAndCapacities", []):
-                    for variant in overlay.variants:
-                        if variant["VariantName"] == change["VariantName"] and "DesiredInstanceCount" in change:
-                            variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = change["DesiredInstanceCount"]
-            elif overlay is not None and operation == "DescribeEndpoint":
-                described = json.loads(content)
-                described["EndpointConfigName"] = overlay.config_name
-                described["ProductionVariants"] = [dict(v) for v in overlay.variants]
-                described["EndpointStatus"] = "Updating" if overlay.updating_polls > 0 else "InService"
-                overlay.updating_polls -= 1
-                return Response(json.dumps(described), status_code=200, media_type=JSON_11)
+        """Lay the overlays over moto's answers (and forget a deleted endpoint's)."""
+        if operation == "DeleteEndpoint":
+            endpoints.forget(document.get("EndpointName", ""))
+        elif operation == "DescribeEndpoint":
+            return Response(endpoints.describe(document.get("EndpointName", ""), content), status_code=200,
+                            media_type=JSON_11)
+        elif operation == "DescribeTransformJob":
+            return Response(transforms.describe(document.get("TransformJobName", ""), content), status_code=200,
+                            media_type=JSON_11)
         return response
-
-    def update_endpoint(document: dict[str, Any], sagemaker: Any, scaling: Any) -> Response:
-        """SageMaker's UpdateEndpoint, as far as a rehearsal can tell (see the module docstring)."""
-        name, config_name = document.get("EndpointName", ""), document.get("EndpointConfigName", "")
-        try:
-            described = sagemaker.describe_endpoint(EndpointName=name)
-            new_config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-        except ClientError as exc:
-            return _aws_error(400, "ValidationException", exc.response["Error"]["Message"])
-        with state.lock:
-            overlay = state.overlays.get(name)
-            if overlay is not None and overlay.updating_polls > 0:
-                return _aws_error(400, "ValidationException", f'Cannot update in-progress endpoint "{described["EndpointArn"]}".')
-            old_config_name = overlay.config_name if overlay else described["EndpointConfigName"]
-            current = {v["VariantName"]: v for v in (overlay.variants if overlay else described["ProductionVariants"])}
-        old_types = {v["VariantName"]: v.get("InstanceType") for v in
-                     sagemaker.describe_endpoint_config(EndpointConfigName=old_config_name)["ProductionVariants"]}
-        for variant in new_config["ProductionVariants"]:
-            variant_name = variant["VariantName"]
-            resource = f"endpoint/{name}/variant/{variant_name}"
-            registered = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
-            if registered["ScalableTargets"] and old_types.get(variant_name) not in (None, variant.get("InstanceType")):
-                return _aws_error(400, "ValidationException",
-                                  f"The variant {variant_name} of endpoint {name} is registered with Application Auto "
-                                  f"Scaling ({resource}) and the update changes its instance type from "
-                                  f"{old_types[variant_name]} to {variant.get('InstanceType')}: deregister the scalable "
-                                  "target first, then register it again after the update.")
-        retain = bool(document.get("RetainAllVariantProperties"))
-        excluded = {p.get("VariantPropertyType") for p in document.get("ExcludeRetainedVariantProperties", [])}
-        variants = []
-        for variant in new_config["ProductionVariants"]:
-            old = current.get(variant["VariantName"], {}) if retain else {}
-            count = old.get("DesiredInstanceCount") if "DesiredInstanceCount" not in excluded else None
-            weight = old.get("DesiredWeight") if "DesiredWeight" not in excluded else None
-            count = count if count is not None else variant.get("InitialInstanceCount", 0)
-            weight = weight if weight is not None else variant.get("InitialVariantWeight", 1.0)
-            variants.append({"VariantName": variant["VariantName"], "CurrentInstanceCount": count,
-                             "DesiredInstanceCount": count, "CurrentWeight": weight, "DesiredWeight": weight})
-        with state.lock:
-            state.overlays[name] = Overlay(config_name, variants, updating_polls)
-        return Response(json.dumps({"EndpointArn": described["EndpointArn"]}), media_type=JSON_11)
 
     return Starlette(routes=[
         Route("/_rehearsal/calls", calls, methods=["GET", "DELETE"]),
@@ -211,21 +158,18 @@ def _operation(request: Request, body: bytes) -> str:
     return f"{request.method} {request.url.path}"
 
 
-def _aws_error(status: int, code: str, message: str) -> Response:
-    """An error as the JSON protocols send it (botocore reads ``__type`` and ``message``)."""
-    return Response(json.dumps({"__type": code, "message": message}), status_code=status, media_type=JSON_11,
-                    headers={"x-amzn-ErrorType": code})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moto-url", required=True, help="the moto_server to forward to")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument("--updating-polls", type=int, default=2,
-                        help="DescribeEndpoint calls that answer Updating after an UpdateEndpoint (default 2)")
+                        help="DescribeEndpoint calls that answer Updating after an endpoint update (default 2)")
+    parser.add_argument("--work-dir", type=Path, help="transform jobs' files: data logs, container logs "
+                        "(default: a new temporary directory)")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.moto_url, args.updating_polls), host=args.host, port=args.port, log_level="warning")
+    app = create_app(args.moto_url, args.updating_polls, args.work_dir)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

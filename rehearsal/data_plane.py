@@ -1,9 +1,22 @@
-"""A local stand-in for SageMaker Runtime (the data plane) in front of a running container.
+"""A local stand-in for SageMaker Runtime (the data plane) in front of running containers.
 
     python -m rehearsal.data_plane --container-url http://127.0.0.1:8080 --port 8081
+    python -m rehearsal.data_plane --variant Primary=http://127.0.0.1:8080 \
+        --variant Challenger=http://127.0.0.1:8082 --seed 1 --port 8081
 
 Point boto3 or the AWS CLI at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; the control
 plane (S3, SageMaker) is whatever ``AWS_ENDPOINT_URL`` names (a ``moto_server`` in tests).
+
+Production variants: each ``--variant NAME=URL`` is that variant's container (an A/B test
+runs two server processes); ``--container-url URL`` is one container serving every variant.
+Each invocation goes to a variant as SageMaker picks it (``rehearsal.routing``: the
+``TargetVariant`` header, a stateful session's variant, else a seeded random pick by weight)
+and the answer names it in ``x-Amzn-Invoked-Production-Variant``. The weights are the
+endpoint's current ones (``DescribeEndpoint`` through ``AWS_ENDPOINT_URL``, read for every
+invocation, so ``deploy_to_sagemaker.sh shift`` takes effect at once) with ``--routing
+endpoint``, the default when ``AWS_ENDPOINT_URL`` is set; with ``--routing static`` they
+are the ``--weight NAME=W`` values (default 1 each) and no AWS set-up is needed. An endpoint
+SageMaker does not know is a ``ValidationError`` ("Endpoint NAME of account ... not found.").
 
 - ``POST /endpoints/{name}/invocations``: forwarded to the container's ``/invocations`` with
   the SageMaker headers, under SageMaker's real-time limits and with its error shapes:
@@ -16,31 +29,41 @@ plane (S3, SageMaker) is whatever ``AWS_ENDPOINT_URL`` names (a ``moto_server`` 
   locations from the endpoint config's ``AsyncInferenceConfig``, then, in the background
   and at most ``MaxConcurrentInvocationsPerInstance`` at a time, reads the input from S3,
   invokes the container, and writes ``<id>.out`` or ``<id>-error.out`` to S3 (no 6 MiB limit).
-- ``GET /ping``: the container's ``/ping`` (a rehearsal convenience, not a SageMaker Runtime
-  API), so ``sagemaker_client.py --endpoint-url ... --health`` works against the rehearsal.
+- ``GET /ping``: 200 when every container's ``/ping`` is (a rehearsal convenience, not a
+  SageMaker Runtime API), so ``sagemaker_client.py --endpoint-url ... --health`` works against
+  the rehearsal.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import httpx
 import uvicorn
+from botocore.exceptions import ClientError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rehearsal.routing import RoutingError, Variant, VariantRouter
+
 log = logging.getLogger("rehearsal.data_plane")
+
+#: ``--container-url``: the one container that serves whichever variant is picked.
+ANY_VARIANT = "*"
+Routing = Literal["endpoint", "static"]
 
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-session-id")
 RETURNED_HEADERS = ("content-type", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-new-session-id",
@@ -65,10 +88,16 @@ class Limits:
     max_custom_attributes: int = 1024
 
 
-def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
-    """The data-plane app forwarding to ``container_url``."""
-    http = httpx.AsyncClient(base_url=container_url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
-    background = httpx.Client(base_url=container_url, timeout=3600.0)
+def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), routing: Routing = "static",
+               weights: Mapping[str, float] | None = None, seed: int | None = None) -> Starlette:
+    """The data-plane app: ``containers`` maps variant names to container URLs (``ANY_VARIANT``:
+    one container for all; a plain string is that); ``weights`` are the static routing's."""
+    urls = {ANY_VARIANT: containers} if isinstance(containers, str) else dict(containers)
+    http = {name: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
+            for name, url in urls.items()}
+    background = {name: httpx.Client(base_url=url, timeout=3600.0) for name, url in urls.items()}
+    static = [Variant(name, (weights or {}).get(name, 1.0)) for name in urls if name != ANY_VARIANT]
+    router = VariantRouter(seed)
     aws: dict[str, Any] = {}
     pools: dict[str, ThreadPoolExecutor] = {}
 
@@ -76,6 +105,29 @@ def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
         if service not in aws:
             aws[service] = boto3.client(service)
         return aws[service]
+
+    def endpoint_variants(endpoint: str) -> list[Variant]:
+        """The endpoint's variants and current weights (DescribeEndpoint), or the static ones."""
+        if routing == "static":
+            return static or [Variant("Primary")]
+        try:
+            described = client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        except ClientError as exc:
+            if "Could not find endpoint" in str(exc):
+                account = client("sts").get_caller_identity()["Account"]
+                raise RoutingError(f"Endpoint {endpoint} of account {account} not found.") from exc
+            raise
+        return [Variant(v["VariantName"], float(v.get("CurrentWeight", 1.0))) for v in described["ProductionVariants"]]
+
+    async def route(endpoint: str, target: str | None = None,
+                    session_id: str | None = None) -> tuple[str, str]:
+        """(variant, key of its container) for an invocation; raises RoutingError."""
+        variants = await asyncio.to_thread(endpoint_variants, endpoint)
+        variant = router.choose(endpoint, variants, target, session_id)
+        if variant not in urls and ANY_VARIANT not in urls:
+            raise RoutingError(f"the rehearsal has no container for variant {variant} of endpoint {endpoint}: start "
+                               f"the data plane with --variant {variant}=URL")
+        return variant, variant if variant in urls else ANY_VARIANT
 
     async def invoke(request: Request) -> Response:
         endpoint = request.path_params["name"]
@@ -95,7 +147,12 @@ def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
                                     f"constraint: Member must have length less than or equal to {limits.max_custom_attributes}")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
-            upstream = await http.post("/invocations", content=body, headers=headers)
+            variant, container = await route(endpoint, request.headers.get("x-amzn-sagemaker-target-variant"),
+                                             request.headers.get("x-amzn-sagemaker-session-id"))
+        except RoutingError as exc:
+            return validation_error(exc.message)
+        try:
+            upstream = await http[container].post("/invocations", content=body, headers=headers)
         except httpx.TimeoutException:
             return model_error(0, TIMEOUT_MESSAGE, endpoint)
         except httpx.TransportError as exc:
@@ -106,7 +163,13 @@ def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
             return model_error(0, f"Response payload size of {len(upstream.content)} bytes exceeds the maximum of "
                                   f"{limits.max_response_bytes} bytes for real-time inference", endpoint)
         returned = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
-        returned["x-Amzn-Invoked-Production-Variant"] = "Primary"
+        returned["x-Amzn-Invoked-Production-Variant"] = variant
+        opened = upstream.headers.get("x-amzn-sagemaker-new-session-id")
+        if opened:
+            router.session_opened(opened.split(";")[0].strip(), variant)
+        closed = upstream.headers.get("x-amzn-sagemaker-closed-session-id")
+        if closed:
+            router.session_closed(closed.strip())
         return Response(upstream.content, status_code=200, headers=returned)
 
     async def invoke_async(request: Request) -> Response:
@@ -129,19 +192,26 @@ def create_app(container_url: str, limits: Limits = Limits()) -> Starlette:
             headers["accept"] = request.headers["x-amzn-sagemaker-accept"]
         if request.headers.get("x-amzn-sagemaker-custom-attributes"):
             headers["x-amzn-sagemaker-custom-attributes"] = request.headers["x-amzn-sagemaker-custom-attributes"]
+        try:
+            _, container = await route(endpoint)
+        except RoutingError as exc:
+            return validation_error(exc.message)
         workers = int(async_config.get("ClientConfig", {}).get("MaxConcurrentInvocationsPerInstance", 4))
         pool = pools.setdefault(endpoint, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"async-{endpoint}"))
-        pool.submit(_process, background, client("s3"), input_location, headers, output, failure)
+        pool.submit(_process, background[container], client("s3"), input_location, headers, output, failure)
         return JSONResponse({"InferenceId": inference_id}, status_code=202,
                             headers={"X-Amzn-SageMaker-OutputLocation": output,
                                      "X-Amzn-SageMaker-FailureLocation": failure})
 
     async def ping(request: Request) -> Response:
-        try:
-            upstream = await http.get("/ping", timeout=2.0)
-        except httpx.TransportError:
-            return Response(status_code=503)
-        return Response(status_code=upstream.status_code)
+        for container in http.values():
+            try:
+                upstream = await container.get("/ping", timeout=2.0)
+            except httpx.TransportError:
+                return Response(status_code=503)
+            if upstream.status_code != 200:
+                return Response(status_code=upstream.status_code)
+        return Response(status_code=200)
 
     return Starlette(routes=[
         Route("/endpoints/{name}/invocations", invoke, methods=["POST"]),
@@ -189,9 +259,36 @@ def _process(http: httpx.Client, s3: Any, input_location: str, headers: dict[str
     log.info("async invocation done", extra={"input": input_location, "result": target})
 
 
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def _weight(text: str) -> tuple[str, float]:
+    name, value = _pair(text)
+    try:
+        weight = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the weight of {name} must be a number, not {value!r}") from None
+    if not weight >= 0:
+        raise argparse.ArgumentTypeError(f"the weight of {name} must be >= 0")
+    return name, weight
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--container-url", required=True)
+    containers = parser.add_mutually_exclusive_group(required=True)
+    containers.add_argument("--container-url", help="one container for every production variant")
+    containers.add_argument("--variant", type=_pair, action="append", metavar="NAME=URL",
+                            help="a production variant's container (repeat for each variant)")
+    parser.add_argument("--routing", choices=["endpoint", "static"],
+                        default="endpoint" if os.environ.get("AWS_ENDPOINT_URL") else "static",
+                        help="weights from DescribeEndpoint (default when AWS_ENDPOINT_URL is set) or from --weight")
+    parser.add_argument("--weight", type=_weight, action="append", default=[], metavar="NAME=W",
+                        help="a variant's weight under --routing static (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weighted random pick (default 0)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     defaults = Limits()
@@ -201,7 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(args.max_request_bytes, args.max_response_bytes, args.invocation_timeout_s)
-    uvicorn.run(create_app(args.container_url, limits), host=args.host, port=args.port, log_level="warning")
+    variants: Mapping[str, str] | str = args.container_url or dict(args.variant)
+    unknown = [name for name, _ in args.weight if isinstance(variants, str) or name not in variants]
+    if unknown:
+        parser.error(f"--weight names no --variant: {', '.join(unknown)}")
+    app = create_app(variants, limits, args.routing, dict(args.weight), args.seed)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Routes: ``GET /ping``, ``POST /invocations`` and the SageMaker Runtime path
 ``POST /endpoints/{name}/invocations`` (boto3 / AWS CLI with ``endpoint_url``), the old
-``GET /healthz``, ``GET /openapi.json`` and ``GET /stats``. ``/ping`` answers 503 until the
+``GET /healthz``, ``GET /openapi.json``, ``GET /stats`` and, for Batch Transform,
+``GET /execution-parameters`` (``serving.batch``). ``/ping`` answers 503 until the
 state holds a loaded service, and again while draining (``serving.server`` runs the
 process lifecycle). Invocations call the service directly (parse, predict, encode); the
 handler functions in ``serving.handlers`` are the same steps for AWS's toolkit.
@@ -27,6 +28,7 @@ from starlette.routing import Route
 
 from runtime.errors import ServiceError
 from serving import metrics
+from serving.batch import execution_parameters
 from serving.body import read_body
 from serving.config import ServerSettings
 from serving.errors import NotReady, http_status
@@ -83,6 +85,9 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
     async def schema(request: Request) -> Response:
         return JSONResponse(openapi_schema(settings))
 
+    async def batch_parameters(request: Request) -> Response:
+        return JSONResponse(execution_parameters(settings))
+
     async def invoke(request: Request) -> Response:
         request_id = request.state.request_id
         if not state.ready.is_set() or state.service is None or state.draining:
@@ -134,6 +139,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         Route("/healthz", healthz, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
         Route("/openapi.json", schema, methods=["GET"]),
+        Route("/execution-parameters", batch_parameters, methods=["GET"]),
         Route("/invocations", invoke, methods=["POST"]),
         Route("/endpoints/{endpoint_name}/invocations", invoke, methods=["POST"]),
         *page_routes(),  # /playground, /docs, /static: for people on the local endpoint
@@ -191,7 +197,8 @@ class _RequestLogMiddleware:
                                            "status": status["code"], "latency_ms": latency_ms, **facts})
                 if self.settings.metrics_enabled and scope["method"] == "POST":
                     metrics.emit(metrics.emf_record(self.settings.metrics_namespace, self.settings.endpoint_name,
-                                                    {**facts, "request_id": request_id}, latency_ms, status["code"]))
+                                                    {**facts, "request_id": request_id}, latency_ms, status["code"],
+                                                    variant=self.settings.variant_name))
 
 
 def _error_response(exc: ServiceError, request: Request) -> Response:

@@ -3,7 +3,10 @@
 SageMaker sends the container's stdout to CloudWatch Logs (``/aws/sagemaker/Endpoints/<name>``);
 CloudWatch turns every log event that is an EMF object into metrics, so these appear in the
 configured namespace (default ``SamHolds``), dimension ``EndpointName``, beside SageMaker's
-own ``ModelLatency`` and ``OverheadLatency`` in ``AWS/SageMaker``.
+own ``ModelLatency`` and ``OverheadLatency`` in ``AWS/SageMaker``. A container that knows its
+production variant (``SAM_VARIANT_NAME``, set by the deploy script) adds the dimension set
+``EndpointName, VariantName``, so an A/B test compares latency and errors per variant while
+the endpoint-wide series stay as they were.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ _emitter = logging.getLogger("sam.metrics")
 
 
 def emf_record(namespace: str, endpoint: str, facts: dict[str, Any], total_ms: float, status: int,
-               timestamp_ms: int | None = None) -> dict[str, Any]:
-    """The EMF object for one invocation (only the metrics the request produced)."""
+               timestamp_ms: int | None = None, variant: str | None = None) -> dict[str, Any]:
+    """The EMF object for one invocation (only the metrics the request produced); with ``variant``,
+    every metric is also published per ``EndpointName, VariantName``."""
     metrics: list[dict[str, str]] = []
     record: dict[str, Any] = {"EndpointName": endpoint}
+    dimensions = [["EndpointName"]]
+    if variant is not None:
+        record["VariantName"] = variant
+        dimensions.append(["EndpointName", "VariantName"])
 
     def put(name: str, unit: str, value: float) -> None:
         metrics.append({"Name": name, "Unit": unit})
@@ -52,7 +60,7 @@ def emf_record(namespace: str, endpoint: str, facts: dict[str, Any], total_ms: f
         put("Clicks", "Count", facts["clicks"])
     record["_aws"] = {
         "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
-        "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["EndpointName"]], "Metrics": metrics}],
+        "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": dimensions, "Metrics": metrics}],
     }
     if "request_id" in facts:
         record["request_id"] = facts["request_id"]

@@ -159,6 +159,14 @@ def openapi_schema(settings: ServerSettings | None = None) -> dict[str, Any]:
                                *_HEADERS]}},
             "/ping": {"get": {"operationId": "ping", "responses": {"200": {"description": "ready"},
                                                                   "503": _error("loading or draining")}}},
+            "/execution-parameters": {"get": {
+                "operationId": "executionParameters",
+                "summary": "SageMaker Batch Transform's question: the container's preferred job settings",
+                "responses": {"200": {"description": "preferred settings", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"],
+                    "properties": {"MaxConcurrentTransforms": {"type": "integer", "minimum": 1},
+                                   "BatchStrategy": {"type": "string", "enum": ["SINGLE_RECORD"]},
+                                   "MaxPayloadInMB": {"type": "integer", "minimum": 1, "maximum": 100}}}}}}}}},
             "/healthz": {"get": {"operationId": "healthz", "responses": {
                 "200": {"description": "ready", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"status": {"type": "string"}}}}}},

@@ -38,6 +38,9 @@ def serve(settings: ServerSettings) -> int:
         log.error("cannot serve %s: %s", settings.model_dir, exc)
         print(f"error: cannot serve {settings.model_dir}: {exc}", file=sys.stderr, flush=True)
         return 1
+    if settings.batch_max_payload_bytes > settings.max_body_bytes:
+        log.warning("the batch transform's MaxPayloadInMB (%d bytes) is over SAM_MAX_BODY_BYTES (%d bytes): larger "
+                    "records will be refused with 413", settings.batch_max_payload_bytes, settings.max_body_bytes)
     state = ServerState()
     server: uvicorn.Server
 

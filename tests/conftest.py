@@ -32,6 +32,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny SAM (another seed, so other masks): the challenger of the A/B rehearsal."""
+    out = tmp_path_factory.mktemp("tiny_model_b")
+    result = run_export("--model-type", "tiny", "--random-weights", "--seed", "4", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_sam():  # type: ignore[no-untyped-def]
     """The PyTorch twin of ``tiny_model_dir`` (same seed), for reference computations."""
     from export.sam_models import build_random

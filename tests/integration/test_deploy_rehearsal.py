@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -19,82 +17,31 @@ from PIL import Image
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.settings import RuntimeSettings
 from synthetic.wall_photo import wall_photo
-from tests.integration.server import REPO, free_port
-
-BUCKET = "sam-rehearsal-bucket"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
+from tests.integration.rehearsal_stack import BUCKET, Rehearsal, nothing_left, rehearsal
+from tests.integration.server import REPO
 
 
 @pytest.fixture(scope="module")
-def aws(tiny_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+def aws(tiny_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:  # type: ignore[no-untyped-def]
     """moto behind the control-plane stand-in (UpdateEndpoint, call log), a bucket and the execution
     role, and the data-plane stand-in (SageMaker's real-time limits) in front of our server."""
-    logs = tmp_path_factory.mktemp("aws")
-    bin_dir = Path(sys.executable).parent
-    moto_port, control_port, plane_port = free_port(), free_port(), free_port()
-    moto_url, control_url = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{control_port}"
-    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": control_url}
-    moto = subprocess.Popen([str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
-                            stdout=(logs / "moto.log").open("wb"), stderr=subprocess.STDOUT, env=env)
-    control = subprocess.Popen([sys.executable, "-m", "rehearsal.control_plane", "--moto-url", moto_url,
-                                "--port", str(control_port)], cwd=REPO, env=env,
-                               stdout=(logs / "control.log").open("wb"), stderr=subprocess.STDOUT)
-    plane = subprocess.Popen([sys.executable, "-m", "rehearsal.data_plane", "--container-url", tiny_server.url,
-                              "--port", str(plane_port)], cwd=REPO, env=env,
-                             stdout=(logs / "plane.log").open("wb"), stderr=subprocess.STDOUT)
-    try:
-        _wait_http(moto_url, moto)
-        _wait_http(f"{control_url}/_rehearsal/calls", control)
-        _wait_http(f"http://127.0.0.1:{plane_port}/ping", plane)
-        session = boto3.session.Session(**{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
-                                        region_name="us-east-1")
-        session.client("s3", endpoint_url=control_url).create_bucket(Bucket=BUCKET)
-        session.client("iam", endpoint_url=control_url).create_role(
-            RoleName="SageMakerExecutionRole", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}')
-        yield {**CREDENTIALS, "AWS_ENDPOINT_URL": control_url,
-               "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{plane_port}"}
-    finally:
-        for process in (plane, control, moto):
-            process.terminate()
-            process.wait(10)
+    with rehearsal(tmp_path_factory.mktemp("aws"), tiny_server.url) as stack:
+        yield stack
 
 
-def _client(aws: dict[str, str], service: str) -> Any:
-    return boto3.client(service, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+def _client(aws: Rehearsal, service: str) -> Any:
+    return aws.client(service)
 
 
-def _deploy(aws: dict[str, str], tmp_path: Path, model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **aws, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    settings = [f"S3_BUCKET={BUCKET}", f"MODEL_DIR={model_dir}", "IMAGE_URI=123456789012.dkr.ecr.us-east-1.amazonaws.com/sam:cpu",
-                "POLL_S=1", f"PYTHON={sys.executable}", f"STATE_DIR={tmp_path / 'state'}", f"ARTIFACTS_DIR={tmp_path / 'artifacts'}"]
-    return subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
-                           *settings, *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+def _deploy(aws: Rehearsal, tmp_path: Path, model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return aws.deploy(tmp_path, model_dir, *args)
 
 
-def _nothing_left(aws: dict[str, str]) -> None:
-    sagemaker = _client(aws, "sagemaker")
-    assert sagemaker.list_endpoints()["Endpoints"] == []
-    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
-    assert sagemaker.list_models()["Models"] == []
-    scaling = _client(aws, "application-autoscaling")
-    assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+def _nothing_left(aws: Rehearsal) -> None:
+    nothing_left(aws)
 
 
-def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_realtime_deployment_rehearsal(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, "all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test passed" in result.stderr
@@ -129,9 +76,8 @@ def test_realtime_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path
     _nothing_left(aws)
 
 
-def _calls(aws: dict[str, str], clear: bool = False) -> list[dict[str, Any]]:
-    response = httpx.request("DELETE" if clear else "GET", aws["AWS_ENDPOINT_URL"] + "/_rehearsal/calls", timeout=10)
-    return response.json()  # type: ignore[no-any-return]
+def _calls(aws: Rehearsal, clear: bool = False) -> list[dict[str, Any]]:
+    return aws.calls(clear)
 
 
 #: AWS's order for an endpoint with autoscaling: policies and target off, update, wait, back on.
@@ -143,12 +89,14 @@ UPDATE_SEQUENCE = [
 ]
 
 
-def _update_keeps_capacity_and_autoscaling(aws: dict[str, str], tmp_path: Path, model_dir: Path) -> None:
+def _update_keeps_capacity_and_autoscaling(aws: Rehearsal, tmp_path: Path, model_dir: Path) -> None:
     """The update path, for real through the AWS CLI: a scaled-out, autoscaled variant moves to
     another instance type (the cost table's GPU -> CPU move) and keeps its instance count."""
     sagemaker, scaling = _client(aws, "sagemaker"), _client(aws, "application-autoscaling")
     sagemaker.update_endpoint_weights_and_capacities(  # what autoscaling did under load
         EndpointName="sam-climbing-endpoint", DesiredWeightsAndCapacities=[{"VariantName": "Primary", "DesiredInstanceCount": 2}])
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="sam-climbing-endpoint",
+                                                     WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     _calls(aws, clear=True)
     updated = _deploy(aws, tmp_path, model_dir, "INSTANCE_TYPE=ml.m5.xlarge", "model", "config", "endpoint", "autoscale")
     assert updated.returncode == 0, updated.stdout + updated.stderr
@@ -172,7 +120,7 @@ def _update_keeps_capacity_and_autoscaling(aws: dict[str, str], tmp_path: Path, 
     assert "registered again after the update" in updated.stderr  # `autoscale` did not register twice
 
 
-def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_async_deployment_rehearsal(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, "--mode", "async", "INSTANCE_TYPE=ml.m5.xlarge", "all")
     assert result.returncode == 0, result.stdout + result.stderr
     sagemaker, s3 = _client(aws, "sagemaker"), _client(aws, "s3")
@@ -194,15 +142,15 @@ def test_async_deployment_rehearsal(aws: dict[str, str], tiny_model_dir: Path, t
     _nothing_left(aws)
 
 
-def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, model_dir: Path) -> None:
+def _async_client_honours_every_option(aws: Rehearsal, tmp_path: Path, model_dir: Path) -> None:
     """`--async` sends the whole prompt and every output option, and `--follow-up` too (it was dropped)."""
     photo = wall_photo(width=756, height=1008, holds=20, seed=8)
     (tmp_path / "wall.jpg").write_bytes(photo.jpeg)
     clicks = photo.clicks(3)
-    env = {**os.environ, **aws}
+    env = {**os.environ, **aws.env}
     result = subprocess.run(
         [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
-         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         "--bucket", BUCKET, "--endpoint-url", aws.plane_url, "--test-image",
          str(tmp_path / "wall.jpg"), "--points", f"{clicks[0][0]},{clicks[0][1]};{clicks[1][0]},{clicks[1][1]}",
          "--labels", "1,0", "--multimask", "--result-format", "webp", "--mask-format", "png", "--max-side", "512",
          "--follow-up", f"{clicks[2][0]},{clicks[2][1]}", "--out-dir", str(tmp_path / "async-out"), "--timeout-s", "120"],
@@ -219,7 +167,7 @@ def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, mode
         assert mask.mode == "L" and np.array_equal(np.asarray(mask) > 0, want.mask), name
     raw = subprocess.run(  # the raw contract (prompt in the custom attributes) and a mask-only answer, via S3 too
         [sys.executable, str(REPO / "sagemaker_client.py"), "--endpoint-name", "sam-climbing-endpoint", "--async",
-         "--bucket", BUCKET, "--endpoint-url", aws["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"], "--test-image",
+         "--bucket", BUCKET, "--endpoint-url", aws.plane_url, "--test-image",
          str(tmp_path / "wall.jpg"), "--points", f"{clicks[2][0]},{clicks[2][1]}", "--format", "raw", "--accept", "png",
          "--out-dir", str(tmp_path / "async-raw"), "--timeout-s", "120"],
         capture_output=True, text=True, env=env, timeout=300, check=False)
@@ -233,7 +181,7 @@ def _async_client_honours_every_option(aws: dict[str, str], tmp_path: Path, mode
     ("ml.m5.large", "2048MiB"), ("ml.c7i.large", "1024MiB"), ("ml.c7i.4xlarge", "8192MiB"),
     ("ml.m5.24xlarge", "8192MiB"), ("ml.g4dn.xlarge", "4096MiB"), ("ml.t2.medium", "1GiB"), ("ml.p9.unknown", "2GiB"),
 ])
-def test_cache_budget_follows_the_instance_memory(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+def test_cache_budget_follows_the_instance_memory(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path,
                                                   instance_type: str, cache: str) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", f"INSTANCE_TYPE={instance_type}", "model")
     assert result.returncode == 0, result.stderr
@@ -241,7 +189,7 @@ def test_cache_budget_follows_the_instance_memory(aws: dict[str, str], tiny_mode
     assert f'SAM_CACHE_BYTES\\":\\"{cache}\\"' in create or f'"SAM_CACHE_BYTES":"{cache}"' in create, create
 
 
-def test_dry_run_builds_the_cuda_12_image_for_g4dn_and_picks_its_ami(aws: dict[str, str], tiny_model_dir: Path,
+def test_dry_run_builds_the_cuda_12_image_for_g4dn_and_picks_its_ami(aws: Rehearsal, tiny_model_dir: Path,
                                                                      tmp_path: Path) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "IMAGE_URI=", "INSTANCE_TYPE=ml.g4dn.xlarge",
                      "image", "model", "config")
@@ -274,7 +222,7 @@ def test_dry_run_builds_the_cuda_12_image_for_g4dn_and_picks_its_ami(aws: dict[s
     (["INSTANCE_TYPE=ml.inf2.xlarge"], "not NVIDIA GPUs"),
     (["CUDA_MAJOR=11"], "CUDA_MAJOR must be 12 or 13"),
 ])
-def test_check_refuses_an_image_its_host_driver_cannot_start(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+def test_check_refuses_an_image_its_host_driver_cannot_start(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path,
                                                              settings: list[str], message: str) -> None:
     for command in ("check", "config"):
         result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", *settings, command)
@@ -289,14 +237,14 @@ def test_check_refuses_an_image_its_host_driver_cannot_start(aws: dict[str, str]
     (["IMAGE_URI=123456789012.dkr.ecr.us-east-1.amazonaws.com/sam-climbing:gpu-cu13-abc1234", "CUDA_MAJOR=13"], "(driver 580)"),
     (["INSTANCE_TYPE=ml.m5.large"], "ml.m5.large: CPU image"),
 ])
-def test_check_accepts_an_image_its_host_driver_runs(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path,
+def test_check_accepts_an_image_its_host_driver_runs(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path,
                                                      settings: list[str], summary: str) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, *settings, "check")
     assert result.returncode == 0 and "check passed" in result.stderr and summary in result.stderr, result.stderr
 
 
-def test_missing_bucket_setting_is_a_clear_error(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
-    env = {**os.environ, **aws, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def test_missing_bucket_setting_is_a_clear_error(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, **aws.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
                              f"MODEL_DIR={tiny_model_dir}", "IMAGE_URI=x", "check"],
                             capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -306,10 +254,13 @@ def test_missing_bucket_setting_is_a_clear_error(aws: dict[str, str], tiny_model
 
 
 def test_shellcheck_is_clean() -> None:
-    shellcheck = Path(sys.executable).parent / "shellcheck"
-    result = subprocess.run([str(shellcheck), str(REPO / "deploy_to_sagemaker.sh")], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stdout
+    """The script alone (as `make lint` checks it), with its sourced parts followed (-x), and each part."""
+    shellcheck = str(Path(sys.executable).parent / "shellcheck")
+    parts = sorted(str(p.relative_to(REPO)) for p in (REPO / "deploy").glob("*.sh"))
+    assert parts == ["deploy/ab_test.sh", "deploy/batch.sh"]
+    for command in ([shellcheck, "deploy_to_sagemaker.sh"], [shellcheck, "-x", "deploy_to_sagemaker.sh"], [shellcheck, *parts]):
+        result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+        assert result.returncode == 0, (command, result.stdout)
 
 
 def test_help_prints_the_usage(tmp_path: Path) -> None:
@@ -321,7 +272,7 @@ def test_help_prints_the_usage(tmp_path: Path) -> None:
     assert "set -euo" not in result.stdout and "#" not in result.stdout and "SCRIPT_DIR" not in result.stdout
 
 
-def test_documented_dry_run_needs_no_image_step(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_documented_dry_run_needs_no_image_step(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
     result = _deploy(aws, tmp_path, tiny_model_dir, "IMAGE_URI=", "--dry-run", "model", "config", "endpoint")
     assert result.returncode == 0, result.stderr
     create = next(line for line in result.stdout.splitlines() if "create-model" in line)
@@ -331,11 +282,11 @@ def test_documented_dry_run_needs_no_image_step(aws: dict[str, str], tiny_model_
     assert any("create-endpoint " in line for line in result.stdout.splitlines())  # no endpoint yet: create
 
 
-def test_dry_run_without_credentials_stops_and_says_so(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_dry_run_without_credentials_stops_and_says_so(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "HOME": str(home),
-           "AWS_ENDPOINT_URL": aws["AWS_ENDPOINT_URL"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "AWS_ENDPOINT_URL": aws.control_url, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(REPO / "deploy_to_sagemaker.sh"), "--env-file", str(tmp_path / "none.env"),
                              f"S3_BUCKET={BUCKET}", "--dry-run", "model", "config", "endpoint"],
                             capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -345,9 +296,9 @@ def test_dry_run_without_credentials_stops_and_says_so(aws: dict[str, str], tiny
         "(aws configure, or AWS_PROFILE / AWS_ACCESS_KEY_ID)")
 
 
-def test_only_not_found_counts_as_a_missing_endpoint(aws: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_only_not_found_counts_as_a_missing_endpoint(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
     denied = "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: sagemaker:DescribeEndpoint"
-    httpx.post(aws["AWS_ENDPOINT_URL"] + "/_rehearsal/faults", timeout=10, json={
+    httpx.post(aws.control_url + "/_rehearsal/faults", timeout=10, json={
         "operation": "DescribeEndpoint", "status": 400, "code": "AccessDeniedException", "message": denied, "count": 1})
     result = _deploy(aws, tmp_path, tiny_model_dir, "--dry-run", "endpoint")
     assert result.returncode == 1

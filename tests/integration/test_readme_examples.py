@@ -3,7 +3,8 @@
 The blocks are read from README.md and README_SAGEMAKER.md here, so an edited example is the
 one that runs. They run in a throwaway directory that looks like the repository (its files
 linked in; ``models/vit_b`` and ``models/tiny`` are the tiny test model; ``wall.jpg`` is a
-12 MP phone photo from synthetic/wall_photo.py), with no AWS variables and an empty home,
+12 MP phone photo from synthetic/wall_photo.py; ``models/vit_t`` is the tiny model too), with no
+AWS variables and an empty home,
 inside a private network namespace (``unshare --net``), so the fixed ports of the examples
 (8080, 5000, ...) are free whatever else runs on the machine. Only the waiting between the
 blocks, the stand-ins a block needs that no README block sets up (an async endpoint) and
@@ -21,13 +22,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from serving.service import RANDOM_WEIGHTS_WARNING
 from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO
+from tests.reference import decode_mask, in_process_mask
 
 #: Links to the checkout; what runs write (out/, .deploy/, model_artifacts/) stays in the sandbox.
 NOT_LINKED = {".git", "models", "out", ".deploy", "model_artifacts", ".env", "wall.jpg", "request.json"}
@@ -71,7 +75,7 @@ def sandbox(root: Path, tiny_model_dir: Path, photo: bytes) -> Path:
         if entry.name not in NOT_LINKED:
             (root / entry.name).symlink_to(entry)
     (root / "models").mkdir()
-    for name in ("vit_b", "tiny"):
+    for name in ("vit_b", "vit_t", "tiny"):
         (root / "models" / name).symlink_to(tiny_model_dir)
     (root / "wall.jpg").write_bytes(photo)
     return root
@@ -148,7 +152,7 @@ def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone
     root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
     rehearse = block_with(guide, "bash", "moto_server", "deploy_to_sagemaker.sh")
     finish = block_with(guide, "bash", "deploy_to_sagemaker.sh S3_BUCKET=rehearsal delete")
-    settings = block_with(guide, "bash", "S3_BUCKET=my-climbing-bucket", "MODEL_DIR=")
+    settings = block_with(guide, "bash", "S3_BUCKET=my-climbing-bucket", "AWS_REGION=")
     deploy = block_with(guide, "bash", "./deploy_to_sagemaker.sh --dry-run model config endpoint")
     invoke = block_with(guide, "bash", "python sagemaker_client.py", "--health")
     dry_run = command_starting(deploy, "./deploy_to_sagemaker.sh --dry-run")
@@ -180,3 +184,48 @@ def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone
     assert ran["help"].stdout.startswith("Deploy the SAM hold-extraction endpoint")
     assert "async_s" in json.loads(ran["asynchronous"].stdout)
     assert "deleted sam-climbing-endpoint" in ran["finish"].stderr
+
+
+def test_readme_sagemaker_ab_test_and_batch_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    """Sections 10 and 11 as written, on top of section 6's rehearsal and section 3's .env: a container per
+    variant, the single-variant endpoint turned into an A/B test, shift, a pinned client, promote, then a
+    batch transform of request files written by the client."""
+    guide = REPO / "README_SAGEMAKER.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    rehearse = block_with(guide, "bash", "moto_server", "deploy_to_sagemaker.sh")
+    settings = block_with(guide, "bash", "S3_BUCKET=my-climbing-bucket", "AWS_REGION=")
+    variants = block_with(guide, "bash", "rehearsal.data_plane --variant Primary=")
+    ab_env = block_with(guide, "bash", "cat > ab.env")
+    ab = block_with(guide, "bash", "--env-file ab.env all")
+    batch = block_with(guide, "bash", "--save-request", "deploy_to_sagemaker.sh package batch")
+    finish = block_with(guide, "bash", "deploy_to_sagemaker.sh S3_BUCKET=rehearsal delete")
+    steps = [("rehearse", rehearse), ("settings", f"cat > .env <<'EOF'\n{settings}EOF"), ("variants", variants),
+             ("ab_env", ab_env)]
+    for name in ("all", "status", "shift", "promote"):
+        steps.append((name, command_starting(ab, f"./deploy_to_sagemaker.sh --env-file ab.env {name}")))
+    steps.insert(-1, ("client", command_starting(ab, "python sagemaker_client.py")))
+    steps += [("batch", batch), ("finish", finish)]
+    ran = run_steps(root, steps)
+
+    assert "test passed for variant Primary" in ran["all"].stderr and "test passed for variant Challenger" in ran["all"].stderr
+    assert "updating it in place" in ran["all"].stderr  # section 6's single-variant endpoint became the A/B test
+    status = _first_json(ran["status"].stdout)
+    assert [(v["Name"], v["Weight"]) for v in status["Variants"]] == [("Primary", 90.0), ("Challenger", 10.0)]
+    assert "traffic now: Primary 50% (weight 50), Challenger 50% (weight 50)" in ran["shift"].stderr
+    report = json.loads(ran["client"].stdout)
+    assert report["variant"] == "Challenger" and report["follow_up_variant"] == "Challenger"
+    assert Image.open(root / "out-ab" / "mask.png").size == (3024, 4032)
+    assert "promoted Challenger" in ran["promote"].stderr
+    assert "Completed: all 2 request files answered" in ran["batch"].stderr
+    wall_1 = next(c for c in commands(batch) if c.endswith("--save-request batch/wall-1.zip"))  # its answer: batch-out/
+    clicks = wall_1.split('"')[1]
+    points = [(float(x), float(y)) for x, y in (pair.split(",") for pair in clicks.split(";"))]
+    want = in_process_mask(tiny_model_dir, phone_photo, points)
+    assert np.array_equal(decode_mask((root / "batch-out" / "mask_image.bin").read_bytes()), want)
+    assert "deleted sam-climbing-endpoint" in ran["finish"].stderr
+
+
+def _first_json(text: str) -> dict[str, Any]:
+    """The first JSON object printed (``status`` prints the endpoint, then its scaling policies)."""
+    document, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    return document  # type: ignore[no-any-return]
