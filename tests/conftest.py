@@ -22,22 +22,24 @@ def run_export(*args: str, env: dict[str, str] | None = None, timeout: float = 9
     )
 
 
+def exported(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """``export_sam.py ARGS --output <a new temporary folder>``, which must succeed."""
+    out = tmp_path_factory.mktemp(name)
+    result = run_export(*args, "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SAM (seeded random weights) exported with fp16 variants and verified parity."""
-    out = tmp_path_factory.mktemp("tiny_model")
-    result = run_export("--model-type", "tiny", "--random-weights", "--seed", "3", "--fp16", "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return exported(tmp_path_factory, "tiny_model", "--model-type", "tiny", "--random-weights", "--seed", "3", "--fp16")
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second tiny SAM (another seed, so other masks): the challenger of the A/B rehearsal."""
-    out = tmp_path_factory.mktemp("tiny_model_b")
-    result = run_export("--model-type", "tiny", "--random-weights", "--seed", "4", "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return exported(tmp_path_factory, "tiny_model_b", "--model-type", "tiny", "--random-weights", "--seed", "4")
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +65,7 @@ def vit_b_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def vit_b_model_dir(tmp_path_factory: pytest.TempPathFactory, vit_b_checkpoint: Path) -> Path:
     """vit_b exported through ``--checkpoint`` (the real loading path), parity enforced."""
-    out = tmp_path_factory.mktemp("vit_b_model")
-    result = run_export("--model-type", "vit_b", "--checkpoint", str(vit_b_checkpoint), "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return exported(tmp_path_factory, "vit_b_model", "--model-type", "vit_b", "--checkpoint", str(vit_b_checkpoint))
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +81,4 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def vit_t_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MobileSAM (vit_t) with seeded random weights, exported with parity against MobileSAM."""
-    out = tmp_path_factory.mktemp("vit_t_model")
-    result = run_export("--model-type", "vit_t", "--random-weights", "--seed", "5", "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return exported(tmp_path_factory, "vit_t_model", "--model-type", "vit_t", "--random-weights", "--seed", "5")
