@@ -78,8 +78,9 @@ cmd_promote() {
   else
     wait_for_endpoint || die "the weight change of $ENDPOINT_NAME did not reach InService; nothing was removed"
   fi
-  local scaled="" resource
-  for resource in $(scaled_resources); do
+  local scaled="" resource resources
+  resources="$(scaled_resources)" || exit 1  # a failed lookup must stop the promotion, not look like "none"
+  for resource in $resources; do
     [[ "$resource" == "endpoint/$ENDPOINT_NAME/variant/$winner" ]] || scaled+="${scaled:+ }$resource"
   done
   [[ -z "$scaled" ]] || remove_scaling "$scaled" keep-alarm

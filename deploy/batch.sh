@@ -87,7 +87,7 @@ have drivers 470 and 535 (CUDA 12 runs on $TRANSFORM_GPU_AMI); use CUDA_MAJOR=12
 
   local stamp model job environment
   stamp="$(date -u +%Y%m%d%H%M%S)-$RANDOM"
-  model="$MODEL_NAME-batch-$stamp"
+  model="${MODEL_NAME:0:36}-batch-$stamp"  # at most 63 characters too
   job="${MODEL_NAME:0:36}-batch-$stamp"  # at most 63 characters
   # The container's body limit is the job's MaxPayloadInMB; its request deadline sits under the invocation timeout.
   environment="$(printf '{"SAM_CACHE_BYTES":"%s","SAM_MAX_BODY_BYTES":"%sMiB","SAM_REQUEST_TIMEOUT_S":"%s","SAM_LOG_FORMAT":"json","SAM_METRICS":"false"}' \

@@ -47,6 +47,7 @@ from holds_client.prompts import (
     raw_attributes,
     raw_type,
 )
+from holds_client.s3_uri import split_s3_uri
 
 #: AWS advises a read timeout above the 60 s invocation limit.
 DEFAULT_CONFIG = Config(connect_timeout=10, read_timeout=70, retries={"mode": "standard", "max_attempts": 3})
@@ -294,7 +295,7 @@ class SageMakerSAMClient:
         raise EndpointError(f"no asynchronous result at {output} after {timeout_s:.0f} s")
 
     def _s3_get(self, uri: str) -> bytes | None:
-        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        bucket, key = split_s3_uri(uri)
         s3 = self._client("s3")
         try:
             return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]

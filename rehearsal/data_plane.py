@@ -57,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from holds_client.s3_uri import split_s3_uri
 from rehearsal.routing import RoutingError, Variant, VariantRouter
 
 log = logging.getLogger("rehearsal.data_plane")
@@ -68,13 +69,6 @@ Routing = Literal["endpoint", "static"]
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-session-id")
 RETURNED_HEADERS = ("content-type", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-new-session-id",
                     "x-amzn-sagemaker-closed-session-id")
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
 
 
 @dataclass(frozen=True)
@@ -248,13 +242,13 @@ def _too_large(limit: int) -> Response:
 def _process(http: httpx.Client, s3: Any, input_location: str, headers: dict[str, str], output: str, failure: str) -> None:
     """One asynchronous invocation: S3 input -> container -> S3 output or failure object."""
     try:
-        bucket, key = _split_s3(input_location)
+        bucket, key = split_s3_uri(input_location)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         upstream = http.post("/invocations", content=body, headers=headers)
         target, payload = (output, upstream.content) if upstream.status_code < 400 else (failure, upstream.content)
     except Exception as exc:  # noqa: BLE001 - becomes the failure object, as SageMaker does
         target, payload = failure, json.dumps({"error": str(exc)}).encode()
-    bucket, key = _split_s3(target)
+    bucket, key = split_s3_uri(target)
     s3.put_object(Bucket=bucket, Key=key, Body=payload)
     log.info("async invocation done", extra={"input": input_location, "result": target})
 

@@ -52,6 +52,7 @@ import httpx
 from botocore.exceptions import ClientError
 from starlette.responses import Response
 
+from holds_client.s3_uri import split_s3_uri
 from rehearsal.aws_json import aws_answer, aws_error
 from serving.local_endpoint import LocalEndpoint, start_local_endpoint
 
@@ -85,13 +86,6 @@ class JobState:
     failure_reason: str = ""
     end_time: float | None = None
     log_lines: list[str] = field(default_factory=list)
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
 
 
 def resolve_settings(document: dict[str, Any], container: dict[str, Any]) -> JobSettings:
@@ -216,7 +210,7 @@ class TransformJobs:
 
     def _start_container(self, s3: Any, document: dict[str, Any], model: dict[str, Any], job_dir: Path) -> LocalEndpoint:
         container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-        bucket, key = _split_s3(container["ModelDataUrl"])
+        bucket, key = split_s3_uri(container["ModelDataUrl"])
         archive = job_dir / "model.tar.gz"
         s3.download_file(bucket, key, str(archive))
         model_dir = job_dir / "model"
@@ -235,8 +229,8 @@ class TransformJobs:
     def _transform_all(self, s3: Any, document: dict[str, Any], settings: JobSettings, url: str,
                        data_log: _DataLog) -> list[str]:
         """Every object under the input prefix; returns the failure kinds (ClientError/AlgorithmError)."""
-        in_bucket, prefix = _split_s3(document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
-        out_bucket, out_prefix = _split_s3(document["TransformOutput"]["S3OutputPath"].rstrip("/") + "/")
+        in_bucket, prefix = split_s3_uri(document["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+        out_bucket, out_prefix = split_s3_uri(document["TransformOutput"]["S3OutputPath"].rstrip("/") + "/")
         objects = [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=in_bucket, Prefix=prefix)
                    for item in page.get("Contents", []) if not item["Key"].endswith("/")]
         client_config = document.get("ModelClientConfig", {})

@@ -233,6 +233,8 @@ class HoldExtractor:
             check_resizable(size_hw, self.engine.manifest.image_size)
             self._check_request(request, size_hw)
             entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels)
+            if entry.orig_size_hw != size_hw:  # the header did not tell the orientation (a late PNG eXIf chunk)
+                self._check_request(request, entry.orig_size_hw)
         else:
             entry, hit = self.cache.get(str(request.image_id)), True
             self._check_request(request, entry.orig_size_hw)

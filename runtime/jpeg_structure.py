@@ -29,15 +29,20 @@ def count_jpeg_structure(data: bytes, stop_after_scans: int) -> JpegStructure:
     """Walk the markers of ``data`` (a JPEG file) up to its first end-of-image.
 
     Stops early once more than ``stop_after_scans`` scans are seen (the answer is then
-    ``stop_after_scans + 1``). Malformed data ends the walk quietly: the decoder reports it.
+    ``stop_after_scans + 1``). Bytes between segments are skipped, as libjpeg skips them, so
+    junk cannot hide the scans behind it. Truncated data ends the walk quietly: the decoder
+    reports it.
     """
     scans = segments = 0
     if data[:2] != b"\xff\xd8":
         return JpegStructure(0, 0)
     position, size = 2, len(data)
     while position + 1 < size:
-        if data[position] != 0xFF:
-            return JpegStructure(scans, segments)
+        if data[position] != 0xFF:  # junk between segments: libjpeg skips it (with a warning) and decodes on
+            position = data.find(b"\xff", position)
+            if position < 0:
+                break
+            continue
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1

@@ -70,12 +70,15 @@ class BitMask:
     def empty(cls, size_hw: tuple[int, int]) -> BitMask:
         return cls(size_hw, packed=np.zeros((size_hw[0], packed_width(size_hw[1])), np.uint8))
 
-    def dense(self) -> NDArray[np.bool_]:
-        """bool (H, W)."""
-        if self._dense is None:
-            assert self._packed is not None
-            self._dense = np.unpackbits(self._packed, axis=1, count=self.size_hw[1]).view(bool)
-        return self._dense
+    def dense(self, keep: bool = True) -> NDArray[np.bool_]:
+        """bool (H, W). ``keep=False``: unpack without keeping the result (8x the packed size) in the mask."""
+        if self._dense is not None:
+            return self._dense
+        assert self._packed is not None
+        unpacked = np.unpackbits(self._packed, axis=1, count=self.size_hw[1]).view(bool)
+        if keep:
+            self._dense = unpacked
+        return unpacked
 
     def packed(self) -> NDArray[np.uint8]:
         """uint8 (H, ceil(W/8)), rows packed most significant bit first."""

@@ -63,6 +63,23 @@ def check_output_size(out_size_hw: tuple[int, int], options: OutputOptions) -> N
             f"{WEBP_MAX_SIDE} px a side): set outputs.max_side to {fit} or less, or use result_format png or none")
 
 
+#: Per-click masks are kept bit-packed until encoded; their total is bounded so that many
+#: clicks on a huge photo cannot take the memory of an instance (64 masks at 64 MP: 512 MB).
+MAX_PER_CLICK_MASK_BYTES = 256 << 20
+
+
+def check_per_click_masks(out_size_hw: tuple[int, int], masks: int) -> None:
+    """Refuse, before any model work, per-click masks whose packed total exceeds the budget."""
+    height, width = out_size_hw
+    total = masks * height * ((width + 7) // 8)
+    if total > MAX_PER_CLICK_MASK_BYTES:
+        per_mask = MAX_PER_CLICK_MASK_BYTES // masks * 8
+        fit = _max_side_within(out_size_hw, per_mask, max(height, width))
+        raise OutputTooLarge(f"{masks} per-click masks of {width}x{height} need {total / 2**20:.0f} MiB, more than "
+                             f"{MAX_PER_CLICK_MASK_BYTES >> 20} MiB: set outputs.max_side to {fit} or less, send fewer "
+                             "clicks per request, or leave per_click_masks off")
+
+
 def _max_side_within(size_hw: tuple[int, int], max_pixels: int, max_side: int) -> int:
     """The largest ``max_side`` whose scaled output has at most ``max_pixels`` and ``max_side`` px a side."""
     height, width = size_hw

@@ -9,7 +9,10 @@ logits and the masks stay on the device). On CPU, ``SAM_CPU_PREPOST`` chooses: `
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from collections.abc import Callable
+from typing import Literal
+
+from runtime.env_values import choice
 
 Stage = Literal["preprocess", "postprocess"]
 Implementation = Literal["numpy", "graph"]
@@ -20,11 +23,7 @@ STAGES: tuple[Stage, ...] = ("preprocess", "postprocess")
 AUTO_CPU_PREPOST: dict[Stage, Implementation] = {"preprocess": "numpy", "postprocess": "numpy"}
 
 
-def parse_prepost(text: str) -> PrePostSetting:
-    value = text.strip().lower()
-    if value not in ("auto", "numpy", "graph"):
-        raise ValueError("expected auto, numpy or graph")
-    return cast(PrePostSetting, value)
+parse_prepost: Callable[[str], PrePostSetting] = choice("auto", "numpy", "graph")
 
 
 def choose_prepost(setting: PrePostSetting, on_gpu: bool, graphs_exported: bool) -> dict[Stage, Implementation]:

@@ -142,7 +142,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
         Route("/execution-parameters", batch_parameters, methods=["GET"]),
         Route("/invocations", invoke, methods=["POST"]),
         Route("/endpoints/{endpoint_name}/invocations", invoke, methods=["POST"]),
-        *page_routes(),  # /playground, /docs, /static: for people on the local endpoint
+        *page_routes(settings),  # /playground, /docs, /static: for people on the local endpoint
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -6,7 +6,8 @@ headers a byte at a time) holds them forever, and with uvicorn's own concurrency
 they made ``/ping`` answer 503. This protocol gives every request head a deadline (from
 the connection's start, or from the previous response) and caps open connections at a
 number far above real use, answering over the cap with our JSON 503. Slow *bodies* are the
-app's to time out (``SAM_BODY_TIMEOUT_S``), where the answer can name the request.
+app's to time out (``SAM_BODY_TIMEOUT_S``), where the answer can name the request; a
+connection answered before its body was read is closed, not kept reading the rest.
 """
 
 from __future__ import annotations
@@ -71,8 +72,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_deadline()  # the next request on this keep-alive connection has the same deadline
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            # Answered before the body was read (413, 503, 408...): uvicorn would go on reading and
+            # dropping the rest, with no deadline at all, for as long as the client trickles bytes.
+            self.transport.close()
+            return
+        self._arm_head_deadline()  # the next request on this keep-alive connection has the same deadline
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()

@@ -52,6 +52,9 @@ ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
 #: key=value pairs in the custom attributes (there are 13 keys).
 MAX_CUSTOM_ATTRIBUTE_FIELDS = 32
+#: The largest integer option (min_area, max_side): far beyond any image, and within int64,
+#: which the post-processing graph takes.
+MAX_INTEGER = 1 << 40
 #: points.json inside a zip request.
 MAX_POINTS_JSON_BYTES = 1 << 20
 _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
@@ -299,11 +302,13 @@ def _number(value: Any, field: str, error: type[BadRequest] = InvalidPoints) -> 
     return number
 
 
-def _integer(value: Any, field: str, minimum: int) -> int:
+def _integer(value: Any, field: str, minimum: int, maximum: int = MAX_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{field} must be an integer, not {_type_name(value)}")
     if value < minimum:
         raise BadRequest(f"{field} must be >= {minimum}")
+    if value > maximum:
+        raise BadRequest(f"{field} must be <= {maximum}")
     return value
 
 

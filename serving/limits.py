@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from runtime.image_io import MAX_JPEG_SEGMENTS
-from runtime.outputs import WEBP_MAX_PIXELS, WEBP_MAX_SIDE
+from runtime.outputs import MAX_PER_CLICK_MASK_BYTES, WEBP_MAX_PIXELS, WEBP_MAX_SIDE
 from serving.config import ServerSettings
 from serving.contract import MAX_CUSTOM_ATTRIBUTE_FIELDS, MAX_CUSTOM_ATTRIBUTES_CHARS, MAX_POINTS_JSON_BYTES
 from serving.sessions import MAX_SESSION_ID_CHARS
@@ -55,7 +55,7 @@ def limits(settings: ServerSettings) -> list[Limit]:
               "503 timeout (work already started finishes and may be cached)"),
         Limit("open connections", str(settings.max_connections), "SAM_MAX_CONNECTIONS", "503 overloaded"),
         Limit("invocations being received or worked on", str(settings.worker_threads + settings.max_queued_requests),
-              "SAM_WORKER_THREADS + SAM_MAX_QUEUED_REQUESTS", "503 overloaded (/ping is never refused)"),
+              "SAM_WORKER_THREADS + SAM_MAX_QUEUED_REQUESTS", "503 overloaded (/ping does not count)"),
         Limit("invocations worked on at once (threads; a timed-out one keeps its thread until it ends)",
               str(settings.worker_threads), "SAM_WORKER_THREADS", "waits in the queue"),
         Limit("image pixels (width x height, from the header)", f"{runtime.max_image_pixels:,}",
@@ -74,6 +74,8 @@ def limits(settings: ServerSettings) -> list[Limit]:
               f"{MAX_CUSTOM_ATTRIBUTES_CHARS} characters, {MAX_CUSTOM_ATTRIBUTE_FIELDS} fields", "", "400 bad_request"),
         Limit("X-Amzn-SageMaker-Session-Id", f"{MAX_SESSION_ID_CHARS} characters", "", "400 bad_request"),
         Limit("WebP cut-out (libwebp's limits)", f"{WEBP_MAX_PIXELS:,} pixels, {WEBP_MAX_SIDE} px a side", "",
+              "400 output_too_large, before any model work"),
+        Limit("per-click masks of one request (bit-packed)", _bytes(MAX_PER_CLICK_MASK_BYTES), "",
               "400 output_too_large, before any model work"),
         Limit("open sessions", str(settings.max_sessions), "SAM_MAX_SESSIONS", "429 capacity_exhausted"),
         Limit("session lifetime", _seconds(settings.session_ttl_s), "SAM_SESSION_TTL_S", "410 session_expired"),

@@ -60,10 +60,16 @@ class LocalEndpoint:
         raise TimeoutError(f"/ping did not answer 200 within {deadline_s} s:\n{self.logs()}")
 
     def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM (SageMaker's stop signal) and wait; returns the exit code."""
+        """SIGTERM (SageMaker's stop signal) and wait; returns the exit code. A process still alive
+        after ``timeout_s`` is killed (as SageMaker's SIGKILL does) and ``TimeoutError`` raised."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.wait(10)
+            raise TimeoutError(f"the server did not exit within {timeout_s:g} s of SIGTERM; killed") from exc
 
 
 def ping_status(url: str, timeout_s: float = 2.0) -> int:

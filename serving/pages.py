@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from serving.api_docs import render_openapi
+from serving.config import ServerSettings
 from serving.openapi import openapi_schema
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -34,12 +35,14 @@ async def playground(request: Request) -> Response:
     return FileResponse(page, media_type="text/html; charset=utf-8", headers=_HEADERS)
 
 
-async def docs(request: Request) -> Response:
-    return HTMLResponse(render_openapi(openapi_schema()), headers=_HEADERS)
+def page_routes(settings: ServerSettings) -> list[BaseRoute]:
+    """The routes to add to the app: the two pages and their static files. ``/docs`` renders the
+    schema of the server's own settings, as ``/openapi.json`` does."""
+    page = render_openapi(openapi_schema(settings))
 
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page, headers=_HEADERS)
 
-def page_routes() -> list[BaseRoute]:
-    """The routes to add to the app: the two pages and their static files."""
     routes: list[BaseRoute] = [Route("/playground", playground, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
     if STATIC_DIR.is_dir():
         routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))

@@ -115,7 +115,7 @@ def _images(prediction: Prediction, media: str) -> EncodedImages:
     mask_rle = encode_rle(result.mask) if fmt == "rle" else None
     per_click = per_click_rle = None
     if result.masks is not None and fmt == "rle":
-        per_click_rle = [encode_rle(m.dense()) for m in result.masks]
+        per_click_rle = [encode_rle(m.dense(keep=False)) for m in result.masks]  # one full-size mask at a time
     elif result.masks is not None and media == JSON:
         per_click = [encode_mask(m, "png1", outputs.png_level) for m in result.masks]
     return EncodedImages(image, mask, per_click, mask_rle, per_click_rle)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import os
 import signal
 import sys
 import threading
@@ -66,7 +68,7 @@ def serve(settings: ServerSettings) -> int:
     # timed out by GuardedH11Protocol, invocations by the app's admission limit and deadlines.
     protocol = GuardedH11Protocol.configured(settings.header_timeout_s, settings.max_connections)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=int(settings.graceful_timeout_s), lifespan="on",
+                            timeout_graceful_shutdown=max(1, math.ceil(settings.graceful_timeout_s)), lifespan="on",
                             http=protocol, server_header=False)
     server = _DrainingServer(config, state)
     # uvicorn re-raises SIGTERM after its graceful drain, under the handler found at start:
@@ -76,7 +78,29 @@ def serve(settings: ServerSettings) -> int:
         server.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 1 if state.load_error else 0
+    code = 1 if state.load_error else 0
+    leave_without_waiting_for_work(state, code)
+    return code
+
+
+def leave_without_waiting_for_work(state: ServerState, code: int) -> None:
+    """Exit now if request work is still running after the drain deadline.
+
+    Python would otherwise join the worker threads at exit and outlive SageMaker's 30 s between
+    SIGTERM and SIGKILL (an encoder run can take most of a minute on a CPU); their answers could
+    not be sent anyway. Queued work is cancelled; running work is abandoned with one log line.
+    """
+    workers = state.workers
+    if workers is None:
+        return
+    workers.shutdown(wait=False)
+    running = workers.stats().running
+    if running:
+        log.warning("exiting with %d request(s) still being worked on after the drain deadline", running)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 #: glibc's mallopt parameter for the mmap threshold.

@@ -6,16 +6,17 @@ path used by our HTTP server and by AWS's sagemaker-inference ``Transformer``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import BadRequest
-from runtime.holds import ExtractRequest, HoldExtractor
-from runtime.outputs import check_output_size
+from runtime.holds import ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
+from runtime.outputs import check_output_size, check_per_click_masks
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
-from serving.responses import PNG, Prediction, encode_prediction, negotiate
+from serving.responses import JSON, PNG, Prediction, encode_prediction, negotiate
 from serving.sessions import NEW_SESSION, SessionStore, check_session_header
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,12 @@ class HoldService:
                 raise BadRequest("the request has no image: send the image, an image_id, or a session id")
             image_id = session.image_id
         need_pixels = parsed.outputs.result_format != "none" and invocation.response_type != PNG
-        outputs = parsed.outputs
+        # Per-click masks travel in JSON answers, or as RLE in a zip's metadata; nowhere else.
+        carries_per_click = invocation.response_type in (JSON, None) or parsed.outputs.mask_format == "rle"
+        options = parsed.options if carries_per_click else dataclasses.replace(parsed.options, per_click_masks=False)
         result = self.extractor.extract(ExtractRequest(
-            parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, parsed.options, need_pixels,
-            output_check=(lambda size_hw: check_output_size(size_hw, outputs)) if need_pixels else None))
+            parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, options, need_pixels,
+            output_check=lambda size_hw: self._check_outputs(size_hw, parsed, options, need_pixels)))
         if session is not None and result.image_id != session.image_id:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
@@ -126,6 +129,17 @@ class HoldService:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed)
+
+
+    @staticmethod
+    def _check_outputs(size_hw: tuple[int, int], parsed: ParsedRequest, options: ExtractOptions, need_pixels: bool
+                       ) -> None:
+        """What the answer would hold must be encodable, before any model work (see runtime.outputs)."""
+        if need_pixels:
+            check_output_size(size_hw, parsed.outputs)
+        if options.per_click_masks:
+            prompts = len(build_prompts(parsed.clicks, parsed.box_xyxy, options.mode)[2])
+            check_per_click_masks(size_hw, prompts)
 
 
 def encode(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:

@@ -56,6 +56,8 @@ class WorkerPool:
         """Run ``work`` in the pool within ``timeout_s`` (what is left of the request's
         ``request_timeout_s``, which the timeout message names); raise ``Overloaded`` or
         ``RequestTimeout`` (see module docstring)."""
+        if timeout_s <= 0:  # the deadline passed while the body arrived: never start work nobody waits for
+            raise RequestTimeout(f"the request did not finish within {request_timeout_s or timeout_s:g} s; retry")
         with self._lock:
             if self._running + self._queued >= self.threads + self.max_queued:
                 raise Overloaded(f"all {self.threads} workers are busy and {self._queued} requests are waiting; "
@@ -86,9 +88,9 @@ class WorkerPool:
             with self._lock:
                 self._running -= 1
 
-    def shutdown(self) -> None:
-        """Wait for the work in progress; queued work that has not started is dropped."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Drop queued work that has not started; with ``wait``, also wait for the work in progress."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class Admission:

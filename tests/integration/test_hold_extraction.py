@@ -81,6 +81,19 @@ def test_exif_rotated_jpeg_uses_upright_frame(extractor: HoldExtractor, tiny_sam
     assert mask_iou(result.mask, union) >= 0.99
 
 
+def test_exif_rotated_png_is_checked_in_its_upright_frame(extractor: HoldExtractor) -> None:
+    """Pillow writes a PNG's eXIf chunk where the header probe does not read it: the bounds are
+    checked again on the decoded, upright size."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.fromarray(np.ascontiguousarray(np.rot90(synthetic_image((300, 500), seed=10), 1))), "PNG",
+                  exif=exif)
+    result = extractor.extract(ExtractRequest((Click(450.0, 250.0),), image_bytes=data))  # inside 500 x 300 only
+    assert result.orig_size_hw == (300, 500)
+    with pytest.raises(InvalidPoints, match="outside the 500x300 image"):
+        extractor.extract(ExtractRequest((Click(250.0, 450.0),), image_bytes=data))
+
+
 def test_negative_points_box_multimask_and_single_mode(extractor: HoldExtractor, tiny_sam) -> None:  # type: ignore[no-untyped-def]
     size_hw = (600, 900)
     image = synthetic_image(size_hw, seed=4)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -93,6 +92,30 @@ def test_stalled_uploads_and_idle_sockets_never_block_ping(guarded_server: Local
             connection.close()
     assert _json_post(guarded_server, {"image_base64": base64.b64encode(PNG).decode(),
                                        "points": [{"x": 10, "y": 10}]}).status_code == 200
+
+
+def test_a_connection_answered_before_its_body_is_closed_not_kept_reading(guarded_server: LocalEndpoint) -> None:
+    """After an early 413, a client trickling body bytes must not hold the connection (no deadline applies)."""
+    connection = socket.create_connection(_address(guarded_server))
+    connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 100000000\r\n\r\n{")
+    status, body = _read_response(connection)
+    assert status == 413 and body["error"] == "payload_too_large"
+    answered = time.monotonic()
+    closed = False
+    while time.monotonic() - answered < 5:
+        try:
+            connection.sendall(b"x")
+            connection.settimeout(0.2)
+            closed = connection.recv(100) == b""
+        except TimeoutError:
+            continue
+        except OSError:
+            closed = True
+        if closed:
+            break
+    connection.close()
+    assert closed and time.monotonic() - answered < 2.0
 
 
 def test_a_partial_request_head_gets_a_408(guarded_server: LocalEndpoint) -> None:
@@ -236,10 +259,3 @@ def test_too_many_connections_get_our_json_503(tiny_model_dir: Path, tmp_path: P
             assert time.monotonic() < deadline
     finally:
         server.stop()
-
-
-def test_no_request_above_leaves_a_500(tiny_server: LocalEndpoint) -> None:
-    records = log_records(tiny_server)
-    assert not [r for r in records if r.get("message") == "request" and r.get("status", 0) >= 500
-                and r.get("status") != 503]
-    assert not np.any([r.get("message") == "internal error" for r in records])

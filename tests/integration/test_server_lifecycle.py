@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from synthetic.test_images import synthetic_image
+from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO, free_port, log_records, start_server, wait_for_running_work
 from tests.reference import encode
 
@@ -153,3 +155,28 @@ def test_request_timeout_answers_503_on_time(tiny_model_dir: Path, tmp_path: Pat
         assert httpx.get(server.url + "/ping").status_code == 200  # the server carries on
     finally:
         assert server.stop() == 0
+
+
+def test_sigterm_exit_is_bounded_by_the_drain_deadline(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Work still running at the drain deadline must not keep the process past SageMaker's SIGKILL."""
+    server = start_server(tiny_model_dir, tmp_path / "s.log", env={"SAM_GRACEFUL_TIMEOUT_S": "2",
+                                                                   "SAM_REQUEST_TIMEOUT_S": "600"})
+    photo = wall_photo(8000, 8000, holds=30, seed=4, orientation=1).jpeg  # 64 noise masks at 64 MP: a minute here
+    points = ";".join(f"{100 + 120 * i},{150 + 110 * i}" for i in range(64))
+    headers = {"Content-Type": "image/jpeg",
+               "X-Amzn-SageMaker-Custom-Attributes": f"points={points}&result_format=none&mask_format=png1"}
+    thread = threading.Thread(target=lambda: _post_ignoring_errors(server.url, photo, headers))
+    thread.start()
+    wait_for_running_work(server, 1)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(30)
+    waited = time.monotonic() - signalled
+    thread.join(30)
+    assert code == 0 and waited < 10, (code, waited)
+    assert "still being worked on after the drain deadline" in server.logs()
+
+
+def _post_ignoring_errors(url: str, body: bytes, headers: dict[str, str]) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(url + "/invocations", content=body, headers=headers, timeout=120)

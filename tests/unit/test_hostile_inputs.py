@@ -16,7 +16,7 @@ from PIL import Image
 from runtime.errors import BadRequest, InvalidImage, InvalidPoints, OutputTooLarge, PayloadTooLarge
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, ImageLimits, decode_image, probe_image
 from runtime.jpeg_structure import count_jpeg_structure
-from runtime.outputs import OutputOptions, check_output_size, cutout_rgba, encode_result
+from runtime.outputs import OutputOptions, check_output_size, check_per_click_masks, cutout_rgba, encode_result
 from runtime.preprocess import check_resizable
 from serving.contract import parse_json, parse_raw_image, parse_zip
 from serving.sessions import check_session_header
@@ -36,6 +36,15 @@ def test_integers_beyond_float_range_are_400(document: dict[str, object]) -> Non
         parse_json(json.dumps({"image_base64": base64.b64encode(PNG).decode(), **document}))
     with pytest.raises(InvalidPoints, match="far too large"):
         parse_zip(zip_archive({"image.bin": PNG, "points.json": json.dumps(document).encode()}), 16, 1 << 20)
+
+
+@pytest.mark.parametrize("attributes", ["points=1,1&min_area=99999999999999999999", "points=1,1&max_side=" + "9" * 30])
+def test_integer_options_beyond_int64_are_400(attributes: str) -> None:
+    with pytest.raises(BadRequest, match="must be <="):
+        parse_raw_image(PNG, attributes)
+    with pytest.raises(BadRequest, match="must be <="):
+        parse_json(json.dumps({"image_base64": base64.b64encode(PNG).decode(), "points": [{"x": 1, "y": 1}],
+                               "min_area": 2**63}))
 
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA])
@@ -138,6 +147,17 @@ def test_jpeg_scans_are_counted() -> None:
     assert count_jpeg_structure(_progressive_jpeg_with_scans(500), 100).scans == 101  # stops early
 
 
+def test_junk_between_segments_does_not_hide_the_scans() -> None:
+    """libjpeg skips stray bytes before a marker and decodes on; the scan count must not stop there."""
+    bomb = _progressive_jpeg_with_scans(400, size=64, flat=True)
+    first_scan = bomb.index(b"\xff\xda")
+    for junk in (b"\x00", b"\x12\x34\x56"):
+        hidden = bomb[:first_scan] + junk + bomb[first_scan:]
+        assert count_jpeg_structure(hidden, 100).scans == 101
+        with pytest.raises(PayloadTooLarge, match="scans"):
+            probe_image(hidden)
+
+
 def test_scan_bomb_is_refused_before_decoding() -> None:
     bomb = _progressive_jpeg_with_scans(1500, size=4000, flat=True)
     assert len(bomb) < 6 << 20
@@ -199,3 +219,13 @@ def test_a_12_mp_noise_cut_out_encodes_as_webp() -> None:
     mask[:1000, :1000] = True
     check_output_size((3024, 4032), OutputOptions(result_format="webp"))
     assert encode_result(cutout_rgba(rgb, mask), OutputOptions(result_format="webp"))[:4] == b"RIFF"
+
+
+def test_per_click_masks_beyond_the_budget_are_refused_with_a_max_side_that_fits() -> None:
+    check_per_click_masks((3024, 4032), 64)  # 64 masks of 12 MP: 93 MiB packed
+    with pytest.raises(OutputTooLarge) as info:
+        check_per_click_masks((8000, 8000), 64)  # 512 MB packed
+    suggested = int(info.value.message.split("set outputs.max_side to ")[1].split()[0])
+    check_per_click_masks((suggested, suggested), 64)
+    with pytest.raises(OutputTooLarge):
+        check_per_click_masks((suggested + 8, suggested + 8), 64)
