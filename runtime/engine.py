@@ -37,7 +37,7 @@ from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_availab
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
-from runtime.image_io import ImageLimits
+from runtime.image_io import ImageHeader, ImageLimits
 from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
 from runtime.manifest import Manifest, load_manifest
 from runtime.prepost import choose_prepost
@@ -199,9 +199,12 @@ class SamEngine:
     def on_gpu(self) -> bool:
         return self.provider in GPU_PROVIDERS
 
-    def load_image(self, data: bytes, limits: ImageLimits) -> LoadedImage:
-        """Decode an uploaded image file (on the device for JPEGs when the GPU path has nvJPEG)."""
-        return self.images.load(data, limits)
+    def load_image(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
+        """Decode an uploaded image file (on the device for JPEGs when the GPU path has nvJPEG).
+
+        ``probed``: ``probe_image(data, limits)``'s answer when the caller has it (not repeated).
+        """
+        return self.images.load(data, limits, probed)
 
     def prepare(self, image: LoadedImage | Image.Image) -> PreparedImage:
         """Upright RGB image -> encoder input (SamPredictor's resize, normalize, pad)."""

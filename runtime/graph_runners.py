@@ -20,7 +20,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from runtime.gpu_jpeg import GpuJpegDecoder, device_pointer
-from runtime.image_io import ImageLimits, decode_image, probe_image
+from runtime.image_io import ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
 from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
 from runtime.masks import BitMask, BoxXYXY
@@ -50,14 +50,14 @@ class OrtPreprocessor:
         self.device_id = device_id
         self.jpeg_decoder = jpeg_decoder
 
-    def load(self, data: bytes, limits: ImageLimits) -> LoadedImage:
+    def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
         """JPEG on a GPU: header checks, then nvJPEG into device memory; otherwise Pillow."""
         if self.jpeg_decoder is not None:
-            header = probe_image(data, limits)
-            loaded = self.jpeg_decoder.decode(data, header)
+            probed = probed or probe_image(data, limits)
+            loaded = self.jpeg_decoder.decode(data, probed)
             if loaded is not None:
                 return loaded
-        return LoadedImage.from_pil(decode_image(data, limits=limits))
+        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         image_input, size_input = PREPROCESS_INPUTS

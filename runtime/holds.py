@@ -23,7 +23,7 @@ from PIL import Image
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints
-from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageLimits, decode_image, probe_image
+from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
@@ -191,19 +191,21 @@ class HoldExtractor:
         cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
 
-    def embed(self, image_bytes: bytes, keep_image: bool = True
+    def embed(self, image_bytes: bytes, keep_image: bool = True, probed: ImageHeader | None = None
               ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
         """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings).
 
         ``keep_image``: return the decoded image (for the cut-out); otherwise it is freed as soon
-        as the encoder's input is made (a 64 MP photo holds 256 MB in Pillow).
+        as the encoder's input is made (a 64 MP photo holds 256 MB in Pillow). ``probed``:
+        ``probe_image(image_bytes, self.image_limits)``'s answer when the caller has it, so its
+        checks (a JPEG's marker walk) are not repeated by the decode.
         """
         timings: dict[str, float] = {}
         decoded: list[LoadedImage] = []
 
         def compute() -> CachedImage:
             start = time.perf_counter()
-            image = self.engine.load_image(image_bytes, self.image_limits)
+            image = self.engine.load_image(image_bytes, self.image_limits, probed)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
@@ -229,10 +231,12 @@ class HoldExtractor:
         image: LoadedImage | None = None
         options = request.options
         if request.image_bytes is not None:
-            size_hw = probe_image(request.image_bytes, self.image_limits).upright_size_hw
+            header = probe_image(request.image_bytes, self.image_limits)
+            size_hw = header.upright_size_hw
             check_resizable(size_hw, self.engine.manifest.image_size)
             self._check_request(request, size_hw)
-            entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels)
+            entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels,
+                                                    probed=header)
             if entry.orig_size_hw != size_hw:  # the header did not tell the orientation (a late PNG eXIf chunk)
                 self._check_request(request, entry.orig_size_hw)
         else:

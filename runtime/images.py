@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.image_io import ImageLimits, decode_image
+from runtime.image_io import ImageHeader, ImageLimits, decode_image
 from runtime.preprocess import PreparedImage, Preprocessor
 from runtime.providers import ProviderName
 
@@ -54,8 +54,11 @@ class ImagePreprocessor(Protocol):
     engine: str
     provider: ProviderName
 
-    def load(self, data: bytes, limits: ImageLimits) -> LoadedImage:
-        """Decode an image file (refusing what ``limits`` forbid before any pixel work)."""
+    def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
+        """Decode an image file (refusing what ``limits`` forbid before any pixel work).
+
+        ``probed``: ``probe_image(data, limits)``'s answer when the caller has it (not repeated).
+        """
         ...
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
@@ -72,8 +75,8 @@ class PillowPreprocessor:
     def __init__(self, preprocessor: Preprocessor) -> None:
         self.preprocessor = preprocessor
 
-    def load(self, data: bytes, limits: ImageLimits) -> LoadedImage:
-        return LoadedImage.from_pil(decode_image(data, limits=limits))
+    def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
+        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         return self.preprocessor.prepare(image.rgb())

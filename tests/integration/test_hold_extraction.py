@@ -12,10 +12,12 @@ import torch
 from PIL import Image, ImageOps
 from segment_anything import SamPredictor
 
+from runtime import image_io
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
+from runtime.jpeg_structure import JpegStructure
 from runtime.masks import box_xyxy as mask_box
 from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
@@ -239,3 +241,21 @@ def test_image_and_image_id_are_exclusive(extractor: HoldExtractor) -> None:
         extractor.extract(ExtractRequest((Click(1, 1),)))
     with pytest.raises(BadRequest, match="either"):
         extractor.extract(ExtractRequest((Click(1, 1),), image_bytes=b"x", image_id="y"))
+
+
+def test_a_new_jpeg_is_walked_once(extractor: HoldExtractor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header probe's JPEG marker walk (scan and segment limits) is handed to the decode, not
+    repeated: one walk per new photo, none for a follow-up by image_id (the photo was checked)."""
+    walks: list[int] = []
+    real_walk = image_io.count_jpeg_structure
+
+    def counting_walk(data: bytes, stop_after_scans: int) -> JpegStructure:
+        walks.append(len(data))
+        return real_walk(data, stop_after_scans)
+
+    monkeypatch.setattr(image_io, "count_jpeg_structure", counting_walk)
+    data = encode(synthetic_image((480, 640), seed=12), "JPEG")
+    first = extractor.extract(ExtractRequest(_clicks((480, 640), 2), image_bytes=data, need_pixels=False))
+    assert not first.cache_hit and walks == [len(data)]
+    extractor.extract(ExtractRequest(_clicks((480, 640), 2), image_id=first.image_id, need_pixels=False))
+    assert walks == [len(data)]
