@@ -531,17 +531,26 @@ cmd_config() {
   info "endpoint config $name ($DEPLOY_MODE, $summary)"
 }
 
-# Wait for InService; return 1 (with the FailureReason) when the endpoint failed, vanished, or
-# rolled an update back (it is InService again, but on its previous config).
+# wait_for_endpoint [CONFIG]: wait for InService; return 1 (with the FailureReason) when the
+# endpoint failed, vanished, or rolled an update back. A failed UpdateEndpoint (say, a container that
+# never passes /ping) leaves the endpoint InService on its previous config with a FailureReason
+# (AWS: "the status is InService but update operation fails"), so after an update CONFIG is the
+# config asked for, and InService on another one is a rollback. RollingBack (capacity and weight
+# changes) is one too, and UpdateRollbackFailed leaves a mix of old and new instances.
 wait_for_endpoint() {
-  local deadline=$((SECONDS + WAIT_TIMEOUT_S)) status rolled_back=0 reason
+  local expected_config="${1:-}" deadline=$((SECONDS + WAIT_TIMEOUT_S)) status rolled_back=0 reason serving
   while true; do
     status="$(endpoint_status)" || exit 1  # explicit: callers test this function, which suspends set -e
+    if [[ "$status" == InService && -n "$expected_config" ]]; then
+      serving="$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query EndpointConfigName --output text)" \
+        || die "cannot describe endpoint $ENDPOINT_NAME"
+      [[ "$serving" == "$expected_config" ]] || rolled_back=1
+    fi
     case "$status" in
       InService)
         [[ "$rolled_back" == 0 ]] && { info "endpoint $ENDPOINT_NAME is InService"; return 0; }
-        status="rolled back to its previous config" ;&
-      Failed|Missing)
+        status="rolled back to its previous config${serving:+ ($serving)}" ;&
+      Failed|Missing|UpdateRollbackFailed)
         reason="$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME" --query FailureReason --output text 2>/dev/null || true)"
         echo "error: endpoint $ENDPOINT_NAME is $status: ${reason:-no FailureReason given} (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)" >&2
         return 1 ;;
@@ -590,7 +599,7 @@ update_endpoint() {
   aws_change sagemaker update-endpoint --endpoint-name "$ENDPOINT_NAME" --endpoint-config-name "$config" "${keep[@]}" >/dev/null
   if [[ "$DRY_RUN" == 1 ]]; then
     echo "DRY-RUN: wait until $ENDPOINT_NAME is InService" >&3
-  elif ! wait_for_endpoint; then
+  elif ! wait_for_endpoint "$config"; then
     if [[ "$scaled" == 1 ]]; then info "registering autoscaling again for the variants that keep serving"; autoscale_serving; fi
     die "the update of $ENDPOINT_NAME to $config did not reach InService (logs: /aws/sagemaker/Endpoints/$ENDPOINT_NAME)"
   fi

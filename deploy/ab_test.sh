@@ -99,7 +99,7 @@ cmd_promote() {
     echo "DRY-RUN: wait until $ENDPOINT_NAME is InService" >&3
     return 0
   fi
-  wait_for_endpoint || die "the update of $ENDPOINT_NAME to $new_config (only $winner) did not reach InService: all \
+  wait_for_endpoint "$new_config" || die "the update of $ENDPOINT_NAME to $new_config (only $winner) did not reach InService: all \
 traffic stays on $winner; run 'autoscale' to register the other variants' scaling again"
   state_set CONFIG "$new_config"
   info "promoted $winner: it serves all traffic of $ENDPOINT_NAME; removed: $(paste -sd' ' - <<<"$losers") (their models \

@@ -17,7 +17,9 @@ Every call is recorded in order as ``{"service", "operation", "status"}`` (plus
 ``endpoint_status`` for ``DescribeEndpoint``): ``GET /_rehearsal/calls`` lists them,
 ``DELETE /_rehearsal/calls`` clears the list. ``POST /_rehearsal/faults`` with
 ``{"operation", "status", "code", "message", "count"}`` makes the next ``count`` calls of that
-operation fail with that AWS error (to rehearse failures such as a denied ``DescribeEndpoint``).
+operation fail with that AWS error (to rehearse failures such as a denied ``DescribeEndpoint``);
+``{"operation": "UpdateEndpoint", "deployment_failure": REASON}`` instead lets the next update be
+accepted and then fail its deployment and roll back (see ``rehearsal.endpoint_updates``).
 """
 
 from __future__ import annotations
@@ -89,16 +91,21 @@ def create_app(moto_url: str, updating_polls: int = 2, work_dir: Path | None = N
         service, region = _scope(request.headers.get("authorization", ""))
         operation = _operation(request, body)
         record: dict[str, Any] = {"service": service, "operation": operation}
+        deployment_failure: str | None = None
         with state.lock:
             fault = state.faults.get(operation)
             if fault and fault["count"] > 0:
                 fault["count"] -= 1
-                response: Response = aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
-                state.calls.append({**record, "status": response.status_code})
-                return response
+                if "deployment_failure" in fault:
+                    deployment_failure = str(fault["deployment_failure"])
+                else:
+                    response: Response = aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
+                    state.calls.append({**record, "status": response.status_code})
+                    return response
         document = json.loads(body) if service == "sagemaker" and body else {}
         if service == "sagemaker" and operation == "UpdateEndpoint":
-            response = endpoints.update_endpoint(document, aws("sagemaker", region), aws("application-autoscaling", region))
+            response = endpoints.update_endpoint(document, aws("sagemaker", region), aws("application-autoscaling", region),
+                                                 deployment_failure)
         elif service == "sagemaker" and operation == "UpdateEndpointWeightsAndCapacities":
             response = endpoints.update_weights(document, aws("sagemaker", region))
         elif service == "sagemaker" and operation == "CreateTransformJob":

@@ -12,7 +12,12 @@
   ones, the others stay.
 
 After either, the endpoint answers ``Updating`` to the next ``updating_polls``
-``DescribeEndpoint`` calls and ``InService`` after, with the new config and variants.
+``DescribeEndpoint`` calls and ``InService`` after, with the new config and variants. An
+``UpdateEndpoint`` given a ``deployment_failure`` (the control plane's fault injection: say, the
+new container never passed ``/ping``) is accepted, answers ``Updating`` as long, then comes back
+as SageMaker leaves a failed update: ``InService`` on the previous config and variants, with the
+reason as ``FailureReason`` (AWS: "the status is InService but update operation fails"). The next
+update clears it.
 ``DescribeEndpoint`` always reports a variant's weight (SageMaker's default is 1.0; moto
 leaves it out when the config did not set one).
 """
@@ -37,6 +42,7 @@ class Overlay:
     config_name: str
     variants: list[dict[str, Any]]
     updating_polls: int
+    failure_reason: str | None = None
 
 
 def _with_default_weight(variant: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +69,9 @@ class EndpointOverlays:
                 described["EndpointConfigName"] = overlay.config_name
                 described["ProductionVariants"] = [dict(v) for v in overlay.variants]
                 described["EndpointStatus"] = "Updating" if overlay.updating_polls > 0 else "InService"
+                described.pop("FailureReason", None)
+                if overlay.failure_reason is not None and overlay.updating_polls <= 0:
+                    described["FailureReason"] = overlay.failure_reason
                 overlay.updating_polls -= 1
         described["ProductionVariants"] = [_with_default_weight(v) for v in described.get("ProductionVariants", [])]
         return json.dumps(described, default=str).encode()
@@ -80,8 +89,10 @@ class EndpointOverlays:
         variants = [_with_default_weight(v) for v in described["ProductionVariants"]]
         return described["EndpointConfigName"], variants, described["EndpointStatus"] != "InService"
 
-    def update_endpoint(self, document: dict[str, Any], sagemaker: Any, scaling: Any) -> Response:
-        """SageMaker's UpdateEndpoint, as far as a rehearsal can tell (see the module docstring)."""
+    def update_endpoint(self, document: dict[str, Any], sagemaker: Any, scaling: Any,
+                        deployment_failure: str | None = None) -> Response:
+        """SageMaker's UpdateEndpoint, as far as a rehearsal can tell (see the module docstring);
+        ``deployment_failure``: the reason this update's deployment fails and rolls back."""
         name, config_name = document.get("EndpointName", ""), document.get("EndpointConfigName", "")
         try:
             described = sagemaker.describe_endpoint(EndpointName=name)
@@ -117,7 +128,10 @@ class EndpointOverlays:
             variants.append({"VariantName": variant["VariantName"], "CurrentInstanceCount": count,
                              "DesiredInstanceCount": count, "CurrentWeight": weight, "DesiredWeight": weight})
         with self._lock:
-            self._overlays[name] = Overlay(config_name, variants, self.updating_polls)
+            if deployment_failure is None:
+                self._overlays[name] = Overlay(config_name, variants, self.updating_polls)
+            else:
+                self._overlays[name] = Overlay(old_config_name, current_variants, self.updating_polls, deployment_failure)
         return aws_answer({"EndpointArn": described["EndpointArn"]})
 
     def update_weights(self, document: dict[str, Any], sagemaker: Any) -> Response:

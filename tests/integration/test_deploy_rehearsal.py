@@ -71,6 +71,7 @@ def test_realtime_deployment_rehearsal(aws: Rehearsal, tiny_model_dir: Path, tmp
     assert len(sagemaker.list_models()["Models"]) == 1  # dry run changed nothing
 
     _update_keeps_capacity_and_autoscaling(aws, tmp_path, tiny_model_dir)
+    _failed_update_rolls_back_and_keeps_autoscaling(aws, tmp_path, tiny_model_dir)
     deleted = _deploy(aws, tmp_path, tiny_model_dir, "delete")
     assert deleted.returncode == 0, deleted.stderr
     _nothing_left(aws)
@@ -118,6 +119,40 @@ def _update_keeps_capacity_and_autoscaling(aws: Rehearsal, tmp_path: Path, model
         ("endpoint/sam-climbing-endpoint/variant/Primary", 1, 2)]
     assert len(scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]) == 1
     assert "registered again after the update" in updated.stderr  # `autoscale` did not register twice
+
+
+#: SageMaker's reason when a new container never answers /ping (the update then rolls back).
+PING_FAILURE = ("The primary container for production variant Primary did not pass the ping health check. "
+                "Please check CloudWatch logs for this endpoint.")
+
+
+def _failed_update_rolls_back_and_keeps_autoscaling(aws: Rehearsal, tmp_path: Path, model_dir: Path) -> None:
+    """An update whose deployment fails comes back InService on the previous config (no RollingBack
+    status for UpdateEndpoint): the script must call that a failure, say why, and register the
+    scaling it removed again for the variant that keeps serving."""
+    sagemaker, scaling = _client(aws, "sagemaker"), _client(aws, "application-autoscaling")
+    before = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
+    httpx.post(aws.control_url + "/_rehearsal/faults", timeout=10, json={
+        "operation": "UpdateEndpoint", "deployment_failure": PING_FAILURE, "count": 1})
+    _calls(aws, clear=True)
+    failed = _deploy(aws, tmp_path, model_dir, "INSTANCE_TYPE=ml.m5.large", "model", "config", "endpoint", "autoscale")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert (f"endpoint sam-climbing-endpoint is rolled back to its previous config ({before['EndpointConfigName']}): "
+            f"{PING_FAILURE}") in failed.stderr
+    assert "did not reach InService" in failed.stderr.splitlines()[-1]
+    changes = [f"{c['service']}:{c['operation']}" for c in _calls(aws)
+               if not c["operation"].startswith(("Describe", "List", "Get", "Head"))]
+    assert changes == UPDATE_SEQUENCE, changes  # scaling back on for the old variant, and nothing after
+    after = sagemaker.describe_endpoint(EndpointName="sam-climbing-endpoint")
+    assert after["EndpointStatus"] == "InService" and after["FailureReason"] == PING_FAILURE
+    assert after["EndpointConfigName"] == before["EndpointConfigName"]
+    assert after["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=after["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in target] == [
+        ("endpoint/sam-climbing-endpoint/variant/Primary", 1, 2)]
+    assert len(scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]) == 1
 
 
 def test_async_deployment_rehearsal(aws: Rehearsal, tiny_model_dir: Path, tmp_path: Path) -> None:
