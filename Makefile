@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv test test-fast lint demo clean container-test container-test-gpu
+.PHONY: venv test test-fast lint demo clean container-test container-test-gpu go-test go-client
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,19 @@ lint: $(STAMP)
 	$(VENV)/bin/shellcheck -x deploy_to_sagemaker.sh deploy/*.sh .ci/run
 	$(PY) -m mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint go-test
 	$(PY) -m pytest
+
+# The Go client (clients/go, issue 27), built offline in GOPATH mode against Debian's
+# golang-github-aws-aws-sdk-go-v2-dev sources (no module proxy needed); build cache in /tmp.
+GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=/tmp/holds-go-cache GOFLAGS=
+
+go-test:
+	$(GO_ENV) go vet ./clients/go/holds ./clients/go/cmd/holds-extract
+	$(GO_ENV) go test ./clients/go/holds
+
+go-client:
+	$(GO_ENV) go build -o bin/holds-extract ./clients/go/cmd/holds-extract
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)")
