@@ -136,3 +136,20 @@ func readAll(r *http.Request) string {
 	body, _ := io.ReadAll(r.Body)
 	return string(body)
 }
+
+func TestA413WhoseBodyIsCutOffIsStillA413(t *testing.T) {
+	client, _ := endpoint(t, func(_ int32, w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.WriteString(conn, "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+		_ = conn.Close()
+	})
+	_, err := client.Extract(context.Background(), []byte("\xff\xd8\xff"), []Point{{X: 1, Y: 2}}, Options{})
+	var me *ModelError
+	if !errors.As(err, &me) || me.StatusCode != 413 || !me.FromSageMaker || !me.ClientError() || me.Message == "" {
+		t.Fatalf("got %#v", err)
+	}
+}

@@ -25,10 +25,11 @@ func withErrorBody(body *[]byte) func(*sagemakerruntime.Options) {
 		if err != nil || !ok || response.StatusCode < 300 {
 			return out, metadata, err
 		}
-		copied, readErr := io.ReadAll(io.LimitReader(response.Body, maxErrorBodyBytes))
+		// A read error (the connection closed early) is left for the SDK's deserializer to meet.
+		copied, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBodyBytes))
 		*body = copied
 		response.Body = io.NopCloser(io.MultiReader(bytes.NewReader(copied), response.Body))
-		return out, metadata, readErr
+		return out, metadata, nil
 	})
 	return func(o *sagemakerruntime.Options) {
 		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {

@@ -66,11 +66,22 @@ func fromSDK(err error, body []byte) error {
 		}
 		return ParseModelError(int(*model.OriginalStatusCode), []byte(original))
 	}
-	var api smithy.APIError
 	var response *smithyhttp.ResponseError
-	if errors.As(err, &api) && errors.As(err, &response) {
-		return &ModelError{StatusCode: response.HTTPStatusCode(), Code: api.ErrorCode(), Message: errorMessage(api.ErrorMessage(), body),
-			FromSageMaker: true}
+	if !errors.As(err, &response) {
+		return err
 	}
-	return err
+	// An answer came back; its error body may not have (SageMaker can close the connection
+	// after a 413 while the body is still being sent): then the status is what is known.
+	sageMaker := &ModelError{StatusCode: response.HTTPStatusCode(), Message: errorMessage("", body), FromSageMaker: true}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		sageMaker.Message = errorMessage(api.ErrorMessage(), body)
+		if code := api.ErrorCode(); code != "UnknownError" { // the SDK's name for "no error type"
+			sageMaker.Code = code
+		}
+	}
+	if sageMaker.Message == "" {
+		sageMaker.Message = response.Err.Error()
+	}
+	return sageMaker
 }

@@ -142,7 +142,7 @@ func TestIntegrationBodyOverSixMiBIsA413ModelError(t *testing.T) {
 	client.MaxRequestBytes = 64 << 20 // send it anyway: SageMaker's own 413
 	_, err = client.Extract(context.Background(), photo, fixturePoints(t), Options{})
 	if !errors.As(err, &me) || me.StatusCode != 413 || !me.FromSageMaker || !me.ClientError() {
-		t.Fatalf("SageMaker's answer: got %#v", err)
+		t.Fatalf("SageMaker's answer: got %#v %v", err, err)
 	}
 }
 
