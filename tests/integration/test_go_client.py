@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import numpy as np
 import pytest
@@ -93,8 +94,8 @@ def expected(plane: str, tiny_server, tiny_model_dir: Path,  # type: ignore[no-u
              tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the photos, the points and the Python client's answers (through the data plane)."""
     out = tmp_path_factory.mktemp("go-expected")
-    os.environ.update({k: os.environ.get(k, v) for k, v in CREDENTIALS.items()})
-    python_answers(SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", plane), out)
+    signed = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    python_answers(SageMakerSAMClient("sam-climbing-endpoint", endpoint_url=plane, session=signed), out)
     reference = in_process_mask(tiny_model_dir, PHOTO.jpeg, POINTS)
     for name in ("mask.png", "raw_mask.png"):  # the Python answers are right, so equal bytes are right too
         assert np.array_equal(decode_mask((out / name).read_bytes()), reference), name
