@@ -153,3 +153,17 @@ func TestA413WhoseBodyIsCutOffIsStillA413(t *testing.T) {
 		t.Fatalf("got %#v", err)
 	}
 }
+
+func TestAnAnswerOverSixMiBIsSageMakersModelError(t *testing.T) {
+	client, _ := endpoint(t, func(_ int32, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("x-amzn-ErrorType", "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/")
+		w.WriteHeader(424)
+		_, _ = io.WriteString(w, `{"OriginalStatusCode": 0, "OriginalMessage": "", "Message": "Response payload size of 9000000 bytes exceeds the maximum"}`)
+	})
+	_, err := client.Extract(context.Background(), []byte("\xff\xd8\xff"), []Point{{X: 1, Y: 2}}, Options{})
+	var me *ModelError
+	if !errors.As(err, &me) || me.StatusCode != 424 || me.Code != "ModelError" || !me.FromSageMaker ||
+		!strings.Contains(me.Message, "exceeds the maximum") {
+		t.Fatalf("got %#v", err)
+	}
+}
