@@ -34,7 +34,7 @@ from tests.integration.server import REPO
 from tests.reference import decode_mask, in_process_mask
 
 #: Links to the checkout; what runs write (out/, .deploy/, model_artifacts/) stays in the sandbox.
-NOT_LINKED = {".git", "models", "out", ".deploy", "model_artifacts", ".env", "wall.jpg", "request.json"}
+NOT_LINKED = {".git", "models", "out", ".deploy", "model_artifacts", ".env", "wall.jpg", "request.json", "bin"}
 
 
 def fenced_blocks(path: Path) -> list[tuple[str, str]]:
@@ -145,6 +145,27 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     image_id, cache_hit, *_ = ran["python"].stdout.split(maxsplit=2)
     assert image_id == first["image_id"] and cache_hit == "True"  # same photo, same id; the follow-up hit the cache
     assert re.fullmatch(r"[0-9a-f]{32}", ran["python"].stdout.strip().splitlines()[-1])  # the closed session's id
+
+
+def test_readme_go_backend_example(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    """The "Go backend" block against the endpoint the README starts (needs Go; CI installs it)."""
+    if shutil.which("go") is None:
+        pytest.skip("Go is not installed (CI installs golang-go and golang-github-aws-aws-sdk-go-v2-dev)")
+    readme = REPO / "README.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    serve = block_with(readme, "bash", "python inference.py serve --model-dir models/vit_b --port 8080")
+    go_block = block_with(readme, "bash", "make go-client", "bin/holds-extract")
+    wait = "until curl -sf http://127.0.0.1:8080/ping; do sleep 0.2; done"
+    ran = run_steps(root, [("serve", f"{{\n{serve}}} > server.log 2>&1 &"), ("wait", wait), ("go", go_block)])
+
+    report = json.loads(ran["go"].stdout.strip().splitlines()[-1])
+    assert report["follow_up_cache_hit"] is True and report["cache_hit"] is False
+    command = command_starting(go_block, "AWS_REGION=")
+    points = [(float(x), float(y)) for x, y in (p.split(",") for p in command.split('-points "')[1].split('"')[0].split(";"))]
+    mask = decode_mask((root / "out" / "go" / "mask.png").read_bytes())
+    assert mask.shape == (4032, 3024) and np.array_equal(mask, in_process_mask(tiny_model_dir, phone_photo, points))
+    assert Image.open(root / "out" / "go" / "result.png").mode == "RGBA"
+    assert (root / "out" / "go" / "follow_up_mask.png").is_file()
 
 
 def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
