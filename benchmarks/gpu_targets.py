@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     return {"command": "python benchmarks/gpu_targets.py " + " ".join(sys.argv[1:]),
             "machine": {"cpu": _cpu_name(), "gpu": _gpu_name(), "providers": args.providers,
-                        "onnxruntime": ort.__version__, "nvimgcodec": _version("nvidia-nvimgcodec-cu13")},
+                        "onnxruntime": ort.__version__, "nvimgcodec": _version("nvidia-nvimgcodec-cu12")},
             "model": {"type": args.model_type, "weights": weights}, "image": {"width": width, "height": height},
             "repeats": args.repeats, "p50_ms": p50, "per_click_iou": ious, "targets": rows}
 

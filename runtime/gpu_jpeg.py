@@ -48,6 +48,12 @@ def _image_to_host(image: Any) -> NDArray[np.uint8]:
     return np.asarray(image.cpu())
 
 
+def decode_params(nvimgcodec: Any) -> Any:
+    """The nvImageCodec decode parameters: upright (EXIF applied) sRGB. Building them needs
+    the wheel but no GPU, so a test checks these names against the pinned release."""
+    return nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB)
+
+
 class GpuJpegDecoder:
     """Decodes JPEG bytes into a device HxWx3 uint8 RGB buffer (``LoadedImage.device``)."""
 
@@ -67,7 +73,7 @@ class GpuJpegDecoder:
             return None
         try:
             decoder = nvimgcodec.Decoder(device_id=device_id)
-            params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.RGB)
+            params = decode_params(nvimgcodec)
         except Exception as exc:  # noqa: BLE001 - a GPU decoder is an optimization; Pillow remains
             log.warning("nvImageCodec cannot start (%s): JPEG images are decoded by Pillow", exc)
             return None

@@ -92,6 +92,17 @@ def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, se
     return manifest.models[role].file
 
 
+def prepost_providers(providers: tuple[ProviderName, ...]) -> tuple[ProviderName, ...]:
+    """The providers the pre/post graphs run on: TensorRT's place is taken by the CUDA EP
+    (never dropped to the CPU), keeping the order and no duplicates."""
+    planned: list[ProviderName] = []
+    for name in providers:
+        name = "cuda" if name == "tensorrt" else name
+        if name not in planned:
+            planned.append(name)
+    return tuple(planned) or ("cpu",)
+
+
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
                  settings: RuntimeSettings) -> tuple[ort.InferenceSession, ProviderName]:
     """One ONNX Runtime session for ``role`` and the provider it really runs on.
@@ -100,7 +111,7 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
     and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
     """
     if role in PREPOST_ROLES:
-        providers = tuple(name for name in providers if name != "tensorrt") or ("cpu",)
+        providers = prepost_providers(providers)
         path = Path(model_dir) / manifest.models[role].file
     else:
         path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)

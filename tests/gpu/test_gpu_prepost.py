@@ -109,7 +109,7 @@ def test_gpu_served_masks_equal_sam_predictor(gpu_engine: SamEngine, tiny_sam) -
 
 
 def test_nvjpeg_decodes_jpegs_on_the_device_close_to_pillow(gpu_engine: SamEngine) -> None:
-    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu13) is not installed")
+    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu12) is not installed")
     from runtime.gpu_jpeg import GpuJpegDecoder
 
     decoder = GpuJpegDecoder.create(0)
