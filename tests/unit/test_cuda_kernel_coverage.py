@@ -54,9 +54,9 @@ def test_every_exported_graph_has_cuda_kernels(table: KernelTable, tiny_model_di
     assert missing == {role: [] for role in manifest.models}
 
 
-def _one_node_model(op: str, elem_type: int, opset: int, inputs: list[str], initializers: list[TensorProto],
-                    **attributes: object) -> onnx.ModelProto:
-    node = helper.make_node(op, inputs, ["y"], name="the_node", **attributes)
+def _one_node_model(op: str, elem_type: int, opset: int, inputs: list[str],
+                    initializers: list[TensorProto]) -> onnx.ModelProto:
+    node = helper.make_node(op, inputs, ["y"], name="the_node")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem_type, [2, 3])],
                               [helper.make_tensor_value_info("y", elem_type, None)], initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -6,6 +6,7 @@ inside ONNX Runtime exactly as a capped CUDA arena does.
 """
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
@@ -113,7 +114,7 @@ def _entry(name: str, nbytes: int) -> CachedImage:
 def test_releasing_the_oldest_half_keeps_pins_and_recent_entries() -> None:
     cache = EmbeddingCache(100)
     for name in "abcd":
-        cache.get_or_compute(name, lambda name=name: _entry(name, 20))
+        cache.get_or_compute(name, functools.partial(_entry, name, 20))
     cache.pin("a")
     cache.get("b")  # b is now the most recent; c is the least recent unpinned
     assert cache.release_oldest(0.5) == 40
@@ -169,7 +170,7 @@ def test_out_of_memory_in_a_render_is_overloaded_frees_the_cache_and_the_next_re
     with pytest.raises(DeviceMemoryExhausted) as refused:
         extractor.extract(_request(big))
     assert http_status(refused.value) == 503 and refused.value.code == "overloaded"
-    assert is_out_of_memory(refused.value.__cause__)
+    assert refused.value.__cause__ is not None and is_out_of_memory(refused.value.__cause__)
     stats = extractor.cache.stats()
     held_with_big = held + len(big) + int(np.prod(extractor.engine.embedding_shape)) * 4
     assert stats.bytes_held <= held_with_big // 2 and stats.evictions >= 2 and stats.entries >= 1
