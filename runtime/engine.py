@@ -32,10 +32,9 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import device_memory, gpu_libraries, openvino_runner, ort_runner
+from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
-from runtime.cuda_runtime import CudaRuntime
-from runtime.device_memory import DeviceMemoryPlan, RenderSlots, out_of_memory_is_overload
+from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
@@ -101,20 +100,6 @@ def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...
         raise ModelLoadError(str(exc)) from exc
 
 
-def _model_file_bytes(manifest: Manifest, provider: ProviderName, settings: RuntimeSettings) -> int:
-    """Bytes of the encoder and decoder graph files (with external data) that ``provider`` runs."""
-    files = {ort_runner.choose_model_file(manifest, role, provider, settings) for role in ("encoder", "decoder")}
-    return sum(entry.size_bytes + (entry.external_data_size_bytes or 0)
-               for entry in manifest.models.values() if entry.file in files)
-
-
-def _render_limits(plan: DeviceMemoryPlan | None, settings: RuntimeSettings) -> tuple[int, RenderSlots | None]:
-    """(pixels per post-processing run, render slots) under ``plan``; the defaults without one."""
-    if plan is None:
-        return device_memory.DEFAULT_RENDER_RUN_PIXELS, None
-    return plan.render_run_pixels, RenderSlots(plan.render_slots, settings.device_memory.render_wait_s)
-
-
 class SamEngine:
     """Thread-safe runners of one exported model (see module docstring).
 
@@ -157,6 +142,8 @@ class SamEngine:
         providers = resolve_providers(settings.providers, available, unloadable)
         engines = choose_engines(settings, providers)
         device_id = settings.providers.cuda.device_id
+        if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
+            gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
         encoder: EncoderRunner
         if engines["encoder"] == "openvino":
             encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings))
@@ -181,18 +168,11 @@ class SamEngine:
             session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
             jpeg = GpuJpegDecoder.create(device_id) if active in GPU_PROVIDERS else None
             images = OrtPreprocessor(session, active, manifest.image_size, device_id, jpeg)
-        plan = None
-        if on_gpu:
-            try:
-                plan = device_memory.device_plan(CudaRuntime.load(device_id), settings.device_memory,
-                                                 _model_file_bytes(manifest, providers[0], settings),
-                                                 settings.cache_budget(on_gpu=True))
-            except ValueError as exc:
-                raise ModelLoadError(str(exc)) from exc
+        plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
         renderer: MaskRenderer | None = None
         if prepost["postprocess"] == "graph":
             session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings)
-            renderer = OrtMaskRenderer(session, active, device_id, *_render_limits(plan, settings))
+            renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
         decoder: DecoderRunner
         if engines["decoder"] == "openvino":
             decoder = openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(model_dir, manifest, "decoder", settings))

@@ -82,14 +82,33 @@ def preload_gpu_libraries() -> None:
 
 
 def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
-    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
+    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32).
+
+    On CUDA, ``auto`` runs the fp16 graph when the export has one and warns when it has not
+    (fp32 on a T4 is several times slower: export with ``--fp16``); ``fp16`` without one is
+    a ``ModelLoadError``, so a GPU deployment that asks for fp16 never runs fp32 silently.
+    """
     wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
     fp16_role = f"{role}_fp16"
-    if provider == "cuda" and wants_fp16 and fp16_role in manifest.models:
-        return manifest.models[fp16_role].file
+    if provider == "cuda" and wants_fp16:
+        if fp16_role in manifest.models:
+            return manifest.models[fp16_role].file
+        if settings.precision == "fp16":
+            raise ModelLoadError(f"SAM_PRECISION=fp16 but the export has no {fp16_role} graph: "
+                                 "export with --fp16, or set SAM_PRECISION=fp32")
+        log.warning("the export has no %s graph: the %s runs fp32 on CUDA (several times slower than fp16 on a T4); "
+                    "export with --fp16", fp16_role, role)
     if settings.precision == "fp16" and provider == "cpu":
         log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
     return manifest.models[role].file
+
+
+def graph_precision(manifest: Manifest, file: str, provider: ProviderName, settings: RuntimeSettings) -> str:
+    """What precision a graph file runs at on ``provider``, for the start-up log."""
+    precision = next((entry.precision for entry in manifest.models.values() if entry.file == file), "fp32")
+    if provider == "tensorrt":
+        return f"{precision} graph, TensorRT {'fp16' if settings.providers.tensorrt.fp16 else 'fp32'} engine"
+    return precision
 
 
 def prepost_providers(providers: tuple[ProviderName, ...]) -> tuple[ProviderName, ...]:
@@ -121,7 +140,10 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
                                            providers=provider_arguments(settings.providers, providers, role))
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
-    return session, check_active(role, session.get_providers(), providers, settings.providers)
+    active = check_active(role, session.get_providers(), providers, settings.providers)
+    if role not in PREPOST_ROLES:
+        log.info("%s runs %s (%s) on %s", role, path.name, graph_precision(manifest, path.name, active, settings), active)
+    return session, active
 
 
 class OrtEncoder:
