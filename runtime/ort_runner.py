@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "onnxruntime"
 
 
-def session_options(settings: RuntimeSettings, role: Role) -> ort.SessionOptions:
+def session_options(settings: RuntimeSettings, role: Role, on_gpu: bool = False) -> ort.SessionOptions:
     """Full graph optimization, the configured CPU threads, arena and spinning.
+
+    A GPU session's pool never spins either: its CPU work is a few shape nodes, and spinning
+    threads would only burn the instance's cores (4 vCPUs on ml.g4dn.xlarge) between runs.
 
     The encoder's pool never spins: its runs take about a second or more, and pool threads
     busy-waiting after one steal the cores from the decoder run that follows (measured on
@@ -44,9 +47,13 @@ def session_options(settings: RuntimeSettings, role: Role) -> ort.SessionOptions
     options.inter_op_num_threads = settings.providers.cpu.inter_op_threads
     options.enable_cpu_mem_arena = settings.providers.cpu.memory_arena
     options.log_severity_level = 3
-    if role == "encoder" or not settings.providers.cpu.spinning:
+    if role == "encoder" or on_gpu or not settings.providers.cpu.spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if settings.ort_profile_dir is not None:
+        Path(settings.ort_profile_dir).mkdir(parents=True, exist_ok=True)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(settings.ort_profile_dir) / role)
     return options
 
 
@@ -136,7 +143,8 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
         path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
     try:
         with stdout_to_log(f"{role} session"):
-            session = ort.InferenceSession(str(path), session_options(settings, role),
+            options = session_options(settings, role, on_gpu=providers[0] in GPU_PROVIDERS)
+            session = ort.InferenceSession(str(path), options,
                                            providers=provider_arguments(settings.providers, providers, role))
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc

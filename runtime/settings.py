@@ -73,6 +73,8 @@ class RuntimeSettings:
     #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
     cpu_decoder_prompts_per_run: int = 4
     verify_model_checksums: bool = True
+    #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
+    ort_profile_dir: str | None = None
 
     def cache_budget(self, on_gpu: bool) -> int:
         """The embedding cache budget in bytes: configured, or the default for the device."""
@@ -135,4 +137,5 @@ class RuntimeSettings:
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
             cpu_decoder_prompts_per_run=read_env(environ, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int), 4),
             verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
+            ort_profile_dir=read_env(environ, "SAM_ORT_PROFILE_DIR", str, None),
         )
