@@ -146,10 +146,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {role} | {graph['provider']} | {graph['nodes']} | {cpu} | {len(graph['memcpy_nodes'])} | "
                      f"{'; '.join(graph['compute_on_cpu']) or 'none'} |")
     m = report["memory"]
-    lines += ["", f"{m['renders']} concurrent renders of {m['masks_per_render']} masks at {m['size_hw'][1]}x"
-              f"{m['size_hw'][0]}: {m['measured']} {m['before_bytes'] / 2**20:.0f} MiB before, "
-              f"{m['peak_bytes'] / 2**20:.0f} MiB at the highest sample, {m['after_bytes'] / 2**20:.0f} MiB after; "
-              f"renders agree: {m['renders_agree']}", ""]
+    lines += ["", (f"{m['renders']} concurrent renders of {m['masks_per_render']} masks at {m['size_hw'][1]}x"
+                   f"{m['size_hw'][0]}: {m['measured']} {m['before_bytes'] / 2**20:.0f} MiB before, "
+                   f"{m['peak_bytes'] / 2**20:.0f} MiB at the highest sample, {m['after_bytes'] / 2**20:.0f} MiB "
+                   f"after; renders agree: {m['renders_agree']}"), ""]
     return "\n".join(lines)
 
 
