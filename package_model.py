@@ -4,7 +4,8 @@
         [--s3-bucket B --s3-key sam-climbing/model.tar.gz] [--region us-east-1]
 
 The archive holds the exported model at its root (``manifest.json``, the ONNX files and
-their external data) and ``code/`` (``inference.py``, ``runtime/``, ``serving/``,
+their external data, and ``trt-cache/`` when the model directory has prebuilt TensorRT
+engines: ``runtime/trt_cache.py``) and ``code/`` (``inference.py``, ``runtime/``, ``serving/``,
 ``requirements.txt``), so AWS's prebuilt containers can run it as well as ours. The model
 directory is checked against its manifest first. The archive is deterministic (sorted
 entries, fixed times and owners), so the same content has the same SHA-256; an upload is
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from runtime.errors import ModelLoadError
 from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_of_file
+from runtime.trt_cache import SHIPPED_ENGINES_DIR
 
 CODE_PACKAGES = ("runtime", "serving")
 MULTIPART_CHUNK_BYTES = 64 * 1024 * 1024
@@ -48,11 +50,14 @@ def requirements_text() -> str:
 
 
 def _model_files(model_dir: Path, manifest: Manifest) -> list[Path]:
+    """The manifest, its graphs and external data, and prebuilt TensorRT engines (``trt-cache/``)."""
     files = [model_dir / MANIFEST_NAME]
     for model in manifest.models.values():
         files.append(model_dir / model.file)
         if model.external_data:
             files.append(model_dir / model.external_data)
+    engines = model_dir / SHIPPED_ENGINES_DIR
+    files += sorted(path for path in engines.iterdir() if path.is_file()) if engines.is_dir() else []
     return files
 
 
@@ -89,7 +94,7 @@ def build_archive(model_dir: Path, output_dir: Path) -> tuple[Path, str]:
     with partial.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0, filename="") as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path in _model_files(model_dir, manifest):
-            _add(archive, path.name, path=path)
+            _add(archive, path.relative_to(model_dir).as_posix(), path=path)
         for path, name in _code_files():
             _add(archive, name, path=path)
         _add(archive, "code/requirements.txt", requirements_text().encode())

@@ -120,8 +120,10 @@ def prepare_model(args: argparse.Namespace, out: Path) -> tuple[Any, Path, str]:
     model_dir = REPO / "models" / f"bench-{args.model_type}-{loaded.weights.get('seed', 'ckpt')}"
     manifest = model_dir / "manifest.json"
     recorded = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    if recorded.get("weights") != loaded.weights or "postprocess" not in recorded.get("models", {}):
-        export_model(loaded, args.model_type, model_dir, skip_parity=True)
+    models = recorded.get("models", {})
+    if recorded.get("weights") != loaded.weights or not {"postprocess", "encoder_fp16", "decoder_fp16"} <= set(models):
+        # fp16 variants too: without them SAM_PRECISION=auto/fp16 on CUDA would measure fp32
+        export_model(loaded, args.model_type, model_dir, fp16=True, skip_parity=True)
     return loaded.sam, model_dir, label
 
 

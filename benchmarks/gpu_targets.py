@@ -8,7 +8,9 @@ the targets are stated. Per repeat, on a new 12 MP wall photo: a new photo with 
 compact mask (raw JPEG body, ``mask_format`` rle, then png1 on other bytes), a further click on
 the cached photo, and 20 clicks in one request. Served masks (RLE, per click) are compared with
 ``SamPredictor`` (PyTorch on CUDA when present), one prompt per click. Writes targets.json and
-TARGETS.md; exits 1 when a target is missed on a GPU provider or parity fails anywhere.
+TARGETS.md; exits 1 when a target is missed on a GPU provider or parity fails anywhere. Then
+``benchmarks/gpu_placement.py`` reports (and checks) where each graph's nodes ran, from ONNX
+Runtime's profiler, and the device memory of 8 concurrent 10-mask renders at the photo size.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
+from benchmarks import gpu_placement
 from benchmarks.arguments import size_wh
 from benchmarks.bench_latency import HttpBench, _cpu_name, _version, prepare_model
 from runtime.masks import mask_iou
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ious = [mask_iou(_decode_rle(rle), ref) for rle, ref in zip(served["per_click_masks_rle"], reference)]
     finally:
         http.close()
+    placement = gpu_placement.run(model_dir, args.providers, args.size, masks=10, concurrency=8,
+                                  out=args.out / "placement")
     latency = _server_latency(args.out / "server.log", [i for v in ids.values() for i in v])
     p50 = {name: float(np.median([latency[i] for i in v])) for name, v in ids.items() if v}
     measured = {**p50, "clicks_20_vs_1": p50["clicks_20_ms"] / p50["clicks_1_ms"],
@@ -126,9 +131,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     return {"command": "python benchmarks/gpu_targets.py " + " ".join(sys.argv[1:]),
             "machine": {"cpu": _cpu_name(), "gpu": _gpu_name(), "providers": args.providers,
-                        "onnxruntime": ort.__version__, "nvimgcodec": _version("nvidia-nvimgcodec-cu13")},
+                        "onnxruntime": ort.__version__, "nvimgcodec": _version("nvidia-nvimgcodec-cu12")},
             "model": {"type": args.model_type, "weights": weights}, "image": {"width": width, "height": height},
-            "repeats": args.repeats, "p50_ms": p50, "per_click_iou": ious, "targets": rows}
+            "repeats": args.repeats, "p50_ms": p50, "per_click_iou": ious, "targets": rows, "placement": placement}
 
 
 def _gpu_name() -> str:
@@ -151,6 +156,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         limit = "0.99 (min)" if row["limit"] is None else f"{row['limit']:g}"
         lines.append(f"| {row['description']} | {limit} | {row['measured']:.4g} | {'yes' if row['met'] else '**no**'} |")
     lines += ["", "Server-side p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in report["p50_ms"].items()), ""]
+    lines += [gpu_placement.markdown(report["placement"])]
     path.write_text("\n".join(lines))
 
 
@@ -175,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print((args.out / "TARGETS.md").read_text())
     parity_ok = report["targets"][-1]["met"]
     latency_ok = all(row["met"] for row in report["targets"][:-1])
-    return 0 if parity_ok and (latency_ok or args.providers == "cpu") else 1
+    return 0 if parity_ok and report["placement"]["ok"] and (latency_ok or args.providers == "cpu") else 1
 
 
 if __name__ == "__main__":

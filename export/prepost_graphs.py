@@ -107,7 +107,10 @@ def _pack_rows(source: str, target: str, prefix: str) -> list[onnx.NodeProto]:
         helper.make_node("Sub", ["zero_1", p + "width"], [p + "neg_width"]),
         helper.make_node("Mod", [p + "neg_width", "eight"], [p + "pad_width"]),
         helper.make_node("Concat", ["zeros_5", p + "pad_width"], [p + "pads"], axis=0),
-        helper.make_node("Pad", [source, p + "pads"], [p + "padded"], mode="constant"),
+        # Pad runs on bool: the CUDA EP has no int32 Pad (opset 18+), which would send it to the CPU.
+        helper.make_node("Cast", [source], [p + "bits"], to=TensorProto.BOOL),
+        helper.make_node("Pad", [p + "bits", p + "pads"], [p + "padded_bits"], mode="constant"),
+        helper.make_node("Cast", [p + "padded_bits"], [p + "padded"], to=TensorProto.INT32),
         helper.make_node("Slice", [p + "shape", "zero_1", "minus_1"], [p + "leading"]),
         helper.make_node("Concat", [p + "leading", "minus_1", "eight"], [p + "grouped_shape"], axis=0),
         helper.make_node("Reshape", [p + "padded", p + "grouped_shape"], [p + "groups"]),

@@ -176,6 +176,18 @@ class EmbeddingCache:
             else:
                 del self._pinned[image_id]
 
+    def release_oldest(self, fraction: float) -> int:
+        """Evict least recently used entries (pins stay) until at most ``1 - fraction`` of the bytes
+        held stay; the bytes freed. For an out-of-memory: the next request then finds room."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+        with self._lock:
+            before = int(self._lru.currsize)
+            keep = before - int(before * fraction)
+            while self._lru and self._lru.currsize > keep:
+                self._lru.popitem()
+            return before - int(self._lru.currsize)
+
     def stats(self) -> CacheStats:
         with self._lock:
             unpinned_extra = sum(e.nbytes for key, (e, _) in self._pinned.items() if key not in self._lru)

@@ -32,8 +32,9 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import gpu_libraries, openvino_runner, ort_runner
+from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
+from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
@@ -106,12 +107,14 @@ class SamEngine:
     profile); a request beyond them is refused with a 400 naming the limit.
     ``prompts_per_run``: on the host, the decoder runs at most this many prompts at a time
     (its working memory grows with the prompts of a run: 64 prompts took 3.9 GB); None: all.
+    ``device_plan``: on a GPU, how its memory is split (``runtime.device_memory``). An allocation
+    failure in any stage raises ``DeviceMemoryExhausted`` (503 overloaded), never a 500.
     """
 
     def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner,
                  images: ImagePreprocessor | None = None, renderer: MaskRenderer | None = None,
                  max_prompts: int | None = None, max_points: int | None = None,
-                 prompts_per_run: int | None = None) -> None:
+                 prompts_per_run: int | None = None, device_plan: DeviceMemoryPlan | None = None) -> None:
         self.manifest = manifest
         self.encoder = encoder
         self.decoder = decoder
@@ -124,6 +127,7 @@ class SamEngine:
         self.max_prompts = max_prompts
         self.max_points = max_points
         self.prompts_per_run = prompts_per_run
+        self.device_plan = device_plan
         self._encoder_lock = threading.Lock()
 
     @classmethod
@@ -138,6 +142,8 @@ class SamEngine:
         providers = resolve_providers(settings.providers, available, unloadable)
         engines = choose_engines(settings, providers)
         device_id = settings.providers.cuda.device_id
+        if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
+            gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
         encoder: EncoderRunner
         if engines["encoder"] == "openvino":
             encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings))
@@ -162,10 +168,11 @@ class SamEngine:
             session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
             jpeg = GpuJpegDecoder.create(device_id) if active in GPU_PROVIDERS else None
             images = OrtPreprocessor(session, active, manifest.image_size, device_id, jpeg)
+        plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
         renderer: MaskRenderer | None = None
         if prepost["postprocess"] == "graph":
-            renderer = OrtMaskRenderer(*ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings),
-                                       device_id=device_id)
+            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings)
+            renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
         decoder: DecoderRunner
         if engines["decoder"] == "openvino":
             decoder = openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(model_dir, manifest, "decoder", settings))
@@ -177,7 +184,8 @@ class SamEngine:
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
         engine = cls(manifest, encoder, decoder, images, renderer,
                      max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
-                     prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run)
+                     prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run,
+                     device_plan=plan)
         log.info("model %s from %s: %s (%s)", manifest.model_type, model_dir,
                  ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()),
                  manifest.weights.get("origin", "unknown weights"))
@@ -210,14 +218,15 @@ class SamEngine:
         """Upright RGB image -> encoder input (SamPredictor's resize, normalize, pad)."""
         if isinstance(image, Image.Image):
             image = LoadedImage.from_pil(image)
-        return self.images.prepare(image)
+        with out_of_memory_is_overload("pre-processing"):
+            return self.images.prepare(image)
 
     def encode(self, prepared: PreparedImage) -> Embedding:
         """Run the encoder (one at a time) on a prepared image."""
         size = self.manifest.image_size
         if shape_of(prepared.tensor) != (1, 3, size, size):
             raise ValueError(f"encoder input must be float32 1x3x{size}x{size}, got {shape_of(prepared.tensor)}")
-        with self._encoder_lock:
+        with self._encoder_lock, out_of_memory_is_overload("the image encoder"):
             value = self.encoder.encode(prepared.tensor)
         if shape_of(value) != self.embedding_shape:
             raise ValueError(f"the encoder returned {shape_of(value)}, the manifest says {self.embedding_shape}")
@@ -235,6 +244,10 @@ class SamEngine:
         ``InvalidPoints`` (a 400).
         """
         feeds = self._feeds(embedding, point_coords, point_labels, mask_input, has_mask_input)
+        with out_of_memory_is_overload("the prompt decoder"):
+            return self._decode_feeds(embedding, feeds)
+
+    def _decode_feeds(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> Decoded:
         batch = feeds["point_coords"].shape[0]
         step = self.prompts_per_run
         if step is None or batch <= step:
@@ -305,8 +318,9 @@ class SamEngine:
         """Full-size masks of prompt i's token ``tokens[i]`` (see ``runtime.render.MaskRenderer``)."""
         if len(tokens) != shape_of(decoded.low_res_masks)[0]:
             raise ValueError(f"{len(tokens)} tokens for {shape_of(decoded.low_res_masks)[0]} prompts")
-        return self.renderer.render(decoded.low_res_masks, self.mask_indices(tokens), input_size_hw, out_size_hw,
-                                    min_area, keep_masks)
+        indices = self.mask_indices(tokens)
+        with out_of_memory_is_overload("mask rendering"):
+            return self.renderer.render(decoded.low_res_masks, indices, input_size_hw, out_size_hw, min_area, keep_masks)
 
     def warm_up(self) -> None:
         """One run of every runner, so the first request pays no lazy initialization."""

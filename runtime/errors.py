@@ -61,6 +61,12 @@ class CapacityExhausted(ServiceError):
     code = "capacity_exhausted"
 
 
+class DeviceMemoryExhausted(ServiceError):
+    """The GPU's memory (or its render slots) cannot take this request now; retry later (503)."""
+
+    code = "overloaded"
+
+
 class ModelLoadError(Exception):
     """A model directory that cannot be served (missing, truncated or inconsistent files).
 

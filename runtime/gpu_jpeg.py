@@ -7,21 +7,20 @@ any device work. nvImageCodec applies the EXIF orientation, as Pillow's path doe
 is checked against the header's upright size, and anything unexpected (a decode failure, a
 12-bit or CMYK JPEG it cannot turn into 8-bit RGB, a pitched buffer) falls back to Pillow.
 
-The package is ``nvidia-nvimgcodec-cu13`` (CUDA 13, with ``nvidia-nvjpeg``) or ``-cu12``;
-without it (the CPU image, this development machine) ``GpuJpegDecoder.create`` returns None.
+The package is ``nvidia-nvimgcodec-cu12`` in the default CUDA 12 image (``-cu13`` in the CUDA 13
+one; ``requirements-sagemaker-gpu*.txt``); without it (the CPU image, this development machine) ``GpuJpegDecoder.create`` returns None.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from runtime.cuda_runtime import CudaError, CudaRuntime
 from runtime.image_io import ImageHeader
 from runtime.images import LoadedImage
 
@@ -31,30 +30,23 @@ log = logging.getLogger(__name__)
 GPU_FORMATS = ("JPEG",)
 
 
-def _cuda_stream_synchronize() -> Callable[[int], int] | None:
-    """``cudaStreamSynchronize`` from the CUDA runtime ONNX Runtime loaded (None if not found)."""
-    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
-        try:
-            function = ctypes.CDLL(name).cudaStreamSynchronize
-        except (OSError, AttributeError):
-            continue
-        function.argtypes = [ctypes.c_void_p]
-        function.restype = ctypes.c_int
-        return lambda stream: int(function(ctypes.c_void_p(stream)))
-    return None
-
-
 def _image_to_host(image: Any) -> NDArray[np.uint8]:
     return np.asarray(image.cpu())
+
+
+def decode_params(nvimgcodec: Any) -> Any:
+    """The nvImageCodec decode parameters: upright (EXIF applied) sRGB. Building them needs
+    the wheel but no GPU, so a test checks these names against the pinned release."""
+    return nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB)
 
 
 class GpuJpegDecoder:
     """Decodes JPEG bytes into a device HxWx3 uint8 RGB buffer (``LoadedImage.device``)."""
 
-    def __init__(self, decoder: Any, params: Any, synchronize: Callable[[int], int] | None) -> None:
+    def __init__(self, decoder: Any, params: Any, cuda: CudaRuntime | None) -> None:
         self._decoder = decoder
         self._params = params
-        self._synchronize = synchronize
+        self._cuda = cuda
         self._lock = threading.Lock()
 
     @classmethod
@@ -67,12 +59,12 @@ class GpuJpegDecoder:
             return None
         try:
             decoder = nvimgcodec.Decoder(device_id=device_id)
-            params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.RGB)
+            params = decode_params(nvimgcodec)
         except Exception as exc:  # noqa: BLE001 - a GPU decoder is an optimization; Pillow remains
             log.warning("nvImageCodec cannot start (%s): JPEG images are decoded by Pillow", exc)
             return None
         log.info("JPEG images are decoded on CUDA device %d by nvImageCodec", device_id)
-        return cls(decoder, params, _cuda_stream_synchronize())
+        return cls(decoder, params, CudaRuntime.load(device_id))
 
     def decode(self, data: bytes, header: ImageHeader) -> LoadedImage | None:
         """The upright RGB image in device memory, or None when the GPU cannot give exactly that."""
@@ -93,12 +85,23 @@ class GpuJpegDecoder:
             log.info("nvImageCodec gave %s %s (strides %s) for a %dx%d image; using Pillow",
                      interface["shape"], interface["typestr"], interface.get("strides"), width, height)
             return None
-        stream = interface.get("stream")
-        if stream:
-            if self._synchronize is None:
-                return None  # cannot order the decode before ONNX Runtime's stream: use Pillow
-            self._synchronize(int(stream))
+        if not self._decode_finished(interface.get("stream")):
+            return None
         return LoadedImage(header.upright_size_hw, device=image, _to_host=_image_to_host)
+
+
+    def _decode_finished(self, stream: int | None) -> bool:
+        """Wait for the decode's stream on the decoder's device; False (use Pillow) when that cannot be done."""
+        if not stream:
+            return True
+        if self._cuda is None:
+            return False  # cannot order the decode before ONNX Runtime's stream
+        try:
+            self._cuda.synchronize(int(stream))
+        except CudaError as exc:
+            log.warning("nvImageCodec's decode could not be awaited (%s); using Pillow", exc)
+            return False
+        return True
 
 
 def device_pointer(image: Any) -> int:

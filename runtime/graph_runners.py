@@ -13,12 +13,14 @@ numpy/Pillow runners; see ``runtime.prepost`` for which one serves).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from runtime.device_memory import DEFAULT_RENDER_RUN_PIXELS, RenderSlots
 from runtime.gpu_jpeg import GpuJpegDecoder, device_pointer
 from runtime.image_io import ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
@@ -31,10 +33,15 @@ from runtime.tensors import LogitsValue, shape_of
 
 ENGINE_NAME = "onnxruntime"
 
-#: Full-size pixels (prompts x H' x W') per post-processing run: the graph holds about 13 bytes
-#: per pixel at once (float logits, bool, int32), so 128 M pixels is about 1.7 GB on the device
-#: (ten masks of a 12 MP photo per run; a T4 has 16 GB).
-DEFAULT_MAX_PIXELS_PER_RUN = 128_000_000
+
+def device_arena_shrinkage(provider: ProviderName, device_id: int) -> ort.RunOptions | None:
+    """Run options that hand a GPU run's transient arena memory back to CUDA after the run (a 12 MP
+    image's float copy, a render's full-size intermediates), so the arena does not keep its peak."""
+    if provider not in GPU_PROVIDERS:
+        return None
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", f"gpu:{device_id}")
+    return options
 
 
 class OrtPreprocessor:
@@ -49,6 +56,7 @@ class OrtPreprocessor:
         self.image_size = image_size
         self.device_id = device_id
         self.jpeg_decoder = jpeg_decoder
+        self._run_options = device_arena_shrinkage(provider, device_id)
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
         """JPEG on a GPU: header checks, then nvJPEG into device memory; otherwise Pillow."""
@@ -76,7 +84,7 @@ class OrtPreprocessor:
             binding.bind_cpu_input(image_input, np.ascontiguousarray(np.asarray(image.rgb(), dtype=np.uint8)))
         binding.bind_cpu_input(size_input, sizes)
         binding.bind_output(PREPROCESS_OUTPUTS[0], "cuda", self.device_id)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, self._run_options)
         return PreparedImage(binding.get_outputs()[0], image.size_hw, input_size_hw)
 
 
@@ -86,13 +94,15 @@ class OrtMaskRenderer:
     engine = ENGINE_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0,
-                 max_pixels_per_run: int = DEFAULT_MAX_PIXELS_PER_RUN) -> None:
+                 max_pixels_per_run: int = DEFAULT_RENDER_RUN_PIXELS, slots: RenderSlots | None = None) -> None:
         if max_pixels_per_run <= 0:
             raise ValueError("max_pixels_per_run must be positive")
         self._session = session
         self.provider = provider
         self.device_id = device_id
         self.max_pixels_per_run = max_pixels_per_run
+        self.slots = slots
+        self._run_options = device_arena_shrinkage(provider, device_id)
 
     def render(self, low_res: LogitsValue, mask_indices: NDArray[np.int64], input_size_hw: tuple[int, int],
                out_size_hw: tuple[int, int], min_area: int, keep_masks: bool) -> RenderedMasks:
@@ -107,7 +117,9 @@ class OrtMaskRenderer:
         union: BitMask | None = None
         areas, boxes, kept, masks = [], [], [], []
         for start in range(0, indices.size, per_run):
-            out = self._run(low_res, indices[start:start + per_run], input_size_hw, out_size_hw, min_area, keep_masks)
+            with self.slots.held() if self.slots is not None else contextlib.nullcontext():
+                out = self._run(low_res, indices[start:start + per_run], input_size_hw, out_size_hw, min_area,
+                                keep_masks)
             chunk_union = BitMask(out_size_hw, packed=out["union_packed"])
             union = chunk_union if union is None else union | chunk_union
             areas.append(out["areas"])
@@ -137,7 +149,7 @@ class OrtMaskRenderer:
             binding.bind_cpu_input(name, value)
         for name in POSTPROCESS_OUTPUTS:  # unwanted per-prompt masks stay on the device, uncopied
             binding.bind_output(name, "cpu" if name in wanted else "cuda", self.device_id if name not in wanted else 0)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, self._run_options)
         outputs = dict(zip(POSTPROCESS_OUTPUTS, binding.get_outputs()))
         return {name: outputs[name].numpy() for name in wanted}
 

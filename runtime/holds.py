@@ -9,9 +9,11 @@ one prompt. All prompts of a request are decoded in one decoder run.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,7 +24,7 @@ from PIL import Image
 
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
-from runtime.errors import BadRequest, InvalidPoints
+from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
@@ -174,6 +176,12 @@ def build_prompts(clicks: tuple[Click, ...], box: tuple[float, float, float, flo
     return np.asarray(coords, np.float32), np.asarray(labels, np.float32), groups
 
 
+log = logging.getLogger(__name__)
+
+#: Share of the cached embeddings freed when a request runs out of (device) memory.
+OUT_OF_MEMORY_RELEASE_FRACTION = 0.5
+
+
 class HoldExtractor:
     """Clicks -> hold masks, with the embedding cache in front of the encoder. Thread-safe."""
 
@@ -188,7 +196,10 @@ class HoldExtractor:
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
         """Open the model's sessions and a cache sized for the device (see ``RuntimeSettings``)."""
         engine = SamEngine.from_model_dir(model_dir, settings)
-        cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
+        budget = settings.cache_budget(engine.on_gpu)
+        if engine.device_plan is not None:  # embeddings live in device memory: its plan bounds them too
+            budget = min(budget, engine.device_plan.cache_bytes)
+        cache = EmbeddingCache(budget)
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
 
     def embed(self, image_bytes: bytes, keep_image: bool = True, probed: ImageHeader | None = None
@@ -223,7 +234,24 @@ class HoldExtractor:
         return entry, hit, (decoded[0] if decoded else None), timings
 
     def extract(self, request: ExtractRequest) -> HoldResult:
-        """Run a request end to end, except encoding the output images."""
+        """Run a request end to end, except encoding the output images.
+
+        Out of (device) memory: half the cached embeddings are freed and ``DeviceMemoryExhausted``
+        (503 overloaded) is raised, so a retry finds room.
+        """
+        with self._freeing_cache_when_out_of_memory():
+            return self._extract(request)
+
+    @contextlib.contextmanager
+    def _freeing_cache_when_out_of_memory(self) -> Iterator[None]:
+        try:
+            yield
+        except DeviceMemoryExhausted:
+            freed = self.cache.release_oldest(OUT_OF_MEMORY_RELEASE_FRACTION)
+            log.warning("out of memory: %d bytes of cached embeddings freed", freed)
+            raise
+
+    def _extract(self, request: ExtractRequest) -> HoldResult:
         if (request.image_bytes is None) == (request.image_id is None):
             raise BadRequest("send either an image or an image_id, not both and not neither")
         check_clicks(request.clicks, request.box_xyxy, self.max_clicks)

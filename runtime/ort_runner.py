@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "onnxruntime"
 
 
-def session_options(settings: RuntimeSettings, role: Role) -> ort.SessionOptions:
+def session_options(settings: RuntimeSettings, role: Role, on_gpu: bool = False) -> ort.SessionOptions:
     """Full graph optimization, the configured CPU threads, arena and spinning.
+
+    A GPU session's pool never spins either: its CPU work is a few shape nodes, and spinning
+    threads would only burn the instance's cores (4 vCPUs on ml.g4dn.xlarge) between runs.
 
     The encoder's pool never spins: its runs take about a second or more, and pool threads
     busy-waiting after one steal the cores from the decoder run that follows (measured on
@@ -44,9 +47,13 @@ def session_options(settings: RuntimeSettings, role: Role) -> ort.SessionOptions
     options.inter_op_num_threads = settings.providers.cpu.inter_op_threads
     options.enable_cpu_mem_arena = settings.providers.cpu.memory_arena
     options.log_severity_level = 3
-    if role == "encoder" or not settings.providers.cpu.spinning:
+    if role == "encoder" or on_gpu or not settings.providers.cpu.spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if settings.ort_profile_dir is not None:
+        Path(settings.ort_profile_dir).mkdir(parents=True, exist_ok=True)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(settings.ort_profile_dir) / role)
     return options
 
 
@@ -82,14 +89,44 @@ def preload_gpu_libraries() -> None:
 
 
 def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
-    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
+    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32).
+
+    On CUDA, ``auto`` runs the fp16 graph when the export has one and warns when it has not
+    (fp32 on a T4 is several times slower: export with ``--fp16``); ``fp16`` without one is
+    a ``ModelLoadError``, so a GPU deployment that asks for fp16 never runs fp32 silently.
+    """
     wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
     fp16_role = f"{role}_fp16"
-    if provider == "cuda" and wants_fp16 and fp16_role in manifest.models:
-        return manifest.models[fp16_role].file
+    if provider == "cuda" and wants_fp16:
+        if fp16_role in manifest.models:
+            return manifest.models[fp16_role].file
+        if settings.precision == "fp16":
+            raise ModelLoadError(f"SAM_PRECISION=fp16 but the export has no {fp16_role} graph: "
+                                 "export with --fp16, or set SAM_PRECISION=fp32")
+        log.warning("the export has no %s graph: the %s runs fp32 on CUDA (several times slower than fp16 on a T4); "
+                    "export with --fp16", fp16_role, role)
     if settings.precision == "fp16" and provider == "cpu":
         log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
     return manifest.models[role].file
+
+
+def graph_precision(manifest: Manifest, file: str, provider: ProviderName, settings: RuntimeSettings) -> str:
+    """What precision a graph file runs at on ``provider``, for the start-up log."""
+    precision = next((entry.precision for entry in manifest.models.values() if entry.file == file), "fp32")
+    if provider == "tensorrt":
+        return f"{precision} graph, TensorRT {'fp16' if settings.providers.tensorrt.fp16 else 'fp32'} engine"
+    return precision
+
+
+def prepost_providers(providers: tuple[ProviderName, ...]) -> tuple[ProviderName, ...]:
+    """The providers the pre/post graphs run on: TensorRT's place is taken by the CUDA EP
+    (never dropped to the CPU), keeping the order and no duplicates."""
+    planned: list[ProviderName] = []
+    for name in providers:
+        name = "cuda" if name == "tensorrt" else name
+        if name not in planned:
+            planned.append(name)
+    return tuple(planned) or ("cpu",)
 
 
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
@@ -100,17 +137,21 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
     and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
     """
     if role in PREPOST_ROLES:
-        providers = tuple(name for name in providers if name != "tensorrt") or ("cpu",)
+        providers = prepost_providers(providers)
         path = Path(model_dir) / manifest.models[role].file
     else:
         path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
     try:
         with stdout_to_log(f"{role} session"):
-            session = ort.InferenceSession(str(path), session_options(settings, role),
+            options = session_options(settings, role, on_gpu=providers[0] in GPU_PROVIDERS)
+            session = ort.InferenceSession(str(path), options,
                                            providers=provider_arguments(settings.providers, providers, role))
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
-    return session, check_active(role, session.get_providers(), providers, settings.providers)
+    active = check_active(role, session.get_providers(), providers, settings.providers)
+    if role not in PREPOST_ROLES:
+        log.info("%s runs %s (%s) on %s", role, path.name, graph_precision(manifest, path.name, active, settings), active)
+    return session, active
 
 
 class OrtEncoder:
@@ -140,11 +181,18 @@ class OrtEncoder:
         return self._session.run([ENCODER_OUTPUT], {ENCODER_INPUT: tensor})[0]
 
 
+#: Prompt counts whose all-zero ``mask_input`` (Bx1x256x256 float32, 256 KiB a prompt) stays on
+#: the device between requests (at most 1+2+...+16 prompts: 34 MiB).
+MAX_CACHED_ZERO_MASK_PROMPTS = 16
+
+
 class OrtDecoder:
     """The prompt decoder on an ONNX Runtime session.
 
     ``logits_on_device``: with a device embedding, leave the low-res logits on the device (an
-    ``OrtValue`` for the post-processing graph); only the Bx4 scores come to the host.
+    ``OrtValue`` for the post-processing graph); only the Bx4 scores come to the host. An all-zero
+    ``mask_input`` (a request without a previous mask) is bound from a copy kept on the device
+    instead of being uploaded with every request.
     """
 
     engine = ENGINE_NAME
@@ -155,6 +203,7 @@ class OrtDecoder:
         self.provider = provider
         self.device_id = device_id
         self.logits_on_device = logits_on_device
+        self._zero_masks: dict[tuple[int, ...], ort.OrtValue] = {}
         # On the host, hand the arena's memory back after each run: its size follows the largest
         # batch ever run (64 prompts kept 3.9 GB). Measured on 2 cores (CPU time, tiny/SAM decoder):
         # 1 prompt 70 vs 66-73 ms, 5 prompts 395 vs 364 ms; after 64 prompts in runs of 8, RSS
@@ -169,7 +218,11 @@ class OrtDecoder:
             binding = self._session.io_binding()
             binding.bind_ortvalue_input("image_embeddings", embedding)
             for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
+                zeros = self._zero_mask(value) if name == "mask_input" else None
+                if zeros is not None:
+                    binding.bind_ortvalue_input(name, zeros)
+                else:
+                    binding.bind_cpu_input(name, value)
             if self.logits_on_device:
                 binding.bind_output("low_res_masks", "cuda", self.device_id)
             else:
@@ -180,3 +233,14 @@ class OrtDecoder:
             return (low_res if self.logits_on_device else low_res.numpy()), scores.numpy()
         low_res, scores = self._session.run(None, {"image_embeddings": embedding, **feeds}, self._run_options)
         return low_res, scores
+
+    def _zero_mask(self, mask_input: NDArray[np.float32]) -> ort.OrtValue | None:
+        """The device copy of an all-zero ``mask_input`` of this shape (None: not all zero, or too many prompts)."""
+        if mask_input.shape[0] > MAX_CACHED_ZERO_MASK_PROMPTS or mask_input.any():
+            return None
+        cached = self._zero_masks.get(mask_input.shape)
+        if cached is None:
+            device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
+            cached = ort.OrtValue.ortvalue_from_numpy(np.zeros(mask_input.shape, np.float32), device, self.device_id)
+            self._zero_masks[mask_input.shape] = cached
+        return cached

@@ -57,9 +57,11 @@ class TensorRTOptions:
         if not 0 <= self.builder_optimization_level <= 5:
             raise ValueError("TensorRT builder_optimization_level must be within 0..5")
 
-    def provider_options(self, role: Role) -> dict[str, str]:
-        """The TensorRT EP option dictionary for one graph (strings, as ONNX Runtime expects)."""
+    def provider_options(self, role: Role, device_id: int = 0) -> dict[str, str]:
+        """The TensorRT EP option dictionary for one graph on CUDA device ``device_id`` (strings, as
+        ONNX Runtime expects; the device is the CUDA EP's, ``SAM_CUDA_DEVICE_ID``)."""
         options = {
+            "device_id": str(device_id),
             "trt_fp16_enable": _flag(self.fp16),
             "trt_engine_cache_enable": _flag(self.engine_cache),
             "trt_engine_cache_path": self.cache_dir,
@@ -190,7 +192,7 @@ def provider_arguments(config: ProviderConfig, providers: Sequence[ProviderName]
     arguments: list[tuple[str, dict[str, str]]] = []
     for name in providers:
         if name == "tensorrt":
-            arguments.append((ORT_NAMES[name], config.tensorrt.provider_options(role)))
+            arguments.append((ORT_NAMES[name], config.tensorrt.provider_options(role, config.cuda.device_id)))
         elif name == "cuda":
             arguments.append((ORT_NAMES[name], config.cuda.provider_options()))
         else:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
-from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
+from runtime.device_memory import DeviceMemorySettings
+from runtime.env_values import choice, parse_bool, parse_bytes, positive, positive_float, read_env
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.prepost import PrePostSetting, parse_prepost
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
@@ -37,6 +38,24 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
 _precision: Callable[[str], Precision] = choice("auto", "fp32", "fp16")
 
 
+def parse_fraction(text: str) -> float:
+    """A number within (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be within (0, 1]")
+    return value
+
+
+def _device_memory(environ: Mapping[str, str]) -> DeviceMemorySettings:
+    defaults = DeviceMemorySettings()
+    return DeviceMemorySettings(
+        fraction=read_env(environ, "SAM_GPU_MEMORY_FRACTION", parse_fraction, defaults.fraction),
+        budget_bytes=read_env(environ, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes), defaults.budget_bytes),
+        max_render_slots=read_env(environ, "SAM_GPU_RENDER_SLOTS", positive(int), defaults.max_render_slots),
+        render_wait_s=read_env(environ, "SAM_GPU_RENDER_WAIT_S", positive_float, defaults.render_wait_s),
+    )
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Everything the engine needs besides the model directory."""
@@ -47,12 +66,15 @@ class RuntimeSettings:
     cpu_prepost: PrePostSetting = "auto"
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = None
+    device_memory: DeviceMemorySettings = field(default_factory=DeviceMemorySettings)
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
     max_clicks: int = 64
     #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
     cpu_decoder_prompts_per_run: int = 4
     verify_model_checksums: bool = True
+    #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
+    ort_profile_dir: str | None = None
 
     def cache_budget(self, on_gpu: bool) -> int:
         """The embedding cache budget in bytes: configured, or the default for the device."""
@@ -109,9 +131,11 @@ class RuntimeSettings:
                 cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, None),
             ),
             cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),
+            device_memory=_device_memory(environ),
             max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
             max_jpeg_scans=read_env(environ, "SAM_MAX_JPEG_SCANS", positive(int), DEFAULT_MAX_JPEG_SCANS),
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
             cpu_decoder_prompts_per_run=read_env(environ, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int), 4),
             verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
+            ort_profile_dir=read_env(environ, "SAM_ORT_PROFILE_DIR", str, None),
         )

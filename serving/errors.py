@@ -8,7 +8,14 @@ status codes; the server, the toolkit adapters and the OpenAPI schema use it.
 
 from __future__ import annotations
 
-from runtime.errors import BadRequest, CapacityExhausted, PayloadTooLarge, ServiceError, UnknownImageId
+from runtime.errors import (
+    BadRequest,
+    CapacityExhausted,
+    DeviceMemoryExhausted,
+    PayloadTooLarge,
+    ServiceError,
+    UnknownImageId,
+)
 
 
 class UnknownSession(ServiceError):
@@ -79,6 +86,7 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     ClientClosedRequest: 499,
     NotReady: 503,
     Overloaded: 503,
+    DeviceMemoryExhausted: 503,
     RequestTimeout: 503,
 }
 

@@ -65,7 +65,7 @@ def test_graph_compute_runs_on_the_cuda_ep(tiny_model_dir: Path, tmp_path: Path)
         "output_size_hw": np.array([3024, 4032], np.int64), "min_area": np.array(0, np.int64)}, tmp_path)
     for op in ("Cast", "Resize", "Sub", "Div", "Pad"):
         assert pre[op] == {"CUDAExecutionProvider"}, (op, pre[op])
-    for op in ("Gather", "Resize", "Greater", "ReduceSum", "ReduceMax", "Mul"):
+    for op in ("Gather", "Resize", "Greater", "ReduceSum", "ReduceMax", "Mul", "Pad", "Cast"):
         assert post[op] == {"CUDAExecutionProvider"}, (op, post[op])
 
 
@@ -74,7 +74,14 @@ def test_cuda_graphs_equal_the_cpu_ep(gpu_engine: SamEngine, tiny_model_dir: Pat
     image = Image.fromarray(synthetic_image((1500, 2000), 2))
     on_gpu = gpu_engine.prepare(image)
     assert isinstance(on_gpu.tensor, ort.OrtValue) and on_gpu.tensor.device_name().lower() == "cuda"
-    np.testing.assert_allclose(on_gpu.tensor.numpy(), np.asarray(cpu.prepare(image).tensor), atol=1e-3)
+    # Compare in pixel levels: the graph rounds before normalizing, so a value that rounds the other
+    # way differs by one level (1/std, about 1/57 after normalizing), never more, and rarely.
+    mean = np.asarray(gpu_engine.manifest.pixel_mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(gpu_engine.manifest.pixel_std, np.float32).reshape(1, 3, 1, 1)
+    levels_gpu = on_gpu.tensor.numpy() * std + mean
+    levels_cpu = np.asarray(cpu.prepare(image).tensor) * std + mean
+    differ = np.abs(levels_gpu - levels_cpu)
+    assert differ.max() <= 1.0 + 1e-3 and float(np.mean(differ > 0.5)) < 1e-3
     logits = np.random.default_rng(1).normal(size=(4, 4, 256, 256)).astype(np.float32)
     indices = np.arange(4, dtype=np.int64) * 4
     assert isinstance(gpu_engine.renderer, OrtMaskRenderer)
@@ -109,7 +116,7 @@ def test_gpu_served_masks_equal_sam_predictor(gpu_engine: SamEngine, tiny_sam) -
 
 
 def test_nvjpeg_decodes_jpegs_on_the_device_close_to_pillow(gpu_engine: SamEngine) -> None:
-    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu13) is not installed")
+    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu12) is not installed")
     from runtime.gpu_jpeg import GpuJpegDecoder
 
     decoder = GpuJpegDecoder.create(0)

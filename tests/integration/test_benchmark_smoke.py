@@ -61,3 +61,7 @@ def test_gpu_targets_script_runs_on_cpu(tmp_path: Path) -> None:
     assert [row["target"] for row in report["targets"]][-1] == "parity_min_iou"
     assert report["targets"][-1]["met"] and len(report["per_click_iou"]) == 5
     assert all(value > 0 for value in report["p50_ms"].values())
+    assert "## Placement (ONNX Runtime profiler, SAM_PROVIDERS=cpu)" in result.stdout  # the placement report
+    assert report["placement"]["ok"] and set(report["placement"]["graphs"]) == {"preprocess", "encoder", "decoder",
+                                                                                 "postprocess"}
+    assert report["placement"]["memory"]["renders"] == 8 and report["placement"]["memory"]["masks_per_render"] == 10

@@ -35,3 +35,13 @@ def test_broken_model_directory_is_refused(tiny_model_dir: Path, tmp_path: Path)
                              "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "decoder model file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "model.tar.gz").exists()
+
+
+def test_prebuilt_tensorrt_engines_travel_in_the_archive(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "trt-cache").mkdir()
+    (model / "trt-cache" / "TensorrtExecutionProvider_encoder.engine").write_bytes(b"engine")
+    path, _ = build_archive(model, tmp_path / "out")
+    with tarfile.open(path) as archive:
+        assert archive.extractfile("trt-cache/TensorrtExecutionProvider_encoder.engine").read() == b"engine"  # type: ignore[union-attr]
