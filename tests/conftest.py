@@ -82,3 +82,12 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def vit_t_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MobileSAM (vit_t) with seeded random weights, exported with parity against MobileSAM."""
     return exported(tmp_path_factory, "vit_t_model", "--model-type", "vit_t", "--random-weights", "--seed", "5")
+
+
+@pytest.fixture(scope="session")
+def cone_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny export with its decoder replaced by the cone (``tests.cone_model``): each click's
+    mask is a disk of known radius around it."""
+    from tests.cone_model import make_cone_model_dir
+
+    return make_cone_model_dir(tiny_model_dir, tmp_path_factory.mktemp("cone_model"))
