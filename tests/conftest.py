@@ -13,6 +13,21 @@ REPO = Path(__file__).resolve().parent.parent
 EXPORT_CLI = REPO / "export" / "export_sam.py"
 
 
+#: Fixtures that export a model or start a server process (seconds to minutes each): a test that uses
+#: one, directly or through another fixture, is marked ``costly`` and left out of ``make unit``.
+COSTLY_FIXTURES = frozenset({
+    "tiny_model_dir", "tiny_model_dir_b", "tiny_sam", "vit_b_checkpoint", "vit_b_model_dir", "tiny_server",
+    "vit_t_model_dir", "cone_model_dir",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by cost (see ``COSTLY_FIXTURES``), whatever folder they are in."""
+    for item in items:
+        if COSTLY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.costly)
+
+
 def run_export(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run ``export/export_sam.py`` as a user would, capturing its output."""
     return subprocess.run(
