@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 
@@ -55,7 +56,7 @@ def test_queued_work_that_times_out_gives_its_slot_back_and_never_runs() -> None
             busy = asyncio.ensure_future(pool.run(work, timeout_s=DEADLINE_S))
             await asyncio.to_thread(started.wait, DEADLINE_S)
             with pytest.raises(RequestTimeout, match="within 0.05 s"):
-                await pool.run(lambda: ran.append(round_), timeout_s=0.05)
+                await pool.run(functools.partial(ran.append, round_), timeout_s=0.05)
             assert pool.stats().queued == 0
             release.set()
             assert await busy == "done"
@@ -75,10 +76,10 @@ def test_running_work_that_times_out_keeps_its_thread_until_it_ends() -> None:
     async def scenario() -> None:
         started, release, work = blocker()
         with pytest.raises(RequestTimeout, match="within 55 s"):  # the message names the request's limit
-            await pool.run(lambda: (started.set(), release.wait(DEADLINE_S)), timeout_s=0.05, request_timeout_s=55)
+            await pool.run(work, timeout_s=0.05, request_timeout_s=55)
         assert started.is_set() and pool.stats().running == 1
         with pytest.raises(Overloaded):  # its thread is still busy: no extra thread, no queue
-            await pool.run(work, timeout_s=DEADLINE_S)
+            await pool.run(lambda: "more", timeout_s=DEADLINE_S)
         release.set()
         await until_idle(pool)
         assert await pool.run(lambda: "next", timeout_s=DEADLINE_S) == "next"
