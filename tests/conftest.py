@@ -21,10 +21,20 @@ COSTLY_FIXTURES = frozenset({
 })
 
 
+#: Tests that cost seconds without those fixtures (they run the export, pip, shellcheck or a server
+#: process themselves, or a 12 MP encode), by node id prefix; measured on the 2-core machine.
+COSTLY_TESTS = (
+    "tests/export/test_export_cli.py", "tests/export/test_export_errors.py", "tests/integration/test_packaging.py",
+    "tests/integration/test_vit_t.py", "tests/integration/test_deploy_rehearsal.py", "tests/integration/test_client_cli.py",
+    "tests/integration/test_server_lifecycle.py", "tests/unit/test_hostile_inputs.py::test_a_12_mp_noise_cut_out",
+    "tests/fuzz/test_parsers.py::test_json_contract_answers_or_refuses",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests by cost (see ``COSTLY_FIXTURES``), whatever folder they are in."""
+    """Mark tests by cost (``COSTLY_FIXTURES``, ``COSTLY_TESTS``), whatever folder they are in."""
     for item in items:
-        if COSTLY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if COSTLY_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.nodeid.startswith(COSTLY_TESTS):
             item.add_marker(pytest.mark.costly)
 
 
