@@ -128,3 +128,13 @@ def test_hold_shaped_masks_take_the_compact_path() -> None:
     coords = to_model_coords(np.array([[[1000.0, 2000.0]]]), orig, cone.IMAGE_SIZE)
     plan = postprocess.plan_masks(cone.LOW_RES, cone.IMAGE_SIZE, resized_size_hw(orig, cone.IMAGE_SIZE), orig)
     assert postprocess.cell_mask(cone.cone_logits(coords)[0, 0], plan).dense is None
+
+
+def test_min_area_keeps_a_mask_of_exactly_that_area(cone_session: ort.InferenceSession, renderer: MaskRenderer) -> None:
+    orig = (600, 800)
+    clicks = (Click(400.0, 300.0), Click(0.0, 0.0))  # a whole disk and a quarter disk
+    areas = render_clicks(cone_session, renderer, clicks, orig, orig).areas
+    at_whole = render_clicks(cone_session, renderer, clicks, orig, orig, min_area=int(areas[0]))
+    assert at_whole.kept.tolist() == [True, False]
+    check_against_sam(at_whole, clicks, orig, orig, [True, False])
+    assert render_clicks(cone_session, renderer, clicks, orig, orig, min_area=int(areas[0]) + 1).kept.tolist() == [False] * 2

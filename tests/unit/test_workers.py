@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -36,25 +37,38 @@ async def until_idle(pool: WorkerPool) -> WorkerStats:
     raise AssertionError(f"the pool never became idle: {pool.stats()}")
 
 
-def test_runs_work_and_returns_its_value() -> None:
-    pool = WorkerPool(threads=2, max_queued=0)
+def run_scenario(threads: int, max_queued: int, scenario: Callable[[WorkerPool], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario(pool)`` in a new event loop on a new pool, then shut the pool down."""
+    pool = WorkerPool(threads=threads, max_queued=max_queued)
     try:
-        assert asyncio.run(pool.run(lambda: 41 + 1, timeout_s=DEADLINE_S)) == 42
-        assert pool.stats() == WorkerStats(threads=2, running=0, queued=0, max_queued=0)
+        asyncio.run(scenario(pool))
     finally:
         pool.shutdown()
 
 
+async def occupy(pool: WorkerPool) -> tuple[asyncio.Future[str], threading.Event]:
+    """Start blocking work in the pool and wait until it runs: (its future, the event that ends it)."""
+    started, release, work = blocker()
+    busy = asyncio.ensure_future(pool.run(work, timeout_s=DEADLINE_S))
+    assert await asyncio.to_thread(started.wait, DEADLINE_S)
+    return busy, release
+
+
+def test_runs_work_and_returns_its_value() -> None:
+    async def scenario(pool: WorkerPool) -> None:
+        assert await pool.run(lambda: 41 + 1, timeout_s=DEADLINE_S) == 42
+        assert pool.stats() == WorkerStats(threads=2, running=0, queued=0, max_queued=0)
+
+    run_scenario(2, 0, scenario)
+
+
 def test_queued_work_that_times_out_gives_its_slot_back_and_never_runs() -> None:
     """The slot-leak mutation: a timed-out queued request that keeps its slot turns every later one into 503."""
-    pool = WorkerPool(threads=1, max_queued=1)
     ran: list[int] = []
 
-    async def scenario() -> None:
+    async def scenario(pool: WorkerPool) -> None:
         for round_ in range(3):  # a leak of one slot per round would refuse the second round
-            started, release, work = blocker()
-            busy = asyncio.ensure_future(pool.run(work, timeout_s=DEADLINE_S))
-            await asyncio.to_thread(started.wait, DEADLINE_S)
+            busy, release = await occupy(pool)
             with pytest.raises(RequestTimeout, match="within 0.05 s"):
                 await pool.run(functools.partial(ran.append, round_), timeout_s=0.05)
             assert pool.stats().queued == 0
@@ -63,17 +77,12 @@ def test_queued_work_that_times_out_gives_its_slot_back_and_never_runs() -> None
             await until_idle(pool)
         assert await pool.run(lambda: "free", timeout_s=DEADLINE_S) == "free"
 
-    try:
-        asyncio.run(scenario())
-        assert ran == []  # cancelled before it started: never run
-    finally:
-        pool.shutdown()
+    run_scenario(1, 1, scenario)
+    assert ran == []  # cancelled before it started: never run
 
 
 def test_running_work_that_times_out_keeps_its_thread_until_it_ends() -> None:
-    pool = WorkerPool(threads=1, max_queued=0)
-
-    async def scenario() -> None:
+    async def scenario(pool: WorkerPool) -> None:
         started, release, work = blocker()
         with pytest.raises(RequestTimeout, match="within 55 s"):  # the message names the request's limit
             await pool.run(work, timeout_s=0.05, request_timeout_s=55)
@@ -84,20 +93,14 @@ def test_running_work_that_times_out_keeps_its_thread_until_it_ends() -> None:
         await until_idle(pool)
         assert await pool.run(lambda: "next", timeout_s=DEADLINE_S) == "next"
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        pool.shutdown()
+    run_scenario(1, 0, scenario)
 
 
 def test_beyond_threads_plus_queue_is_overloaded_and_a_passed_deadline_starts_nothing() -> None:
-    pool = WorkerPool(threads=1, max_queued=1)
     ran: list[str] = []
 
-    async def scenario() -> None:
-        started, release, work = blocker()
-        busy = asyncio.ensure_future(pool.run(work, timeout_s=DEADLINE_S))
-        await asyncio.to_thread(started.wait, DEADLINE_S)
+    async def scenario(pool: WorkerPool) -> None:
+        busy, release = await occupy(pool)
         waiting = asyncio.ensure_future(pool.run(lambda: "queued", timeout_s=DEADLINE_S))
         await asyncio.sleep(0)
         assert pool.stats().queued == 1
@@ -109,20 +112,13 @@ def test_beyond_threads_plus_queue_is_overloaded_and_a_passed_deadline_starts_no
         assert (await busy, await waiting) == ("done", "queued")
         await until_idle(pool)
 
-    try:
-        asyncio.run(scenario())
-        assert ran == []
-    finally:
-        pool.shutdown()
+    run_scenario(1, 1, scenario)
+    assert ran == []
 
 
 def test_a_cancelled_waiter_leaves_the_queue() -> None:
-    pool = WorkerPool(threads=1, max_queued=1)
-
-    async def scenario() -> None:
-        started, release, work = blocker()
-        busy = asyncio.ensure_future(pool.run(work, timeout_s=DEADLINE_S))
-        await asyncio.to_thread(started.wait, DEADLINE_S)
+    async def scenario(pool: WorkerPool) -> None:
+        busy, release = await occupy(pool)
         waiter = asyncio.ensure_future(pool.run(lambda: "never", timeout_s=DEADLINE_S))
         await asyncio.sleep(0)
         waiter.cancel()  # the client went away
@@ -133,10 +129,7 @@ def test_a_cancelled_waiter_leaves_the_queue() -> None:
         await busy
         await until_idle(pool)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        pool.shutdown()
+    run_scenario(1, 1, scenario)
 
 
 def test_admission_counts_until_the_block_ends_even_on_errors() -> None:
