@@ -3,6 +3,7 @@ and ``from_env``, the limits table and the README read those declarations."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from runtime.env_values import env_vars
 from runtime.settings import RuntimeSettings
 from serving.config import ServerSettings
-from serving.limits import limits
+from serving.limits import _bytes, limits
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -70,11 +71,39 @@ def test_each_variable_sets_its_own_field_only(owner: type, field_name: str) -> 
     assert got == expected
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
-    text = README.read_text()
-    names = [var.name for owner in (ServerSettings, RuntimeSettings) for var in env_vars(owner).values()]
-    missing = [name for name in names if f"`{name}`" not in text]
-    assert not missing, f"add these variables to README.md's configuration table: {missing}"
+def readme_default(value: Any, field_name: str) -> str:
+    """A default as the README's configuration table writes it."""
+    if value is None or isinstance(value, bool):
+        return {None: "none", True: "true", False: "false"}[value]
+    if isinstance(value, int) and field_name.endswith("_bytes"):
+        return _bytes(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def readme_rows() -> list[list[str]]:
+    """The configuration table's rows: [variables, defaults, meaning]."""
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in README.read_text().splitlines()
+            if line.startswith("| `S")]
+
+
+#: Defaults that depend on the device or the job (the README says how): not one value to compare.
+DEVICE_DEPENDENT = {"SAM_CACHE_BYTES"}
+
+
+@pytest.mark.parametrize(("owner", "field_name"), [(ServerSettings, name) for name in env_vars(ServerSettings)]
+                         + [(RuntimeSettings, name) for name in env_vars(RuntimeSettings)])
+def test_the_readme_states_each_declared_default(owner: type, field_name: str) -> None:
+    """Each variable is in README.md's configuration table with the dataclass's default (its position
+    in a row of several variables is its position among the row's defaults)."""
+    variable = env_vars(owner)[field_name].name
+    rows = [row for row in readme_rows() if f"`{variable}`" in row[0]]
+    assert len(rows) == 1, f"add {variable} to README.md's configuration table"
+    if variable in DEVICE_DEPENDENT:
+        return
+    names = re.findall(r"`([A-Z0-9_]+)`", rows[0][0])
+    stated = rows[0][1].split(", ")[names.index(variable)].split(" (")[0].strip("`")
+    default = getattr(ServerSettings() if owner is ServerSettings else RuntimeSettings(), field_name)
+    assert stated == readme_default(default, field_name), f"README.md says {variable} defaults to {stated}"
 
 
 def test_the_limits_table_names_the_declared_variables() -> None:
