@@ -2,6 +2,7 @@
 #   make demo   export vit_b, start the local endpoint, extract holds from a sample wall photo
 #               (CHECKPOINT=path/sam_vit_b_01ec64.pth: re-exports when models/vit_b has other weights)
 #   make test   the whole test suite (fast + slow), as CI runs it
+#   make unit   the tests that need no exported model, server process or command (well under a minute)
 #   make container-test      build the CPU serving image with buildah and run it as SageMaker does (root,
 #                            apt-get install buildah debootstrap); make container-test-gpu: the GPU image
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv test test-fast lint demo clean container-test container-test-gpu go-unit go-integration go-test go-client
+.PHONY: venv test test-fast unit lint demo clean container-test container-test-gpu go-unit go-integration go-test go-client
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,11 @@ demo: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Selected by cost, not folder: tests/conftest.py marks "costly" every test that exports a model,
+# starts a server or runs a command.
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not costly and not gpu" --durations=5
 
 # Dockerfile.sagemaker built from a Debian stand-in for python:3.11-slim and run with buildah
 # (scripts/container/container_test.py); reports go to out/container-test/.

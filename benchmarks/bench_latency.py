@@ -50,7 +50,7 @@ from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOpt
 from runtime.settings import RuntimeSettings
 from serving.local_endpoint import start_local_endpoint
 from serving.responses import JSON, LEGACY_TIMING_NAMES, Prediction, encode_prediction
-from synthetic.wall_photo import wall_photo
+from synthetic.wall_photo import WallPhoto, wall_photo
 
 #: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
 ENCODER_TFLOP = {"vit_b": 0.97, "vit_l": 3.0, "vit_h": 6.0, "vit_t": 0.0775, "tiny": 0.004}
@@ -99,7 +99,7 @@ class BaselineProcess:
         self.process.join(60)
 
 
-def hold_shaped_logits(photo: Any, count: int, input_size_hw: tuple[int, int]) -> list[np.ndarray]:
+def hold_shaped_logits(photo: WallPhoto, count: int, input_size_hw: tuple[int, int]) -> list[np.ndarray]:
     """256x256 low-res logits shaped like the photo's largest holds (smooth, one blob each).
 
     Random-weight masks are noise, which always takes post-processing's dense path; these
@@ -204,6 +204,84 @@ class HttpBench:
         self.endpoint.stop()
 
 
+class Recorder:
+    """The run's samples, with a progress bar; ``size_label`` names the photo size when there are several."""
+
+    def __init__(self, steps: int) -> None:
+        self.samples: list[dict[str, Any]] = []
+        self.size_label = ""
+        self.progress = tqdm(total=steps, desc="benchmark", unit="step", file=sys.stderr)
+
+    def record(self, scenario: str, provider: str, measured: dict[str, Any]) -> dict[str, Any]:
+        scenario += self.size_label
+        total = measured.get("total_ms", sum(measured["stages"].values()))
+        self.samples.append({"scenario": scenario, "provider": provider, "total_ms": total, "stages": measured["stages"]})
+        self.progress.set_postfix_str(f"{scenario} {total:.0f} ms")
+        self.progress.update()
+        return measured
+
+
+def _measure_ours(extractors: dict[str, HoldExtractor], photo: WallPhoto, clicks: list[Click], recorder: Recorder) -> str:
+    """Each provider: a cold request (empty cache), warm follow-ups of 1/5/20 clicks, a WebP cut-out.
+    Returns the photo's image_id."""
+    image_id = ""
+    for label, extractor in extractors.items():
+        extractor.cache = EmbeddingCache(2 << 30)
+        cold = recorder.record("ours cold, 5 clicks, PNG", label, ours_request(
+            extractor, ExtractRequest(tuple(clicks[:COLD_CLICKS]), image_bytes=photo.jpeg), OutputOptions()))
+        image_id = cold["image_id"]
+        for count in (1, 5, 20):
+            recorder.record(f"ours warm, {count} click{'s' if count > 1 else ''}, compact", label, ours_request(
+                extractor, ExtractRequest(tuple(clicks[:count]), image_id=image_id, need_pixels=False), COMPACT))
+        recorder.record("ours warm, 1 click, WebP cut-out", label, ours_request(
+            extractor, ExtractRequest(tuple(clicks[:1]), image_id=image_id),
+            OutputOptions(result_format="webp", mask_format="png1")))
+    return image_id
+
+
+def _measure_postprocess_only(extractors: dict[str, HoldExtractor], photo: WallPhoto, image_id: str,
+                              recorder: Recorder) -> None:
+    """numpy post-processing alone of 1 and 20 hold-shaped masks at the photo's size."""
+    entry = next(iter(extractors.values())).cache.get(image_id) if extractors else None
+    if entry is None:
+        return
+    plan = postprocess.plan_masks(256, 1024, entry.input_size_hw, entry.orig_size_hw)
+    for count in (1, 20):
+        logits = hold_shaped_logits(photo, count, entry.input_size_hw)
+        start = time.perf_counter()
+        postprocess.render_union([postprocess.cell_mask(low, plan) for low in logits], plan)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        recorder.record(f"post-processing only, {count} hold-shaped mask{'s' if count > 1 else ''}", "numpy",
+                        {"total_ms": elapsed, "stages": {"postprocess_ms": elapsed}})
+
+
+def _measure_http(http: HttpBench, photo: WallPhoto, clicks: list[Click], repeat: int, recorder: Recorder) -> None:
+    """The served endpoint: cold JSON and raw-JPEG requests (new bytes each repeat), a warm follow-up."""
+    points = [{"x": c.x, "y": c.y} for c in clicks[:COLD_CLICKS]]
+    variant = photo.jpeg[:-2] + bytes([repeat % 251]) + photo.jpeg[-2:]  # new bytes: a cold request
+    recorder.record("HTTP cold JSON, 5 clicks, PNG", "cpu", http.invoke(json.dumps(
+        {"image_base64": base64.b64encode(photo.jpeg).decode(), "points": points}).encode(), "application/json"))
+    attributes = "points=" + ";".join(f"{c.x},{c.y}" for c in clicks[:COLD_CLICKS]) + "&result_format=webp&mask_format=png1"
+    raw = recorder.record("HTTP cold raw JPEG, 5 clicks, WebP", "cpu", http.invoke(
+        variant, "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes": attributes}))
+    first_tap = photo.jpeg[:-2] + bytes([(repeat + 100) % 251]) + photo.jpeg[-2:]
+    recorder.record("HTTP cold raw JPEG, 1 click, compact", "cpu", http.invoke(
+        first_tap, "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes":
+                                    f"points={clicks[0].x},{clicks[0].y}&result_format=none&mask_format=png1"}))
+    recorder.record("HTTP warm JSON, 1 click, compact", "cpu", http.invoke(json.dumps(
+        {"image_id": raw["image_id"], "points": points[:1],
+         "outputs": {"result_format": "none", "mask_format": "png1"}}).encode(), "application/json"))
+
+
+def _warm_extractors(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, HoldExtractor], dict[str, str]]:
+    """One warmed-up extractor per provider that can run here, and the providers skipped."""
+    plans, skipped = provider_plan(args.providers, model_dir)
+    extractors = {label: HoldExtractor.from_model_dir(model_dir, settings) for label, settings in plans.items()}
+    for extractor in extractors.values():
+        extractor.engine.warm_up()
+    return extractors, skipped
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -211,78 +289,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = args.image_sizes
     # Interleaved: repeat r measures every size before repeat r + 1 starts.
     photos = [(size, wall_photo(size[0], size[1], seed=100 + i)) for i in range(args.repeats) for size in sizes]
-    plans, skipped = provider_plan(args.providers, model_dir)
-    extractors = {label: HoldExtractor.from_model_dir(model_dir, settings) for label, settings in plans.items()}
-    for extractor in extractors.values():
-        extractor.engine.warm_up()
+    extractors, skipped = _warm_extractors(args, model_dir)
     del sam  # the baseline runs in its own process
     baseline = BaselineProcess(args.model_type, args.seed, args.checkpoint, baseline_device(list(extractors)))
-    samples: list[dict[str, Any]] = []
-    steps = len(photos) * (1 + len(extractors) * 5 + 4 + 2) + 2
-    progress = tqdm(total=steps, desc="benchmark", unit="step", file=sys.stderr)
-
-    current_size = {"label": ""}
-
-    def record(scenario: str, provider: str, measured: dict[str, Any]) -> dict[str, Any]:
-        scenario += current_size["label"]
-        total = measured.get("total_ms", sum(measured["stages"].values()))
-        samples.append({"scenario": scenario, "provider": provider, "total_ms": total, "stages": measured["stages"]})
-        progress.set_postfix_str(f"{scenario} {total:.0f} ms")
-        progress.update()
-        return measured
-
-    progress.set_postfix_str("sgemm")
+    recorder = Recorder(steps=len(photos) * (1 + len(extractors) * 5 + 4 + 2) + 2)
+    recorder.progress.set_postfix_str("sgemm")
     gflops = sgemm_gflops(2048 if args.quick else 4096)
-    progress.update()
+    recorder.progress.update()
     http = HttpBench(model_dir, out / "server.log")
-    progress.update()
+    recorder.progress.update()
     try:
         for repeat, (size, photo) in enumerate(photos):
-            current_size["label"] = f" @{size[0]}x{size[1]}" if len(sizes) > 1 else ""
+            recorder.size_label = f" @{size[0]}x{size[1]}" if len(sizes) > 1 else ""
             clicks = [Click(x, y) for x, y in photo.clicks(20)]
-            record("baseline PyTorch, 5 clicks, PNG", f"torch-{baseline.device}",
-                   baseline.request(photo.jpeg, [(c.x, c.y) for c in clicks[:COLD_CLICKS]]))
-            for label, extractor in extractors.items():
-                extractor.cache = EmbeddingCache(2 << 30)
-                cold = record("ours cold, 5 clicks, PNG", label, ours_request(
-                    extractor, ExtractRequest(tuple(clicks[:COLD_CLICKS]), image_bytes=photo.jpeg), OutputOptions()))
-                for count in (1, 5, 20):
-                    record(f"ours warm, {count} click{'s' if count > 1 else ''}, compact", label, ours_request(
-                        extractor, ExtractRequest(tuple(clicks[:count]), image_id=cold["image_id"], need_pixels=False), COMPACT))
-                record("ours warm, 1 click, WebP cut-out", label, ours_request(
-                    extractor, ExtractRequest(tuple(clicks[:1]), image_id=cold["image_id"]),
-                    OutputOptions(result_format="webp", mask_format="png1")))
-            entry = next(iter(extractors.values())).cache.get(cold["image_id"]) if extractors else None
-            if entry is not None:
-                plan = postprocess.plan_masks(256, 1024, entry.input_size_hw, entry.orig_size_hw)
-                for count in (1, 20):
-                    logits = hold_shaped_logits(photo, count, entry.input_size_hw)
-                    start = time.perf_counter()
-                    postprocess.render_union([postprocess.cell_mask(low, plan) for low in logits], plan)
-                    elapsed = (time.perf_counter() - start) * 1000.0
-                    record(f"post-processing only, {count} hold-shaped mask{'s' if count > 1 else ''}", "numpy",
-                           {"total_ms": elapsed, "stages": {"postprocess_ms": elapsed}})
-            points = [{"x": c.x, "y": c.y} for c in clicks[:COLD_CLICKS]]
-            variant = photo.jpeg[:-2] + bytes([repeat % 251]) + photo.jpeg[-2:]  # new bytes: a cold request
-            record("HTTP cold JSON, 5 clicks, PNG", "cpu", http.invoke(json.dumps(
-                {"image_base64": base64.b64encode(photo.jpeg).decode(), "points": points}).encode(), "application/json"))
-            attributes = "points=" + ";".join(f"{c.x},{c.y}" for c in clicks[:COLD_CLICKS]) + "&result_format=webp&mask_format=png1"
-            raw = record("HTTP cold raw JPEG, 5 clicks, WebP", "cpu", http.invoke(
-                variant, "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes": attributes}))
-            first_tap = photo.jpeg[:-2] + bytes([(repeat + 100) % 251]) + photo.jpeg[-2:]
-            record("HTTP cold raw JPEG, 1 click, compact", "cpu", http.invoke(
-                first_tap, "image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes":
-                                            f"points={clicks[0].x},{clicks[0].y}&result_format=none&mask_format=png1"}))
-            record("HTTP warm JSON, 1 click, compact", "cpu", http.invoke(json.dumps(
-                {"image_id": raw["image_id"], "points": points[:1],
-                 "outputs": {"result_format": "none", "mask_format": "png1"}}).encode(), "application/json"))
+            recorder.record("baseline PyTorch, 5 clicks, PNG", f"torch-{baseline.device}",
+                            baseline.request(photo.jpeg, [(c.x, c.y) for c in clicks[:COLD_CLICKS]]))
+            image_id = _measure_ours(extractors, photo, clicks, recorder)
+            _measure_postprocess_only(extractors, photo, image_id, recorder)
+            _measure_http(http, photo, clicks, repeat, recorder)
         overhead = server_overhead(http, args.repeats * 10)
     finally:
         http.close()
         baseline.close()
-        progress.close()
-    return build_report(args, samples, gflops, weights_label, sizes[0], photos[0][1].jpeg, list(extractors), skipped,
-                        overhead)
+        recorder.progress.close()
+    return build_report(args, recorder.samples, gflops, weights_label, sizes[0], photos[0][1].jpeg, list(extractors),
+                        skipped, overhead)
 
 
 def server_overhead(http: HttpBench, count: int) -> dict[str, float]:

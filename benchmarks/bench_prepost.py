@@ -22,6 +22,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,10 @@ from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
 from runtime.image_io import decode_image
 from runtime.images import LoadedImage, PillowPreprocessor
 from runtime.manifest import load_manifest
-from runtime.masks import mask_iou
+from runtime.masks import BitMask, mask_iou
 from runtime.outputs import encode_mask
-from runtime.preprocess import Preprocessor
-from runtime.render import NumpyMaskRenderer
+from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.render import NumpyMaskRenderer, RenderedMasks
 from runtime.rle import encode_rle
 from synthetic.wall_photo import wall_photo
 
@@ -71,79 +72,110 @@ def _today_numpy(logits: list[np.ndarray], input_hw: tuple[int, int], out_hw: tu
     return postprocess.render_union(cells, plan)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    manifest = load_manifest(args.model_dir, verify_checksums=False)
+@dataclass
+class Implementations:
+    """Every implementation under test: Pillow/numpy pre-processing, the numpy renderer, and per
+    provider (cpu, cuda when present) the pre- and post-processing graphs; nvImageCodec with a GPU."""
+
+    providers: list[str]
+    pillow: PillowPreprocessor
+    renderer: NumpyMaskRenderer
+    graphs: dict[str, tuple[OrtPreprocessor, OrtMaskRenderer]]
+    jpeg_decoder: Any = None
+
+
+def _implementations(model_dir: Path) -> Implementations:
+    manifest = load_manifest(model_dir, verify_checksums=False)
     size = manifest.image_size
     providers = ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
-    pillow = PillowPreprocessor(Preprocessor(size, manifest.pixel_mean, manifest.pixel_std))
-    graphs = {p: (OrtPreprocessor(_session(args.model_dir / "preprocess.onnx", p), p, size),  # type: ignore[arg-type]
-                  OrtMaskRenderer(_session(args.model_dir / "postprocess.onnx", p), p))  # type: ignore[arg-type]
+    graphs = {p: (OrtPreprocessor(_session(model_dir / "preprocess.onnx", p), p, size),  # type: ignore[arg-type]
+                  OrtMaskRenderer(_session(model_dir / "postprocess.onnx", p), p))  # type: ignore[arg-type]
               for p in providers}
-    renderer = NumpyMaskRenderer(size, manifest.mask_threshold)
-    jpeg_decoder = None
+    found = Implementations(providers, PillowPreprocessor(Preprocessor(size, manifest.pixel_mean, manifest.pixel_std)),
+                            NumpyMaskRenderer(size, manifest.mask_threshold), graphs)
     if "cuda" in providers:
         from runtime.gpu_jpeg import GpuJpegDecoder
 
-        jpeg_decoder = GpuJpegDecoder.create(0)
-        graphs["cuda"][0].jpeg_decoder = jpeg_decoder
-    samples: list[dict[str, Any]] = []
-    worst_iou: dict[str, float] = {}
+        found.jpeg_decoder = GpuJpegDecoder.create(0)
+        graphs["cuda"][0].jpeg_decoder = found.jpeg_decoder
+    return found
 
-    def record(stage: str, implementation: str, ms: float) -> None:
-        samples.append({"stage": stage, "implementation": implementation, "ms": ms})
 
+@dataclass
+class Recorder:
+    """Timings of one run (``keep`` false during the warm-up repeat) and each implementation's worst union IoU."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    worst_iou: dict[str, float] = field(default_factory=dict)
+    keep: bool = False
+
+    def timed(self, stage: str, implementation: str, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, its time recorded under (stage, implementation) unless warming up."""
+        ms, value = _timed(call, *args)
+        if self.keep:
+            self.samples.append({"stage": stage, "implementation": implementation, "ms": ms})
+        return value
+
+    def iou(self, implementation: str, got: np.ndarray, today: np.ndarray) -> None:
+        self.worst_iou[implementation] = min(self.worst_iou.get(implementation, 1.0), mask_iou(got, today))
+
+
+def _time_decode_and_preprocess(found: Implementations, jpeg: bytes, record: Recorder) -> PreparedImage:
+    """JPEG decode (Pillow; nvImageCodec) and SamPredictor's pre-processing (Pillow/numpy; graphs)."""
+    loaded = LoadedImage.from_pil(record.timed("image_decode", "Pillow", decode_image, jpeg))
+    if found.jpeg_decoder is not None:
+        record.timed("image_decode", "nvImageCodec (cuda)", found.graphs["cuda"][0].load, jpeg, 10**9)
+    prepared: PreparedImage = record.timed("preprocess", "Pillow/numpy", found.pillow.prepare, loaded)
+    for provider, (pre, _) in found.graphs.items():
+        record.timed("preprocess", f"graph ({provider} EP)", pre.prepare, loaded)
+    return prepared
+
+
+def _time_postprocess(found: Implementations, logits: list[np.ndarray], input_hw: tuple[int, int],
+                      out_hw: tuple[int, int], record: Recorder) -> RenderedMasks:
+    """Rendering ``logits`` (hold-shaped, L x L each) by every implementation; the last one's masks."""
+    count = len(logits)
+    stacked = np.stack(logits)[:, None].repeat(4, axis=1)  # P x 4 x 256 x 256, token 0 used
+    indices = np.arange(count, dtype=np.int64) * 4
+    stage = f"postprocess, {count} mask{'s' if count > 1 else ''}"
+    today = record.timed(stage, "today: direct numpy calls", _today_numpy, logits, input_hw, out_hw)
+    rendered = record.timed(stage, "numpy renderer (CPU default)", found.renderer.render, stacked, indices, input_hw,
+                            out_hw, 0, False)
+    record.iou("numpy renderer", rendered.union.dense(), today)
+    for provider, (_, graph) in found.graphs.items():
+        key = f"graph ({provider} EP)"
+        rendered = record.timed(stage, key, graph.render, stacked, indices, input_hw, out_hw, 0, False)
+        record.iou(key, rendered.union.dense(), today)
+    return rendered
+
+
+def _time_encoding(union: BitMask, record: Recorder) -> None:
+    for name, encode, value in (("1-bit PNG from packed rows", encode_mask, (union, "png1")),
+                                ("8-bit PNG", encode_mask, (union, "png")),
+                                ("COCO RLE", encode_rle, (union.dense(),))):
+        record.timed("output_encode (5-mask union)", name, encode, *value)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    found = _implementations(args.model_dir)
+    record = Recorder()
     width, height = args.size
     for repeat in range(args.repeats + 1):  # repeat 0 warms every implementation up and is not recorded
         photo = wall_photo(width, height, seed=300 + repeat)
-        keep = repeat > 0
-        ms, image = _timed(decode_image, photo.jpeg)
-        if keep:
-            record("image_decode", "Pillow", ms)
-        loaded = LoadedImage.from_pil(image)
-        if jpeg_decoder is not None:
-            ms, _ = _timed(graphs["cuda"][0].load, photo.jpeg, 10**9)
-            if keep:
-                record("image_decode", "nvImageCodec (cuda)", ms)
-        ms, prepared = _timed(pillow.prepare, loaded)
-        if keep:
-            record("preprocess", "Pillow/numpy", ms)
-        for provider, (pre, _) in graphs.items():
-            ms, _ = _timed(pre.prepare, loaded)
-            if keep:
-                record("preprocess", f"graph ({provider} EP)", ms)
-        out_hw = prepared.orig_size_hw
+        record.keep = repeat > 0
+        prepared = _time_decode_and_preprocess(found, photo.jpeg, record)
         for count in MASK_COUNTS:
             logits = hold_shaped_logits(photo, count, prepared.input_size_hw)
-            stacked = np.stack(logits)[:, None].repeat(4, axis=1)  # P x 4 x 256 x 256, token 0 used
-            indices = np.arange(count, dtype=np.int64) * 4
-            stage = f"postprocess, {count} mask{'s' if count > 1 else ''}"
-            ms, today = _timed(_today_numpy, logits, prepared.input_size_hw, out_hw)
-            if keep:
-                record(stage, "today: direct numpy calls", ms)
-            ms, rendered = _timed(renderer.render, stacked, indices, prepared.input_size_hw, out_hw, 0, False)
-            if keep:
-                record(stage, "numpy renderer (CPU default)", ms)
-            worst_iou["numpy renderer"] = min(worst_iou.get("numpy renderer", 1.0), mask_iou(rendered.union.dense(), today))
-            for provider, (_, graph) in graphs.items():
-                ms, rendered = _timed(graph.render, stacked, indices, prepared.input_size_hw, out_hw, 0, False)
-                if keep:
-                    record(stage, f"graph ({provider} EP)", ms)
-                key = f"graph ({provider} EP)"
-                worst_iou[key] = min(worst_iou.get(key, 1.0), mask_iou(rendered.union.dense(), today))
-            if count == 5 and keep:
-                union = rendered.union
-                for name, encode, value in (("1-bit PNG from packed rows", encode_mask, (union, "png1")),
-                                            ("8-bit PNG", encode_mask, (union, "png")),
-                                            ("COCO RLE", encode_rle, (union.dense(),))):
-                    ms, _ = _timed(encode, *value)
-                    record("output_encode (5-mask union)", name, ms)
+            rendered = _time_postprocess(found, logits, prepared.input_size_hw, prepared.orig_size_hw, record)
+            if count == 5 and record.keep:
+                _time_encoding(rendered.union, record)
     return {
         "command": "python benchmarks/bench_prepost.py " + " ".join(sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "gpu": "CUDA EP present" if "cuda" in providers else "none"},
+                    "gpu": "CUDA EP present" if "cuda" in found.providers else "none"},
         "versions": {name: _version(name) for name in ("onnxruntime", "numpy", "pillow", "pycocotools")},
         "image": {"width": width, "height": height}, "repeats": args.repeats,
-        "summary": _summary(samples), "worst_union_iou_vs_today": worst_iou, "samples": samples,
+        "summary": _summary(record.samples), "worst_union_iou_vs_today": record.worst_iou, "samples": record.samples,
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from runtime.env_values import choice
 from runtime.providers import Role
@@ -43,8 +43,8 @@ class OpenVinoOptions:
     cache_dir: str | None = None
 
 
-parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice("auto", "onnxruntime", "openvino")
-parse_openvino_precision: Callable[[str], OpenVinoPrecision] = choice("f32", "bf16", "auto")
+parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice(*get_args(CpuEngineSetting))
+parse_openvino_precision: Callable[[str], OpenVinoPrecision] = choice(*get_args(OpenVinoPrecision))
 
 
 def openvino_available() -> bool:

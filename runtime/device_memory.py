@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runtime.cuda_runtime import CudaError, CudaRuntime
+from runtime.env_values import env_field, parse_bytes, parse_fraction, positive, positive_float
 from runtime.errors import DeviceMemoryExhausted
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ class DeviceMemorySettings:
     """``SAM_GPU_MEMORY_FRACTION`` / ``SAM_GPU_MEMORY_BYTES``: the budget; ``SAM_GPU_RENDER_SLOTS``:
     renders at once at most; ``SAM_GPU_RENDER_WAIT_S``: how long a render waits for a slot."""
 
-    fraction: float = 0.85
-    budget_bytes: int | None = None
-    max_render_slots: int = 8
-    render_wait_s: float = 20.0
+    fraction: float = env_field(0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction)
+    budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes))
+    max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int))
+    render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:

@@ -2,13 +2,19 @@
 
 ``read_env(environ, NAME, parse, default)`` applies a parser and names the variable when
 the value is bad, so a misconfigured container fails at start-up with the variable's name.
+
+``env_field(default, NAME, parse)`` declares a settings dataclass field once: its default
+(the dataclass's), its variable and its parser (which holds its bound). ``read_fields`` reads
+every such field of a class from the environment; ``env_name`` names a field's variable for
+the README and OpenAPI tables. A new setting is one line in its dataclass.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 S = TypeVar("S", bound=str)
@@ -28,6 +34,39 @@ def read_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], d
         return parse(raw)
     except ValueError as exc:
         raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """How one settings field is read: the variable's name and its parser (bounds included)."""
+
+    name: str
+    parse: Callable[[str], Any]
+
+
+_ENV = "env"
+
+
+def env_field(default: Any, name: str, parse: Callable[[str], Any]) -> Any:
+    """A dataclass field with ``default``, set by the environment variable ``name`` through ``parse``."""
+    return field(default=default, metadata={_ENV: EnvVar(name, parse)})
+
+
+def env_vars(cls: type) -> dict[str, EnvVar]:
+    """The ``env_field`` fields of dataclass ``cls``: field name -> its variable."""
+    return {f.name: f.metadata[_ENV] for f in fields(cls) if _ENV in f.metadata}
+
+
+def env_name(cls: type, field_name: str) -> str:
+    """The environment variable that sets ``cls.field_name``."""
+    return env_vars(cls)[field_name].name
+
+
+def read_fields(cls: type, environ: Mapping[str, str], defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every ``env_field`` of ``cls`` read from ``environ``: unset or blank gives the field's default
+    (or ``defaults[name]``, for a default that depends on other variables)."""
+    default_of = {f.name: f.default for f in fields(cls)} | dict(defaults or {})
+    return {name: read_env(environ, var.name, var.parse, default_of[name]) for name, var in env_vars(cls).items()}
 
 
 def parse_bytes(text: str) -> int:
@@ -75,6 +114,14 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("must be >= 0")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    """A number within (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be within (0, 1]")
     return value
 
 

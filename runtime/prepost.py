@@ -10,7 +10,7 @@ logits and the masks stay on the device). On CPU, ``SAM_CPU_PREPOST`` chooses: `
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 from runtime.env_values import choice
 
@@ -23,7 +23,7 @@ STAGES: tuple[Stage, ...] = ("preprocess", "postprocess")
 AUTO_CPU_PREPOST: dict[Stage, Implementation] = {"preprocess": "numpy", "postprocess": "numpy"}
 
 
-parse_prepost: Callable[[str], PrePostSetting] = choice("auto", "numpy", "graph")
+parse_prepost: Callable[[str], PrePostSetting] = choice(*get_args(PrePostSetting))
 
 
 def choose_prepost(setting: PrePostSetting, on_gpu: bool, graphs_exported: bool) -> dict[Stage, Implementation]:

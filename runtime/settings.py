@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.device_memory import DeviceMemorySettings
-from runtime.env_values import choice, parse_bool, parse_bytes, positive, positive_float, read_env
+from runtime.env_values import choice, env_field, parse_bool, parse_bytes, positive, read_env, read_fields
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.prepost import PrePostSetting, parse_prepost
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
@@ -35,25 +35,7 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
     return cast(tuple[ProviderName, ...], names)
 
 
-_precision: Callable[[str], Precision] = choice("auto", "fp32", "fp16")
-
-
-def parse_fraction(text: str) -> float:
-    """A number within (0, 1]."""
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise ValueError("must be within (0, 1]")
-    return value
-
-
-def _device_memory(environ: Mapping[str, str]) -> DeviceMemorySettings:
-    defaults = DeviceMemorySettings()
-    return DeviceMemorySettings(
-        fraction=read_env(environ, "SAM_GPU_MEMORY_FRACTION", parse_fraction, defaults.fraction),
-        budget_bytes=read_env(environ, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes), defaults.budget_bytes),
-        max_render_slots=read_env(environ, "SAM_GPU_RENDER_SLOTS", positive(int), defaults.max_render_slots),
-        render_wait_s=read_env(environ, "SAM_GPU_RENDER_WAIT_S", positive_float, defaults.render_wait_s),
-    )
+_precision: Callable[[str], Precision] = choice(*get_args(Precision))
 
 
 @dataclass(frozen=True)
@@ -61,20 +43,20 @@ class RuntimeSettings:
     """Everything the engine needs besides the model directory."""
 
     providers: ProviderConfig = field(default_factory=ProviderConfig)
-    precision: Precision = "auto"
-    cpu_engine: CpuEngineSetting = "auto"
-    cpu_prepost: PrePostSetting = "auto"
+    precision: Precision = env_field("auto", "SAM_PRECISION", _precision)
+    cpu_engine: CpuEngineSetting = env_field("auto", "SAM_CPU_ENGINE", parse_cpu_engine)
+    cpu_prepost: PrePostSetting = env_field("auto", "SAM_CPU_PREPOST", parse_prepost)
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
-    cache_bytes: int | None = None
+    cache_bytes: int | None = env_field(None, "SAM_CACHE_BYTES", positive(parse_bytes))
     device_memory: DeviceMemorySettings = field(default_factory=DeviceMemorySettings)
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS
-    max_clicks: int = 64
+    max_image_pixels: int = env_field(DEFAULT_MAX_PIXELS, "SAM_MAX_IMAGE_PIXELS", positive(int))
+    max_jpeg_scans: int = env_field(DEFAULT_MAX_JPEG_SCANS, "SAM_MAX_JPEG_SCANS", positive(int))
+    max_clicks: int = env_field(64, "SAM_MAX_CLICKS", positive(int))
     #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
-    cpu_decoder_prompts_per_run: int = 4
-    verify_model_checksums: bool = True
+    cpu_decoder_prompts_per_run: int = env_field(4, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int))
+    verify_model_checksums: bool = env_field(True, "SAM_VERIFY_MODEL_SHA256", parse_bool)
     #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
-    ort_profile_dir: str | None = None
+    ort_profile_dir: str | None = env_field(None, "SAM_ORT_PROFILE_DIR", str)
 
     def cache_budget(self, on_gpu: bool) -> int:
         """The embedding cache budget in bytes: configured, or the default for the device."""
@@ -107,35 +89,27 @@ class RuntimeSettings:
             if "environment variable" in str(exc):
                 raise
             raise ValueError(f"TensorRT settings (SAM_TRT_*) are inconsistent: {exc}") from exc
+        cuda_defaults, cpu_defaults, providers_defaults = CudaOptions(), CpuOptions(), ProviderConfig()
         cuda = CudaOptions(
-            device_id=read_env(environ, "SAM_CUDA_DEVICE_ID", int, 0),
-            gpu_mem_limit_bytes=read_env(environ, "SAM_CUDA_MEM_LIMIT", positive(parse_bytes), None),
+            device_id=read_env(environ, "SAM_CUDA_DEVICE_ID", int, cuda_defaults.device_id),
+            gpu_mem_limit_bytes=read_env(environ, "SAM_CUDA_MEM_LIMIT", positive(parse_bytes),
+                                         cuda_defaults.gpu_mem_limit_bytes),
         )
         cpu = CpuOptions(
-            intra_op_threads=read_env(environ, "SAM_CPU_THREADS", int, 0),
-            memory_arena=read_env(environ, "SAM_CPU_ARENA", parse_bool, True),
-            spinning=read_env(environ, "SAM_CPU_SPINNING", parse_bool, True),
+            intra_op_threads=read_env(environ, "SAM_CPU_THREADS", int, cpu_defaults.intra_op_threads),
+            memory_arena=read_env(environ, "SAM_CPU_ARENA", parse_bool, cpu_defaults.memory_arena),
+            spinning=read_env(environ, "SAM_CPU_SPINNING", parse_bool, cpu_defaults.spinning),
         )
         providers = ProviderConfig(
-            requested=read_env(environ, "SAM_PROVIDERS", parse_providers, "auto"),
-            require_gpu=read_env(environ, "SAM_REQUIRE_GPU", parse_bool, False),
+            requested=read_env(environ, "SAM_PROVIDERS", parse_providers, providers_defaults.requested),
+            require_gpu=read_env(environ, "SAM_REQUIRE_GPU", parse_bool, providers_defaults.require_gpu),
             tensorrt=tensorrt, cuda=cuda, cpu=cpu,
         )
-        return cls(
-            providers=providers,
-            precision=read_env(environ, "SAM_PRECISION", _precision, "auto"),
-            cpu_engine=read_env(environ, "SAM_CPU_ENGINE", parse_cpu_engine, "auto"),
-            cpu_prepost=read_env(environ, "SAM_CPU_PREPOST", parse_prepost, "auto"),
-            openvino=OpenVinoOptions(
-                precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, "f32"),
-                cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, None),
-            ),
-            cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),
-            device_memory=_device_memory(environ),
-            max_image_pixels=read_env(environ, "SAM_MAX_IMAGE_PIXELS", positive(int), DEFAULT_MAX_PIXELS),
-            max_jpeg_scans=read_env(environ, "SAM_MAX_JPEG_SCANS", positive(int), DEFAULT_MAX_JPEG_SCANS),
-            max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
-            cpu_decoder_prompts_per_run=read_env(environ, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int), 4),
-            verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
-            ort_profile_dir=read_env(environ, "SAM_ORT_PROFILE_DIR", str, None),
+        openvino_defaults = OpenVinoOptions()
+        openvino = OpenVinoOptions(
+            precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, openvino_defaults.precision),
+            cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, openvino_defaults.cache_dir),
         )
+        return cls(providers=providers, openvino=openvino,
+                   device_memory=DeviceMemorySettings(**read_fields(DeviceMemorySettings, environ)),
+                   **read_fields(cls, environ))

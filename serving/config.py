@@ -7,9 +7,19 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from runtime.env_values import choice, non_negative_int, parse_bool, parse_bytes, positive, positive_float, read_env
+from runtime.env_values import (
+    choice,
+    env_field,
+    non_negative_int,
+    parse_bool,
+    parse_bytes,
+    positive,
+    positive_float,
+    read_env,
+    read_fields,
+)
 from runtime.settings import RuntimeSettings
 
 #: SageMaker's real-time request limit (6 MiB). Asynchronous endpoints allow up to 1 GB.
@@ -20,7 +30,7 @@ VARIANT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
 LogFormat = Literal["json", "text"]
 
 
-_log_format: Callable[[str], LogFormat] = choice("json", "text")
+_log_format: Callable[[str], LogFormat] = choice(*get_args(LogFormat))
 
 
 def _variant_name(text: str) -> str | None:
@@ -30,34 +40,40 @@ def _variant_name(text: str) -> str | None:
     return text.strip()
 
 
+def _path(text: str) -> Path:
+    return Path(text)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """HTTP server, request-limit, session and observability settings, plus the runtime's.
 
+    Each field's default, variable and bound are declared once, here (``env_field``); ``from_env``,
+    the README's tables and the OpenAPI document read them. A new setting is one line.
     ``batch_max_payload_bytes``: a batch transform job's MaxPayloadInMB in bytes (0 outside one);
     it is the body limit unless ``SAM_MAX_BODY_BYTES`` sets another.
     """
 
-    model_dir: Path = Path("/opt/ml/model")
-    host: str = "0.0.0.0"
-    port: int = 8080
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_zip_entries: int = 16
-    max_zip_member_bytes: int = 64 * 1024 * 1024
-    request_timeout_s: float = 55.0
-    body_timeout_s: float = 30.0
-    header_timeout_s: float = 10.0
-    max_connections: int = 1024
-    graceful_timeout_s: float = 25.0
-    worker_threads: int = 8
-    max_queued_requests: int = 16
-    session_ttl_s: float = 20 * 60.0
-    max_sessions: int = 256
-    log_format: LogFormat = "json"
-    metrics_enabled: bool = True
-    metrics_namespace: str = "SamHolds"
-    endpoint_name: str = "sam-climbing-endpoint"
-    variant_name: str | None = None
+    model_dir: Path = env_field(Path("/opt/ml/model"), "SM_MODEL_DIR", _path)
+    host: str = env_field("0.0.0.0", "SAM_HOST", str)
+    port: int = env_field(8080, "SAGEMAKER_BIND_TO_PORT", positive(int))
+    max_body_bytes: int = env_field(DEFAULT_MAX_BODY_BYTES, "SAM_MAX_BODY_BYTES", positive(parse_bytes))
+    max_zip_entries: int = env_field(16, "SAM_MAX_ZIP_ENTRIES", positive(int))
+    max_zip_member_bytes: int = env_field(64 << 20, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes))
+    request_timeout_s: float = env_field(55.0, "SAM_REQUEST_TIMEOUT_S", positive_float)
+    body_timeout_s: float = env_field(30.0, "SAM_BODY_TIMEOUT_S", positive_float)
+    header_timeout_s: float = env_field(10.0, "SAM_HEADER_TIMEOUT_S", positive_float)
+    max_connections: int = env_field(1024, "SAM_MAX_CONNECTIONS", positive(int))
+    graceful_timeout_s: float = env_field(25.0, "SAM_GRACEFUL_TIMEOUT_S", positive_float)
+    worker_threads: int = env_field(8, "SAM_WORKER_THREADS", positive(int))
+    max_queued_requests: int = env_field(16, "SAM_MAX_QUEUED_REQUESTS", non_negative_int)
+    session_ttl_s: float = env_field(20 * 60.0, "SAM_SESSION_TTL_S", positive_float)
+    max_sessions: int = env_field(256, "SAM_MAX_SESSIONS", positive(int))
+    log_format: LogFormat = env_field("json", "SAM_LOG_FORMAT", _log_format)
+    metrics_enabled: bool = env_field(True, "SAM_METRICS", parse_bool)
+    metrics_namespace: str = env_field("SamHolds", "SAM_METRICS_NAMESPACE", str)
+    endpoint_name: str = env_field("sam-climbing-endpoint", "SAM_ENDPOINT_NAME", str)
+    variant_name: str | None = env_field(None, "SAM_VARIANT_NAME", _variant_name)
     batch_max_payload_bytes: int = 0
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
@@ -66,29 +82,6 @@ class ServerSettings:
         """Read SageMaker's variables (SM_MODEL_DIR, SAGEMAKER_BIND_TO_PORT, and in a batch transform
         SAGEMAKER_MAX_PAYLOAD_IN_MB) and ``SAM_*`` ones (which win)."""
         batch_payload_mib = read_env(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", non_negative_int, 0)
-        default_body = batch_payload_mib << 20 if batch_payload_mib else DEFAULT_MAX_BODY_BYTES
-        return cls(
-            model_dir=Path(environ.get("SM_MODEL_DIR") or "/opt/ml/model"),
-            host=environ.get("SAM_HOST") or "0.0.0.0",
-            port=read_env(environ, "SAGEMAKER_BIND_TO_PORT", positive(int), 8080),
-            max_body_bytes=read_env(environ, "SAM_MAX_BODY_BYTES", positive(parse_bytes), default_body),
-            max_zip_entries=read_env(environ, "SAM_MAX_ZIP_ENTRIES", positive(int), 16),
-            max_zip_member_bytes=read_env(environ, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes), 64 << 20),
-            request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", positive_float, 55.0),
-            body_timeout_s=read_env(environ, "SAM_BODY_TIMEOUT_S", positive_float, 30.0),
-            header_timeout_s=read_env(environ, "SAM_HEADER_TIMEOUT_S", positive_float, 10.0),
-            max_connections=read_env(environ, "SAM_MAX_CONNECTIONS", positive(int), 1024),
-            graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", positive_float, 25.0),
-            worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),
-            max_queued_requests=read_env(environ, "SAM_MAX_QUEUED_REQUESTS", non_negative_int, 16),
-            session_ttl_s=read_env(environ, "SAM_SESSION_TTL_S", positive_float, 1200.0),
-            max_sessions=read_env(environ, "SAM_MAX_SESSIONS", positive(int), 256),
-            log_format=read_env(environ, "SAM_LOG_FORMAT", _log_format, "json"),
-            metrics_enabled=read_env(environ, "SAM_METRICS", parse_bool, True),
-            metrics_namespace=environ.get("SAM_METRICS_NAMESPACE") or "SamHolds",
-            endpoint_name=environ.get("SAM_ENDPOINT_NAME") or "sam-climbing-endpoint",
-            variant_name=read_env(environ, "SAM_VARIANT_NAME", _variant_name, None),
-            batch_max_payload_bytes=batch_payload_mib << 20,
-            runtime=RuntimeSettings.from_env(environ),
-        )
-
+        defaults = {"max_body_bytes": batch_payload_mib << 20} if batch_payload_mib else {}
+        return cls(**read_fields(cls, environ, defaults), batch_max_payload_bytes=batch_payload_mib << 20,
+                   runtime=RuntimeSettings.from_env(environ))

@@ -30,12 +30,12 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 from runtime.errors import BadRequest, InvalidPoints, PayloadTooLarge
-from runtime.holds import Click, ExtractOptions
-from runtime.outputs import OutputOptions
+from runtime.holds import Click, ExtractOptions, PromptMode
+from runtime.outputs import MaskFormat, OutputOptions, ResultFormat
 from serving.errors import UnsupportedMediaType
 
 JSON = "application/json"
@@ -62,7 +62,11 @@ _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 #: ``rle``: COCO compressed RLE in the JSON answer (and in the zip's metadata.json).
-MASK_FORMATS = ("png", "png1", "rle", "none")
+MASK_FORMATS: tuple[MaskFormat, ...] = get_args(MaskFormat)
+RESULT_FORMATS: tuple[ResultFormat, ...] = get_args(ResultFormat)
+PROMPT_MODES: tuple[PromptMode, ...] = get_args(PromptMode)
+#: The request options' defaults (the parsers and the OpenAPI document read them).
+OUTPUT_DEFAULTS, EXTRACT_DEFAULTS = OutputOptions(), ExtractOptions()
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 
 
@@ -247,9 +251,9 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
             raise InvalidPoints("box must be a list of four numbers [x0, y0, x1, y1]")
         x0, y0, x1, y1 = (_number(v, f"box[{i}]") for i, v in enumerate(box))
         box_xyxy = (x0, y0, x1, y1)
-    mode = document.get("mode", "per_click")
-    if mode not in ("per_click", "single"):
-        raise BadRequest(f"mode must be 'per_click' or 'single', not {mode!r}")
+    mode = document.get("mode", EXTRACT_DEFAULTS.mode)
+    if mode not in PROMPT_MODES:
+        raise BadRequest(f"mode must be one of {', '.join(PROMPT_MODES)}, not {mode!r}")
     outputs_doc = document.get("outputs", {})
     if not isinstance(outputs_doc, dict):
         raise BadRequest(f"outputs must be an object, not {_type_name(outputs_doc)}")
@@ -259,18 +263,18 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
         max_side = _integer(max_side, "outputs.max_side", minimum=1)
     options = ExtractOptions(
         mode=mode,
-        multimask=_boolean(document.get("multimask", False), "multimask"),
-        min_area=_integer(document.get("min_area", 0), "min_area", minimum=0),
+        multimask=_boolean(document.get("multimask", EXTRACT_DEFAULTS.multimask), "multimask"),
+        min_area=_integer(document.get("min_area", EXTRACT_DEFAULTS.min_area), "min_area", minimum=0),
         max_output_side=max_side,
-        per_click_masks=_boolean(outputs_doc.get("per_click_masks", False), "outputs.per_click_masks"),
+        per_click_masks=_boolean(outputs_doc.get("per_click_masks", EXTRACT_DEFAULTS.per_click_masks), "outputs.per_click_masks"),
     )
-    result_format = outputs_doc.get("result_format", "png")
-    mask_format = outputs_doc.get("mask_format", "png")
-    if result_format not in ("png", "webp", "none"):
-        raise BadRequest(f"outputs.result_format must be png, webp or none, not {result_format!r}")
+    result_format = outputs_doc.get("result_format", OUTPUT_DEFAULTS.result_format)
+    mask_format = outputs_doc.get("mask_format", OUTPUT_DEFAULTS.mask_format)
+    if result_format not in RESULT_FORMATS:
+        raise BadRequest(f"outputs.result_format must be one of {', '.join(RESULT_FORMATS)}, not {result_format!r}")
     if mask_format not in MASK_FORMATS:
         raise BadRequest(f"outputs.mask_format must be one of {', '.join(MASK_FORMATS)}, not {mask_format!r}")
-    png_level = _integer(outputs_doc.get("png_level", 1), "outputs.png_level", minimum=0)
+    png_level = _integer(outputs_doc.get("png_level", OUTPUT_DEFAULTS.png_level), "outputs.png_level", minimum=0)
     if png_level > 9:
         raise BadRequest("outputs.png_level must be within 0..9")
     outputs = OutputOptions(result_format=result_format, mask_format=mask_format, png_level=png_level)

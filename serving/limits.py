@@ -10,8 +10,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from runtime.device_memory import DeviceMemorySettings
+from runtime.env_values import env_name
 from runtime.image_io import MAX_JPEG_SEGMENTS
 from runtime.outputs import MAX_PER_CLICK_MASK_BYTES, WEBP_MAX_PIXELS, WEBP_MAX_SIDE
+from runtime.settings import RuntimeSettings
 from serving.config import ServerSettings
 from serving.contract import MAX_CUSTOM_ATTRIBUTE_FIELDS, MAX_CUSTOM_ATTRIBUTES_CHARS, MAX_POINTS_JSON_BYTES
 from serving.sessions import MAX_SESSION_ID_CHARS
@@ -41,34 +44,45 @@ def _seconds(s: float) -> str:
     return f"{s:g} s"
 
 
+def _var(field_name: str) -> str:
+    """The variable that sets a server or runtime setting (declared with the setting)."""
+    owner = ServerSettings if hasattr(ServerSettings, field_name) else RuntimeSettings
+    return env_name(owner, field_name)
+
+
+def _gpu_var(field_name: str) -> str:
+    """The variable that sets a device-memory setting (declared with the setting)."""
+    return env_name(DeviceMemorySettings, field_name)
+
+
 def limits(settings: ServerSettings) -> list[Limit]:
     """The limits in force under ``settings``."""
     runtime = settings.runtime
     image_size = 1024  # SAM's input resolution (every model type); the aspect-ratio bound is 2x it
     return [
-        Limit("request body", _bytes(settings.max_body_bytes), "SAM_MAX_BODY_BYTES", "413 payload_too_large"),
+        Limit("request body", _bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
         Limit("time to send a request head (from connecting, or from the previous answer)",
-              _seconds(settings.header_timeout_s), "SAM_HEADER_TIMEOUT_S", "connection closed (408 if a head had begun)"),
-        Limit("time to send the request body", _seconds(settings.body_timeout_s), "SAM_BODY_TIMEOUT_S",
+              _seconds(settings.header_timeout_s), _var("header_timeout_s"), "connection closed (408 if a head had begun)"),
+        Limit("time to send the request body", _seconds(settings.body_timeout_s), _var("body_timeout_s"),
               "408 request_timeout"),
-        Limit("time for the whole request", _seconds(settings.request_timeout_s), "SAM_REQUEST_TIMEOUT_S",
+        Limit("time for the whole request", _seconds(settings.request_timeout_s), _var("request_timeout_s"),
               "503 timeout (work already started finishes and may be cached)"),
-        Limit("open connections", str(settings.max_connections), "SAM_MAX_CONNECTIONS", "503 overloaded"),
+        Limit("open connections", str(settings.max_connections), _var("max_connections"), "503 overloaded"),
         Limit("invocations being received or worked on", str(settings.worker_threads + settings.max_queued_requests),
-              "SAM_WORKER_THREADS + SAM_MAX_QUEUED_REQUESTS", "503 overloaded (/ping does not count)"),
+              f"{_var('worker_threads')} + {_var('max_queued_requests')}", "503 overloaded (/ping does not count)"),
         Limit("invocations worked on at once (threads; a timed-out one keeps its thread until it ends)",
-              str(settings.worker_threads), "SAM_WORKER_THREADS", "waits in the queue"),
+              str(settings.worker_threads), _var("worker_threads"), "waits in the queue"),
         Limit("image pixels (width x height, from the header)", f"{runtime.max_image_pixels:,}",
-              "SAM_MAX_IMAGE_PIXELS", "413 payload_too_large"),
+              _var("max_image_pixels"), "413 payload_too_large"),
         Limit("JPEG scans (progressive JPEGs cost a decode pass per scan)", str(runtime.max_jpeg_scans),
-              "SAM_MAX_JPEG_SCANS", "413 payload_too_large"),
+              _var("max_jpeg_scans"), "413 payload_too_large"),
         Limit("JPEG marker segments", str(MAX_JPEG_SEGMENTS), "", "413 payload_too_large"),
         Limit("image aspect ratio (the short side must be at least 1 px at the model's 1024)",
               f"{2 * image_size}:1", "", "400 invalid_image"),
-        Limit("points per request", str(runtime.max_clicks), "SAM_MAX_CLICKS", "400 invalid_points"),
-        Limit("zip archive entries", str(settings.max_zip_entries), "SAM_MAX_ZIP_ENTRIES", "413 payload_too_large"),
+        Limit("points per request", str(runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
+        Limit("zip archive entries", str(settings.max_zip_entries), _var("max_zip_entries"), "413 payload_too_large"),
         Limit("zip member size (checked while inflating)", _bytes(settings.max_zip_member_bytes),
-              "SAM_MAX_ZIP_MEMBER_BYTES", "413 payload_too_large"),
+              _var("max_zip_member_bytes"), "413 payload_too_large"),
         Limit("points.json in a zip", _bytes(MAX_POINTS_JSON_BYTES), "", "413 payload_too_large"),
         Limit("X-Amzn-SageMaker-Custom-Attributes (SageMaker's own limit; ASCII)",
               f"{MAX_CUSTOM_ATTRIBUTES_CHARS} characters, {MAX_CUSTOM_ATTRIBUTE_FIELDS} fields", "", "400 bad_request"),
@@ -78,16 +92,16 @@ def limits(settings: ServerSettings) -> list[Limit]:
         Limit("per-click masks of one request (bit-packed)", _bytes(MAX_PER_CLICK_MASK_BYTES), "",
               "400 output_too_large, before any model work"),
         Limit("mask renders at once on a GPU (fewer when the device memory budget cannot hold them)",
-              str(runtime.device_memory.max_render_slots), "SAM_GPU_RENDER_SLOTS",
-              f"waits up to {_seconds(runtime.device_memory.render_wait_s)} (`SAM_GPU_RENDER_WAIT_S`), then 503 overloaded"),
+              str(runtime.device_memory.max_render_slots), _gpu_var("max_render_slots"),
+              f"waits up to {_seconds(runtime.device_memory.render_wait_s)} (`{_gpu_var('render_wait_s')}`), then 503 overloaded"),
         Limit("GPU memory the service plans to use (sessions, renders, embedding cache)",
-              f"{runtime.device_memory.fraction:.0%} of the device", "SAM_GPU_MEMORY_FRACTION",
+              f"{runtime.device_memory.fraction:.0%} of the device", _gpu_var("fraction"),
               "an allocation failure: 503 overloaded, half the cached embeddings freed"),
-        Limit("open sessions", str(settings.max_sessions), "SAM_MAX_SESSIONS", "429 capacity_exhausted"),
-        Limit("session lifetime", _seconds(settings.session_ttl_s), "SAM_SESSION_TTL_S", "410 session_expired"),
-        Limit("embeddings pinned by sessions", "half of the embedding cache", "SAM_CACHE_BYTES",
+        Limit("open sessions", str(settings.max_sessions), _var("max_sessions"), "429 capacity_exhausted"),
+        Limit("session lifetime", _seconds(settings.session_ttl_s), _var("session_ttl_s"), "410 session_expired"),
+        Limit("embeddings pinned by sessions", "half of the embedding cache", _var("cache_bytes"),
               "429 capacity_exhausted"),
-        Limit("drain on SIGTERM", _seconds(settings.graceful_timeout_s), "SAM_GRACEFUL_TIMEOUT_S",
+        Limit("drain on SIGTERM", _seconds(settings.graceful_timeout_s), _var("graceful_timeout_s"),
               "requests still running are cut off"),
     ]
 

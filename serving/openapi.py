@@ -14,7 +14,14 @@ from runtime import errors as runtime_errors
 from runtime.errors import ServiceError
 from serving import errors as serving_errors
 from serving.config import ServerSettings
-from serving.contract import MASK_FORMATS, MAX_CUSTOM_ATTRIBUTES_CHARS
+from serving.contract import (
+    EXTRACT_DEFAULTS,
+    MASK_FORMATS,
+    MAX_CUSTOM_ATTRIBUTES_CHARS,
+    OUTPUT_DEFAULTS,
+    PROMPT_MODES,
+    RESULT_FORMATS,
+)
 from serving.errors import http_status
 from serving.limits import limits
 from serving.sessions import MAX_SESSION_ID_CHARS
@@ -32,12 +39,12 @@ _POINT = {
 _OUTPUTS = {
     "type": "object",
     "properties": {
-        "result_format": {"type": "string", "enum": ["png", "webp", "none"], "default": "png"},
-        "mask_format": {"type": "string", "enum": list(MASK_FORMATS), "default": "png",
+        "result_format": {"type": "string", "enum": list(RESULT_FORMATS), "default": OUTPUT_DEFAULTS.result_format},
+        "mask_format": {"type": "string", "enum": list(MASK_FORMATS), "default": OUTPUT_DEFAULTS.mask_format,
                         "description": "png (8-bit), png1 (1-bit), rle (COCO compressed RLE in mask_rle), none"},
         "max_side": {"type": "integer", "minimum": 1, "description": "scale outputs so the longest side fits"},
-        "per_click_masks": {"type": "boolean", "default": False},
-        "png_level": {"type": "integer", "minimum": 0, "maximum": 9, "default": 1},
+        "per_click_masks": {"type": "boolean", "default": EXTRACT_DEFAULTS.per_click_masks},
+        "png_level": {"type": "integer", "minimum": 0, "maximum": 9, "default": OUTPUT_DEFAULTS.png_level},
     },
 }
 REQUEST_SCHEMA: dict[str, Any] = {
@@ -48,9 +55,9 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "image_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "from an earlier response"},
         "points": {"type": "array", "items": _POINT},
         "box": {"type": "array", "items": _NUMBER, "minItems": 4, "maxItems": 4, "description": "[x0, y0, x1, y1]"},
-        "mode": {"type": "string", "enum": ["per_click", "single"], "default": "per_click"},
-        "multimask": {"type": "boolean", "default": False},
-        "min_area": {"type": "integer", "minimum": 0, "default": 0, "description": "output pixels"},
+        "mode": {"type": "string", "enum": list(PROMPT_MODES), "default": EXTRACT_DEFAULTS.mode},
+        "multimask": {"type": "boolean", "default": EXTRACT_DEFAULTS.multimask},
+        "min_area": {"type": "integer", "minimum": 0, "default": EXTRACT_DEFAULTS.min_area, "description": "output pixels"},
         "close_session": {"type": "boolean", "default": False},
         "outputs": _OUTPUTS,
     },

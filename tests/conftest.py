@@ -13,6 +13,31 @@ REPO = Path(__file__).resolve().parent.parent
 EXPORT_CLI = REPO / "export" / "export_sam.py"
 
 
+#: Fixtures that export a model or start a server process (seconds to minutes each): a test that uses
+#: one, directly or through another fixture, is marked ``costly`` and left out of ``make unit``.
+COSTLY_FIXTURES = frozenset({
+    "tiny_model_dir", "tiny_model_dir_b", "tiny_sam", "vit_b_checkpoint", "vit_b_model_dir", "tiny_server",
+    "vit_t_model_dir", "cone_model_dir",
+})
+
+
+#: Tests that cost seconds without those fixtures (they run the export, pip, shellcheck or a server
+#: process themselves, or a 12 MP encode), by node id prefix; measured on the 2-core machine.
+COSTLY_TESTS = (
+    "tests/export/test_export_cli.py", "tests/export/test_export_errors.py", "tests/integration/test_packaging.py",
+    "tests/integration/test_vit_t.py", "tests/integration/test_deploy_rehearsal.py", "tests/integration/test_client_cli.py",
+    "tests/integration/test_server_lifecycle.py", "tests/unit/test_hostile_inputs.py::test_a_12_mp_noise_cut_out",
+    "tests/fuzz/test_parsers.py::test_json_contract_answers_or_refuses",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by cost (``COSTLY_FIXTURES``, ``COSTLY_TESTS``), whatever folder they are in."""
+    for item in items:
+        if COSTLY_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.nodeid.startswith(COSTLY_TESTS):
+            item.add_marker(pytest.mark.costly)
+
+
 def run_export(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run ``export/export_sam.py`` as a user would, capturing its output."""
     return subprocess.run(
@@ -82,3 +107,12 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def vit_t_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MobileSAM (vit_t) with seeded random weights, exported with parity against MobileSAM."""
     return exported(tmp_path_factory, "vit_t_model", "--model-type", "vit_t", "--random-weights", "--seed", "5")
+
+
+@pytest.fixture(scope="session")
+def cone_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny export with its decoder replaced by the cone (``tests.cone_model``): each click's
+    mask is a disk of known radius around it."""
+    from tests.cone_model import make_cone_model_dir
+
+    return make_cone_model_dir(tiny_model_dir, tmp_path_factory.mktemp("cone_model"))

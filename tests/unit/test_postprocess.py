@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from runtime import postprocess as pp
 from runtime.masks import box_xyxy
-from runtime.preprocess import resized_size_hw
+from runtime.preprocess import resized_size_hw, to_model_coords
+from tests import cone_model as cone
 
 
 def _smooth_logits(seed: int, noise: float = 0.0) -> np.ndarray:
@@ -96,3 +97,19 @@ def test_bad_geometry_is_refused() -> None:
         pp.plan_axis(256, 1024, 0, 10)
     with pytest.raises(ValueError):
         pp.plan_axis(256, 1024, 1025, 10)
+
+
+@pytest.mark.parametrize("orig_hw", [(600, 800), (3024, 4032), (1500, 700), (7, 1500)])
+@pytest.mark.parametrize("click_xy", [(0.4, 0.55), (0.0, 0.0), (1.0, 1.0), (1.0, 0.3)])
+def test_hold_shaped_masks_equal_sam_postprocess_masks(orig_hw: tuple[int, int], click_xy: tuple[float, float]) -> None:
+    """A disk of logits (a hold: few edge cells, the compact path) renders, counts and boxes as SAM's
+    own ``postprocess_masks`` (PyTorch) thresholds it; clicks at the corners and edges give cut disks."""
+    click = (click_xy[0] * orig_hw[1], click_xy[1] * orig_hw[0])
+    low = cone.cone_logits(to_model_coords(np.array([[click]]), orig_hw, 1024))[0, 0]
+    plan = pp.plan_masks(256, 1024, resized_size_hw(orig_hw, 1024), orig_hw)
+    mask = pp.cell_mask(low, plan)
+    assert mask.dense is None  # the compact path
+    reference = cone.torch_postprocess(low[None, None], resized_size_hw(orig_hw, 1024), orig_hw)[0, 0]
+    cone.assert_masks_match(pp.render(mask, plan), reference)
+    cone.assert_box_and_area_match(mask.box_xyxy(plan), mask.area(plan), reference)
+    assert mask.box_xyxy(plan) == box_xyxy(pp.render(mask, plan)) and mask.area(plan) == int(pp.render(mask, plan).sum())

@@ -1,0 +1,196 @@
+"""A SAM model whose masks are known analytically: a disk around each prompt's first point.
+
+The decoder is replaced by an ONNX graph of the decoder's signature whose low-res logits are
+a cone: token ``t`` of prompt ``b`` at low-res pixel (i, j) is
+
+    TOKEN_RADII_1024[t] - dist(((j + 0.5) * S / L, (i + 0.5) * S / L), point_coords[b, 0])
+
+in pixels of the S x S model frame (S = 1024, L = 256). The model frame scales the photo by
+about ``S / max(H, W)``, so after SAM's two bilinear stages the mask of token ``t`` is, up to
+a fraction of a pixel, the disk of radius ``TOKEN_RADII_1024[t] * max(H, W) / S`` output pixels
+(times ``max_side / max(H, W)`` when the output is scaled) around the click. The exact answer
+is SAM's own ``Sam.postprocess_masks`` (PyTorch) of the same logits: ``reference_masks``.
+
+Mask token 0 (``multimask_output=False``) has radius 40; of the multimask tokens 1-3 the best
+scored (``TOKEN_SCORES``) is token 2, radius 60. Every other input is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import TensorProto, helper, numpy_helper
+
+from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, sha256_of_file
+from runtime.preprocess import resized_size_hw, to_model_coords
+
+#: Radius of each mask token's disk, model-frame pixels.
+TOKEN_RADII_1024 = (40.0, 20.0, 60.0, 30.0)
+#: iou_predictions of each token: multimask picks token 2 (the best of tokens 1-3).
+TOKEN_SCORES = (0.9, 0.3, 0.8, 0.5)
+IMAGE_SIZE = 1024
+LOW_RES = 256
+
+
+def _grid_centres_1024() -> NDArray[np.float32]:
+    """Centres of the low-res pixels in model-frame pixels: float32 (L,)."""
+    return ((np.arange(LOW_RES, dtype=np.float32) + np.float32(0.5)) * np.float32(IMAGE_SIZE / LOW_RES))
+
+
+def cone_logits(point_coords_1024: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The graph's answer in numpy: BxNx2 (x, y) model-frame points -> float32 Bx4xLxL logits."""
+    grid = _grid_centres_1024()
+    first = np.asarray(point_coords_1024, np.float32)[:, 0, :]
+    dx2 = np.square(grid[None, :] - first[:, 0:1])  # (B, L) along x
+    dy2 = np.square(grid[None, :] - first[:, 1:2])  # (B, L) along y
+    dist = np.sqrt(dy2[:, :, None] + dx2[:, None, :])  # (B, L, L)
+    radii = np.asarray(TOKEN_RADII_1024, np.float32)[None, :, None, None]
+    return (radii - dist[:, None]).astype(np.float32)
+
+
+def _cone_nodes() -> list[onnx.NodeProto]:
+    coords, logits, scores = DECODER_INPUTS[1], DECODER_OUTPUTS[0], DECODER_OUTPUTS[1]
+    node = helper.make_node
+    return [
+        node("Gather", [coords, "zero"], ["first"], axis=1),  # (B, 2)
+        node("Gather", ["first", "zero"], ["px"], axis=1),  # (B,)
+        node("Gather", ["first", "one"], ["py"], axis=1),
+        node("Unsqueeze", ["px", "axis_1"], ["px_col"]),  # (B, 1)
+        node("Unsqueeze", ["py", "axis_1"], ["py_col"]),
+        node("Sub", ["grid", "px_col"], ["dx"]),  # (B, L)
+        node("Sub", ["grid", "py_col"], ["dy"]),
+        node("Mul", ["dx", "dx"], ["dx2"]),
+        node("Mul", ["dy", "dy"], ["dy2"]),
+        node("Unsqueeze", ["dx2", "axis_1"], ["dx2_rows"]),  # (B, 1, L)
+        node("Unsqueeze", ["dy2", "axis_2"], ["dy2_cols"]),  # (B, L, 1)
+        node("Add", ["dy2_cols", "dx2_rows"], ["dist2"]),  # (B, L, L)
+        node("Sqrt", ["dist2"], ["dist"]),
+        node("Unsqueeze", ["dist", "axis_1"], ["dist_4d"]),  # (B, 1, L, L)
+        node("Sub", ["radii", "dist_4d"], [logits]),  # (B, 4, L, L)
+        node("Shape", [coords], ["coords_shape"], start=0, end=1),
+        node("Concat", ["coords_shape", "four"], ["scores_shape"], axis=0),
+        node("Expand", ["token_scores", "scores_shape"], [scores]),  # (B, 4)
+    ]
+
+
+def build_cone_decoder(embedding_shape: tuple[int, ...] = (1, 256, 64, 64)) -> onnx.ModelProto:
+    """The cone decoder: SAM's decoder signature (``runtime.manifest.DECODER_INPUTS``/``OUTPUTS``)."""
+    embeddings, coords, labels, mask_input, has_mask = DECODER_INPUTS
+    floats = TensorProto.FLOAT
+    inputs = [
+        helper.make_tensor_value_info(embeddings, floats, list(embedding_shape)),
+        helper.make_tensor_value_info(coords, floats, ["num_prompts", "num_points", 2]),
+        helper.make_tensor_value_info(labels, floats, ["num_prompts", "num_points"]),
+        helper.make_tensor_value_info(mask_input, floats, ["num_prompts", 1, LOW_RES, LOW_RES]),
+        helper.make_tensor_value_info(has_mask, floats, ["num_prompts"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(DECODER_OUTPUTS[0], floats, ["num_prompts", 4, LOW_RES, LOW_RES]),
+        helper.make_tensor_value_info(DECODER_OUTPUTS[1], floats, ["num_prompts", 4]),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(1, np.int64), "one"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis_1"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis_2"),
+        numpy_helper.from_array(np.array([4], np.int64), "four"),
+        numpy_helper.from_array(_grid_centres_1024()[None, :], "grid"),
+        numpy_helper.from_array(np.asarray(TOKEN_RADII_1024, np.float32).reshape(1, 4, 1, 1), "radii"),
+        numpy_helper.from_array(np.asarray(TOKEN_SCORES, np.float32)[None, :], "token_scores"),
+    ]
+    graph = helper.make_graph(_cone_nodes(), "cone_decoder", inputs, outputs, initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def make_cone_model_dir(source_dir: Path, target_dir: Path) -> Path:
+    """A copy of the exported model ``source_dir`` whose decoder is the cone (fp16 variants dropped)."""
+    manifest = json.loads((source_dir / "manifest.json").read_text())
+    target_dir.mkdir(parents=True, exist_ok=True)
+    models = {role: entry for role, entry in manifest["models"].items() if not role.endswith("_fp16")}
+    for entry in models.values():
+        shutil.copyfile(source_dir / entry["file"], target_dir / entry["file"])
+    onnx.save(build_cone_decoder(tuple(models["decoder"]["inputs"][0]["shape"])), target_dir / "decoder.onnx")
+    models["decoder"].update(size_bytes=(target_dir / "decoder.onnx").stat().st_size,
+                             sha256=sha256_of_file(target_dir / "decoder.onnx"))
+    manifest.update(models=models, weights={"origin": "cone test decoder"})
+    (target_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target_dir
+
+
+def torch_postprocess(low_res: NDArray[np.float32], input_size_hw: tuple[int, int],
+                      out_size_hw: tuple[int, int]) -> NDArray[np.float32]:
+    """SAM's own ``Sam.postprocess_masks`` (PyTorch) of BxCxLxL logits: float32 BxCxH'xW' logits."""
+    import torch
+    from segment_anything.modeling.sam import Sam
+
+    sam_geometry = SimpleNamespace(image_encoder=SimpleNamespace(img_size=IMAGE_SIZE))
+    with torch.no_grad():
+        out = Sam.postprocess_masks(sam_geometry, torch.from_numpy(np.ascontiguousarray(low_res)),  # type: ignore[arg-type]
+                                    input_size_hw, out_size_hw)
+    return np.asarray(out.numpy(), np.float32)
+
+
+def reference_logits(clicks_xy: list[tuple[float, float]], orig_size_hw: tuple[int, int],
+                     out_size_hw: tuple[int, int] | None = None, token: int = 0) -> NDArray[np.float32]:
+    """Each click's mask logits as SAM computes them: float32 (K, H', W'), output pixels.
+
+    ``clicks_xy``: (x, y) in pixels of the upright photo, each its own prompt.
+    """
+    coords = to_model_coords(np.asarray(clicks_xy, np.float64).reshape(-1, 1, 2), orig_size_hw, IMAGE_SIZE)
+    low = cone_logits(coords)[:, token:token + 1]
+    return torch_postprocess(low, resized_size_hw(orig_size_hw, IMAGE_SIZE), out_size_hw or orig_size_hw)[:, 0]
+
+
+def reference_masks(clicks_xy: list[tuple[float, float]], orig_size_hw: tuple[int, int],
+                    out_size_hw: tuple[int, int] | None = None, token: int = 0) -> NDArray[np.bool_]:
+    """Each click's mask as SAM renders it: bool (K, H', W') (logits > 0)."""
+    return reference_logits(clicks_xy, orig_size_hw, out_size_hw, token) > 0
+
+
+#: A pixel whose reference logit is this close to 0 may fall either way (float rounding).
+TIE_LOGIT = 1e-4
+
+
+def assert_masks_match(got: NDArray[np.bool_], logits: NDArray[np.float32]) -> None:
+    """``got`` equals ``logits > 0`` except at pixels within float rounding of the threshold."""
+    assert got.shape == logits.shape, (got.shape, logits.shape)
+    differing = got != (logits > 0)
+    assert np.all(np.abs(logits[differing]) < TIE_LOGIT), f"{int(differing.sum())} pixels differ from SAM's"
+
+
+def assert_box_and_area_match(box_xyxy: tuple[int, int, int, int] | None, area: int,
+                              logits: NDArray[np.float32]) -> None:
+    """A mask's reported box and area are those of ``logits > 0`` up to ties (one mask: (H', W'))."""
+    from runtime.masks import box_xyxy as box_of
+
+    strict, loose = logits > TIE_LOGIT, logits > -TIE_LOGIT
+    assert int(strict.sum()) <= area <= int(loose.sum()), (area, int(strict.sum()), int(loose.sum()))
+    inner, outer = box_of(strict), box_of(loose)
+    if inner is None or outer is None or box_xyxy is None:
+        assert box_xyxy == inner == outer, (box_xyxy, inner, outer)
+        return
+    assert all(o <= b <= i for o, b, i in zip(outer[:2], box_xyxy[:2], inner[:2])), (box_xyxy, inner, outer)
+    assert all(i <= b <= o for o, b, i in zip(outer[2:], box_xyxy[2:], inner[2:])), (box_xyxy, inner, outer)
+
+
+def analytic_disks(clicks_xy: list[tuple[float, float]], orig_size_hw: tuple[int, int],
+                   out_size_hw: tuple[int, int], token: int = 0) -> NDArray[np.float32]:
+    """Signed distance to each click's circle, float32 (K, H', W') output pixels (positive inside).
+
+    The circle: centre the click scaled to the output, radius ``TOKEN_RADII_1024[token]`` model-frame
+    pixels in output pixels (the model frame's long side is ``IMAGE_SIZE``)."""
+    radius = TOKEN_RADII_1024[token] * max(out_size_hw) / IMAGE_SIZE
+    scale_y, scale_x = out_size_hw[0] / orig_size_hw[0], out_size_hw[1] / orig_size_hw[1]
+    rows = np.arange(out_size_hw[0], dtype=np.float32)[:, None] + np.float32(0.5)
+    cols = np.arange(out_size_hw[1], dtype=np.float32)[None, :] + np.float32(0.5)
+    return np.stack([np.float32(radius) - np.hypot(cols - np.float32(x * scale_x), rows - np.float32(y * scale_y))
+                     for x, y in clicks_xy]).astype(np.float32)
