@@ -47,3 +47,19 @@ def test_stopped_and_stalled_store_is_a_quick_miss() -> None:
         started = time.monotonic()
         assert store.get("img") is None
         assert time.monotonic() - started < 5
+
+
+def test_garbage_under_our_key_is_a_miss() -> None:
+    import redis
+
+    with redis_server() as (_proc, url):
+        store = SharedStore(SharedStoreSettings(url), _A, _EMB)
+        assert store.put("img", _ENTRY)
+        raw = redis.Redis.from_url(url)
+        key = f"sam:emb:{_A.hex()}:img"
+        value = raw.get(key)
+        assert isinstance(value, bytes)
+        raw.set(key, value[:-1] + bytes([value[-1] ^ 1]))
+        assert store.get("img") is None
+        raw.set(key, b"garbage")
+        assert store.get("img") is None
