@@ -224,6 +224,13 @@ class SamEngine:
         nbytes = int(np.prod(self.embedding_shape)) * 4
         return Embedding(value, nbytes, prepared.orig_size_hw, prepared.input_size_hw)
 
+    def embedding_from_host(self, array: NDArray[np.float32]) -> EmbeddingValue:
+        """A float32 1x256x64x64 host array as ``encode`` would return it: on the device for a GPU
+        encoder (an ``OrtValue``), else the array itself (an embedding read from the shared tier)."""
+        if self.on_gpu:
+            return ort.OrtValue.ortvalue_from_numpy(array, "cuda", getattr(self.encoder, "device_id", 0))
+        return array
+
     def decode(self, embedding: EmbeddingValue, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
                mask_input: NDArray[np.float32] | None = None, has_mask_input: NDArray[np.float32] | None = None) -> Decoded:
         """Decode B prompts in one run.

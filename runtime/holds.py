@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.cache import CachedImage, EmbeddingCache, image_id_for
+from runtime.cache import CachedImage, EmbeddingCache, image_id_for, unknown_image_id
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
@@ -28,6 +28,8 @@ from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
+from runtime.shared_store import Outcome
+from runtime.shared_tier import SharedTier, open_shared_tier
 
 PromptMode = Literal["per_click", "single"]
 
@@ -94,6 +96,8 @@ class HoldResult:
     rgb: Image.Image | None
     masks: list[BitMask] | None
     timings_ms: dict[str, float]
+    #: What the shared tier's lookup found (hit, miss, error); None when it was not asked.
+    shared_cache: Outcome | None = None
 
     @property
     def mask(self) -> NDArray[np.bool_]:
@@ -178,22 +182,65 @@ class HoldExtractor:
     """Clicks -> hold masks, with the embedding cache in front of the encoder. Thread-safe."""
 
     def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
-                 image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> None:
+                 image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shared: SharedTier | None = None,
+                 shared_off_reason: str | None = None) -> None:
         self.engine = engine
         self.cache = cache
         self.max_clicks = max_clicks
         self.image_limits = image_limits
+        self.shared = shared
+        self.shared_off_reason = shared_off_reason
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
-        """Open the model's sessions and a cache sized for the device (see ``RuntimeSettings``)."""
+        """Open the model's sessions, a cache sized for the device (see ``RuntimeSettings``) and,
+        with SAM_SHARED_CACHE_URL, the shared tier behind it."""
         engine = SamEngine.from_model_dir(model_dir, settings)
         cache = EmbeddingCache(settings.cache_budget(engine.on_gpu))
-        return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
+        shared, off_reason = open_shared_tier(settings.shared_cache, engine)
+        return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans),
+                   shared, off_reason)
+
+    def shared_stats(self) -> dict[str, object]:
+        """The shared tier's counters and state, or why it is off."""
+        if self.shared is None:
+            return {"enabled": False, "reason": self.shared_off_reason}
+        return self.shared.stats()
+
+    def _through_shared(self, image_id: str, compute: Callable[[], CachedImage], outcome: list[Outcome | None]
+                        ) -> Callable[[], CachedImage]:
+        """``compute`` behind the shared tier (read first, encode once, write after); ``outcome`` gets its answer."""
+        shared = self.shared
+        if shared is None:
+            return compute
+
+        def through() -> CachedImage:
+            answer = shared.encode_once(image_id, compute)
+            outcome.append(answer.outcome)
+            assert answer.entry is not None
+            return answer.entry
+        return through
+
+    def cached(self, image_id: str) -> tuple[CachedImage, Outcome | None]:
+        """The entry of a follow-up by ``image_id``: local, else the shared tier's; else 404 ``unknown_image_id``."""
+        shared = self.shared
+        if shared is None:
+            return self.cache.get(image_id), None
+        outcome: list[Outcome | None] = []
+
+        def from_shared() -> CachedImage:
+            answer = shared.load(image_id)
+            outcome.append(answer.outcome)
+            if answer.entry is None:
+                raise unknown_image_id(image_id)
+            return answer.entry
+        entry, _ = self.cache.get_or_compute(image_id, from_shared)
+        return entry, (outcome[0] if outcome else None)
 
     def embed(self, image_bytes: bytes, keep_image: bool = True, probed: ImageHeader | None = None
-              ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
-        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings).
+              ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float], Outcome | None]:
+        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings,
+        the shared tier's answer). A hit is an entry found locally or in the shared tier (no encoder run).
 
         ``keep_image``: return the decoded image (for the cut-out); otherwise it is freed as soon
         as the encoder's input is made (a 64 MP photo holds 256 MB in Pillow). ``probed``:
@@ -219,8 +266,11 @@ class HoldExtractor:
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
                                embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
 
-        entry, hit = self.cache.get_or_compute(image_id_for(image_bytes), compute)
-        return entry, hit, (decoded[0] if decoded else None), timings
+        image_id = image_id_for(image_bytes)
+        outcome: list[Outcome | None] = []
+        entry, hit = self.cache.get_or_compute(image_id, self._through_shared(image_id, compute, outcome))
+        shared = outcome[0] if outcome else None
+        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
     def extract(self, request: ExtractRequest) -> HoldResult:
         """Run a request end to end, except encoding the output images."""
@@ -235,12 +285,12 @@ class HoldExtractor:
             size_hw = header.upright_size_hw
             check_resizable(size_hw, self.engine.manifest.image_size)
             self._check_request(request, size_hw)
-            entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels,
-                                                    probed=header)
+            entry, hit, image, timings, shared = self.embed(request.image_bytes, keep_image=request.need_pixels,
+                                                            probed=header)
             if entry.orig_size_hw != size_hw:  # the header did not tell the orientation (a late PNG eXIf chunk)
                 self._check_request(request, entry.orig_size_hw)
         else:
-            entry, hit = self.cache.get(str(request.image_id)), True
+            (entry, shared), hit = self.cached(str(request.image_id)), True
             self._check_request(request, entry.orig_size_hw)
         out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
 
@@ -267,7 +317,7 @@ class HoldExtractor:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
         return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, rendered.union, prompts, rgb,
-                          rendered.masks, timings)
+                          rendered.masks, timings, shared)
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:

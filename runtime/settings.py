@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, cast
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
-from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
+from runtime.env_values import choice, non_negative_int, parse_bool, parse_bytes, positive, read_env
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.prepost import PrePostSetting, parse_prepost
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
+from runtime.shared_config import SharedCacheConfig, parse_store_url
+from runtime.shared_store import SharedStoreSettings
 
 Precision = Literal["auto", "fp32", "fp16"]
 
@@ -53,6 +56,8 @@ class RuntimeSettings:
     #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
     cpu_decoder_prompts_per_run: int = 4
     verify_model_checksums: bool = True
+    #: The shared embedding tier (Valkey/Redis), or None without SAM_SHARED_CACHE_URL.
+    shared_cache: SharedCacheConfig | None = None
 
     def cache_budget(self, on_gpu: bool) -> int:
         """The embedding cache budget in bytes: configured, or the default for the device."""
@@ -74,6 +79,33 @@ class RuntimeSettings:
             max_points=read_env(environ, "SAM_TRT_MAX_POINTS", positive(int), trt_defaults.max_points),
             cuda_graph=read_env(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
         )
+
+    @staticmethod
+    def _shared_cache(environ: Mapping[str, str]) -> SharedCacheConfig | None:
+        """The SAM_SHARED_CACHE_* settings, or None when SAM_SHARED_CACHE_URL is unset."""
+        url = read_env(environ, "SAM_SHARED_CACHE_URL", parse_store_url, None)
+        secret_id = read_env(environ, "SAM_SHARED_CACHE_SECRET_ID", str.strip, None)
+        password_file = read_env(environ, "SAM_SHARED_CACHE_PASSWORD_FILE", Path, None)
+        if url is None:
+            if secret_id or password_file:
+                raise ValueError("SAM_SHARED_CACHE_SECRET_ID / SAM_SHARED_CACHE_PASSWORD_FILE need SAM_SHARED_CACHE_URL")
+            return None
+        if secret_id and password_file:
+            raise ValueError("set SAM_SHARED_CACHE_SECRET_ID or SAM_SHARED_CACHE_PASSWORD_FILE, not both")
+        defaults = SharedStoreSettings(url)
+        store = SharedStoreSettings(
+            url,
+            connect_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_CONNECT_TIMEOUT_MS", positive(int),
+                                        defaults.connect_timeout_ms),
+            command_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_COMMAND_TIMEOUT_MS", positive(int),
+                                        defaults.command_timeout_ms),
+            ttl_s=read_env(environ, "SAM_SHARED_CACHE_TTL_S", positive(int), defaults.ttl_s),
+            lock_ttl_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_TTL_MS", positive(int), defaults.lock_ttl_ms),
+            lock_wait_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_WAIT_MS", non_negative_int, defaults.lock_wait_ms),
+            retry_after_ms=read_env(environ, "SAM_SHARED_CACHE_RETRY_AFTER_MS", non_negative_int,
+                                    defaults.retry_after_ms),
+        )
+        return SharedCacheConfig(store, secret_id, password_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
@@ -114,4 +146,5 @@ class RuntimeSettings:
             max_clicks=read_env(environ, "SAM_MAX_CLICKS", positive(int), 64),
             cpu_decoder_prompts_per_run=read_env(environ, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int), 4),
             verify_model_checksums=read_env(environ, "SAM_VERIFY_MODEL_SHA256", parse_bool, True),
+            shared_cache=cls._shared_cache(environ),
         )
