@@ -125,6 +125,8 @@ class SamEngine:
         self.max_points = max_points
         self.prompts_per_run = prompts_per_run
         self._encoder_lock = threading.Lock()
+        #: Encoder runs since start-up, warm-up included (``/stats``).
+        self.encoder_runs = 0
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
@@ -219,6 +221,7 @@ class SamEngine:
             raise ValueError(f"encoder input must be float32 1x3x{size}x{size}, got {shape_of(prepared.tensor)}")
         with self._encoder_lock:
             value = self.encoder.encode(prepared.tensor)
+            self.encoder_runs += 1
         if shape_of(value) != self.embedding_shape:
             raise ValueError(f"the encoder returned {shape_of(value)}, the manifest says {self.embedding_shape}")
         nbytes = int(np.prod(self.embedding_shape)) * 4

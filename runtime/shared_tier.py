@@ -98,6 +98,11 @@ class SharedTier:
         if found.entry is not None or found.outcome == "error":
             return found if found.entry is not None else self._compute_and_save(image_id, compute, None, "error")
         token, held = self.store.try_lock(image_id)
+        if token is not None:  # the holder before us may have written it between our look and our lock
+            again = self.load(image_id)
+            if again.entry is not None:
+                self.store.unlock(image_id, token)
+                return again
         if held:
             waited = self._wait_for_holder(image_id)
             if waited.entry is not None:

@@ -16,11 +16,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Yield the process and its ``redis://`` URL; stopped (killed if need be) on exit."""
+def redis_server(password: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Yield the process and its ``redis://`` URL (no password in it; ``password``: the AUTH
+    password the server requires); stopped (killed if need be) on exit."""
     port = _free_port()
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"],
+                             "--save", "", "--appendonly", "no", *auth],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
