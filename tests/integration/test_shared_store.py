@@ -96,7 +96,9 @@ def test_garbage_or_foreign_value_under_our_key_is_an_error() -> None:
         assert store.get("img") == (None, "error")
         foreign = _store(url, _B)
         assert foreign.put("img", _ENTRY)
-        raw.set(key, raw.get(f"sam:emb:{_B.hex()}:img"))  # another model's entry under our key
+        foreign_value = raw.get(f"sam:emb:{_B.hex()}:img")
+        assert isinstance(foreign_value, bytes)
+        raw.set(key, foreign_value)  # another model's entry under our key
         assert store.get("img") == (None, "error")
         assert store.stats()["errors"] == 3
 
