@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +25,10 @@ import numpy as np
 import pytest
 import redis
 
+from sagemaker_client import SageMakerSAMClient
 from synthetic.test_images import synthetic_image
-from tests.integration.server import LocalEndpoint, log_records, start_server
+from tests.integration.rehearsal_stack import wait_http
+from tests.integration.server import LocalEndpoint, free_port, log_records, start_server
 from tests.redis_server import redis_server
 from tests.reference import decode_mask, encode, in_process_mask
 
@@ -173,3 +177,34 @@ def test_a_second_model_never_uses_the_first_models_entries(
         assert np.array_equal(decode_mask(answer.json()["mask_image_base64"]), expected)
     finally:
         other.stop()
+
+
+def test_two_instances_behind_the_rehearsal_answer_every_follow_up(
+        pair: tuple[LocalEndpoint, LocalEndpoint], tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The issue's "done when": one variant with two containers behind the data plane, one store."""
+    first, second = pair
+    port = free_port()
+    plane = subprocess.Popen([sys.executable, "-m", "rehearsal.data_plane", "--variant", f"Primary={first.url}",
+                              "--variant", f"Primary={second.url}", "--routing", "static", "--seed", "5",
+                              "--port", str(port)], stdout=(tmp_path / "plane.log").open("wb"),
+                             stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
+                                                             if not k.startswith("AWS_ENDPOINT_URL")})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", plane)
+        client = SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", f"http://127.0.0.1:{port}")
+        photo = _photo(56)
+        before = {s.url: (_runs(s), _stats(s)["shared_cache"]["hits"]) for s in pair}
+        opened = client.extract(photo, POINTS)
+        for server in pair:  # whichever instance encoded it, its write is done before the follow-ups
+            _wait_written(server, _stats(server)["shared_cache"]["writes"])
+        for index in range(8):
+            clicks = [POINTS[index % 2]]
+            follow = client.follow_up_of(opened, clicks)
+            assert not follow.resent_photo and follow.mask_image is not None
+            assert np.array_equal(decode_mask(follow.mask_image), in_process_mask(tiny_model_dir, photo, clicks))
+        after = {s.url: (_runs(s), _stats(s)["shared_cache"]["hits"]) for s in pair}
+        assert sum(after[u][0] - before[u][0] for u in after) == 1  # encoded once across both instances
+        assert sum(after[u][1] - before[u][1] for u in after) == 1  # the other instance read it once, then held it
+    finally:
+        plane.terminate()
+        plane.wait(10)
