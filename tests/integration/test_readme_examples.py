@@ -147,6 +147,17 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     assert re.fullmatch(r"[0-9a-f]{32}", ran["python"].stdout.strip().splitlines()[-1])  # the closed session's id
 
 
+def test_readme_shared_cache_example(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    """Two instances on one redis-server: the second answers the first's photo by image_id."""
+    readme = REPO / "README.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    block = block_with(readme, "bash", "redis-server", "SAM_SHARED_CACHE_URL", "--port 8081")
+    ran = run_steps(root, [("shared", block)])
+    follow, stats = (json.loads(text) for text in re.findall(r"^\{.*?^\}", ran["shared"].stdout, re.M | re.S))
+    assert follow["cache_hit"] is True and re.fullmatch(r"[0-9a-f]{32}", follow["image_id"])
+    assert stats == {"encoder_runs": 1, "shared_cache": {"hits": 1, "misses": 0, "errors": 0}}  # the warm-up's run only
+
+
 def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
     guide = REPO / "README_SAGEMAKER.md"
     root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
