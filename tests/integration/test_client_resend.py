@@ -22,6 +22,7 @@ POINTS = PHOTO.clicks(2)
 
 @pytest.fixture(scope="module")
 def client(tiny_server) -> SageMakerSAMClient:  # type: ignore[no-untyped-def]
+    """The client of the session's tiny server (no AWS set-up: unsigned requests)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     return SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", tiny_server.url)
