@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.cache import CachedImage, EmbeddingCache, image_id_for, unknown_image_id
+from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
@@ -29,7 +29,7 @@ from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome
-from runtime.shared_tier import SharedTier, open_shared_tier
+from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier
 
 PromptMode = Literal["per_click", "single"]
 
@@ -207,35 +207,9 @@ class HoldExtractor:
             return {"enabled": False, "reason": self.shared_off_reason}
         return self.shared.stats()
 
-    def _through_shared(self, image_id: str, compute: Callable[[], CachedImage], outcome: list[Outcome | None]
-                        ) -> Callable[[], CachedImage]:
-        """``compute`` behind the shared tier (read first, encode once, write after); ``outcome`` gets its answer."""
-        shared = self.shared
-        if shared is None:
-            return compute
-
-        def through() -> CachedImage:
-            answer = shared.encode_once(image_id, compute)
-            outcome.append(answer.outcome)
-            assert answer.entry is not None
-            return answer.entry
-        return through
-
     def cached(self, image_id: str) -> tuple[CachedImage, Outcome | None]:
         """The entry of a follow-up by ``image_id``: local, else the shared tier's; else 404 ``unknown_image_id``."""
-        shared = self.shared
-        if shared is None:
-            return self.cache.get(image_id), None
-        outcome: list[Outcome | None] = []
-
-        def from_shared() -> CachedImage:
-            answer = shared.load(image_id)
-            outcome.append(answer.outcome)
-            if answer.entry is None:
-                raise unknown_image_id(image_id)
-            return answer.entry
-        entry, _ = self.cache.get_or_compute(image_id, from_shared)
-        return entry, (outcome[0] if outcome else None)
+        return cached_or_shared(self.cache, self.shared, image_id)
 
     def embed(self, image_bytes: bytes, keep_image: bool = True, probed: ImageHeader | None = None
               ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float], Outcome | None]:
@@ -268,7 +242,7 @@ class HoldExtractor:
 
         image_id = image_id_for(image_bytes)
         outcome: list[Outcome | None] = []
-        entry, hit = self.cache.get_or_compute(image_id, self._through_shared(image_id, compute, outcome))
+        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
         shared = outcome[0] if outcome else None
         return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from runtime.cache import CachedImage
+from runtime.cache import CachedImage, EmbeddingCache, unknown_image_id
 from runtime.manifest import Manifest
 from runtime.shared_config import SharedCacheConfig, SharedCacheUnavailable, read_password
 from runtime.shared_entry import SharedEntry, model_identity
@@ -190,3 +190,34 @@ def _without_credentials(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def behind_tier(tier: SharedTier | None, image_id: str, compute: Callable[[], CachedImage],
+                outcome: list[Outcome | None]) -> Callable[[], CachedImage]:
+    """``compute`` behind ``tier`` (read first, encode once, write after); ``outcome`` gets the lookup's answer."""
+    if tier is None:
+        return compute
+
+    def through() -> CachedImage:
+        answer = tier.encode_once(image_id, compute)
+        outcome.append(answer.outcome)
+        assert answer.entry is not None
+        return answer.entry
+    return through
+
+
+def cached_or_shared(cache: EmbeddingCache, tier: SharedTier | None, image_id: str
+                     ) -> tuple[CachedImage, Outcome | None]:
+    """``image_id``'s entry from ``cache``, else from ``tier`` (then cached locally), else 404 ``unknown_image_id``."""
+    if tier is None:
+        return cache.get(image_id), None
+    outcome: list[Outcome | None] = []
+
+    def from_tier() -> CachedImage:
+        answer = tier.load(image_id)
+        outcome.append(answer.outcome)
+        if answer.entry is None:
+            raise unknown_image_id(image_id)
+        return answer.entry
+    entry, _ = cache.get_or_compute(image_id, from_tier)
+    return entry, (outcome[0] if outcome else None)
