@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "--follow-up requests always go to the variant that answered the first request")
     photo = parser.add_argument_group("photo (one of)")
     photo.add_argument("--test-image", type=Path, help="a wall photo (JPEG, PNG, WebP, ...)")
-    photo.add_argument("--image-id", help="a photo sent before (its image_id): clicks only, no upload")
+    photo.add_argument("--image-id", help="a photo sent before (its image_id): clicks only, no upload; with "
+                                          "--test-image (that photo), resent once if the endpoint answers 404 "
+                                          "unknown_image_id")
     photo.add_argument("--session-id", help="an open session: clicks only, no upload")
     prompt = parser.add_argument_group("prompt")
     prompt.add_argument("--points", type=_arg(parse_points),
@@ -131,13 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    sources = [flag for flag, value in (("--test-image", args.test_image), ("--image-id", args.image_id),
-                                        ("--session-id", args.session_id)) if value is not None]
+    resend = args.image_id is not None and args.test_image is not None  # a follow-up that can resend its photo
+    sources = [flag for flag, value in (("--test-image", None if resend else args.test_image),
+                                        ("--image-id", args.image_id), ("--session-id", args.session_id))
+               if value is not None]
     if len(sources) != 1:
         parser.error("give exactly one of --test-image, --image-id, --session-id" +
                      (f" (got {', '.join(sources)})" if sources else ""))
-    if args.use_async and not (args.test_image and args.bucket):
-        parser.error("--async needs --test-image and --bucket")
+    if args.use_async and not (args.test_image and args.bucket and not resend):
+        parser.error("--async needs --test-image and --bucket (and no --image-id)")
     if args.use_async and args.target_variant:
         parser.error("--target-variant is for real-time requests (InvokeEndpointAsync has no TargetVariant)")
     if args.close_session and not args.session_id:
@@ -155,7 +159,7 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
         result = client.extract_async(image, points, args.bucket, args.labels, outputs=outputs, fmt=args.format,
                                       accept=args.accept, prefix=args.prefix, timeout_s=args.timeout_s, **options)
         report["async_s"] = round(result.latency_s, 3)
-    elif image is not None:
+    elif image is not None and not resend:
         result = client.extract(image, points, args.labels, outputs=outputs, fmt=args.format, accept=args.accept,
                                 open_session=bool(args.follow_up) or args.keep_session,
                                 target_variant=args.target_variant, **options)
@@ -163,8 +167,10 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
     else:
         result = client.follow_up(points, args.labels, image_id=args.image_id, session_id=args.session_id,
                                   outputs=outputs, accept=args.accept, close_session=args.close_session,
-                                  target_variant=args.target_variant, **options)
+                                  target_variant=args.target_variant, photo=image, **options)
         report["request_s"] = round(result.latency_s, 3)
+        if result.resent_photo:
+            report["resent_photo"] = True
     if result.variant is not None:
         report["variant"] = result.variant
     report.update({"image_id": result.image_id, "cache_hit": result.metadata.get("cache_hit"),
@@ -185,6 +191,8 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
                        "server_follow_up_ms": follow.metadata.get("timings_ms")})
         if follow.variant is not None:
             report["follow_up_variant"] = follow.variant
+        if follow.resent_photo:
+            report["follow_up_resent_photo"] = True
         warnings += [w for w in follow.warnings if w not in warnings]
     if args.keep_session and result.session_id:
         report["session_id"] = result.session_id

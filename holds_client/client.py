@@ -61,6 +61,11 @@ NO_CREDENTIALS = ("no AWS credentials found: run 'aws configure', or set AWS_PRO
                   "AWS_SECRET_ACCESS_KEY (a local --endpoint-url needs none)")
 
 
+#: The warning of an answer whose follow-up by image_id was answered by resending the photo.
+RESENT_WARNING = ("the endpoint no longer knew image_id {image_id} (another instance answered, or it was evicted): "
+                  "the photo was sent again")
+
+
 class EndpointError(RuntimeError):
     """The endpoint refused or failed a request; ``status`` is the HTTP status when known."""
 
@@ -82,6 +87,10 @@ class HoldsResult:
     extra: dict[str, Any] = field(default_factory=dict)
     per_click_masks: list[bytes] = field(default_factory=list)
     variant: str | None = None
+    #: The photo this answer is about, kept by ``extract`` so ``follow_up_of`` can resend it.
+    photo: bytes | None = field(default=None, repr=False)
+    #: A follow-up by ``image_id`` that the endpoint no longer knew, answered by sending the photo again.
+    resent_photo: bool = False
 
     @property
     def image_id(self) -> str | None:
@@ -166,19 +175,24 @@ class SageMakerSAMClient:
         if fmt == "auto":
             fmt = self._auto_format(image, prompt, wanted)
         body, content_type, attributes = _request_body(image, prompt, wanted, fmt)
-        return self._invoke(body, content_type, accept or ("zip" if fmt == "zip" else None),
-                            "NEW_SESSION" if open_session else None, custom_attributes=attributes,
-                            target_variant=target_variant)
+        result = self._invoke(body, content_type, accept or ("zip" if fmt == "zip" else None),
+                              "NEW_SESSION" if open_session else None, custom_attributes=attributes,
+                              target_variant=target_variant)
+        result.photo = image
+        return result
 
     def follow_up(self, points: Sequence[Point] = (), labels: Sequence[int] | None = None, box: BoxXyxy | None = None,
                   *, image_id: str | None = None, session_id: str | None = None, mode: PromptMode = "per_click",
                   multimask: bool = False, min_area: int = 0, outputs: Outputs | Mapping[str, Any] | None = None,
                   accept: str | None = None, close_session: bool = False,
-                  target_variant: str | None = None) -> HoldsResult:
+                  target_variant: str | None = None, photo: bytes | None = None) -> HoldsResult:
         """More clicks on a photo sent before, by ``image_id`` or through a session (no upload).
 
         On an A/B endpoint pass the first answer's ``variant`` as ``target_variant``: the photo
         is cached only by that variant's containers (``follow_up_of`` does this for you).
+        ``photo``: the photo of ``image_id``; when the endpoint answers 404 ``unknown_image_id``
+        (another instance without a shared cache, or evicted) it is sent once more with the same
+        prompt, and the answer says so (``resent_photo``, and a warning).
         """
         body: dict[str, Any] = {**make_prompt(points, labels, box, mode, multimask, min_area).to_json(),
                                 "outputs": make_outputs(outputs).to_json()}
@@ -186,18 +200,28 @@ class SageMakerSAMClient:
             body["image_id"] = image_id
         if close_session:
             body["close_session"] = True
-        return self._invoke(json.dumps(body).encode(), "application/json", accept, session_id,
-                            target_variant=target_variant)
+        try:
+            return self._invoke(json.dumps(body).encode(), "application/json", accept, session_id,
+                                target_variant=target_variant)
+        except EndpointError as exc:
+            if photo is None or image_id is None or session_id is not None or not is_unknown_image_id(exc):
+                raise
+        result = self.extract(photo, points, labels, box, mode=mode, multimask=multimask, min_area=min_area,
+                              outputs=outputs, accept=accept, target_variant=target_variant)
+        result.resent_photo = True
+        result.metadata["warnings"] = [*result.warnings, RESENT_WARNING.format(image_id=image_id)]
+        return result
 
     def follow_up_of(self, first: HoldsResult, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
                      **options: Any) -> HoldsResult:
         """More clicks on the photo of ``first``: through its session if it opened one, else by its
-        ``image_id``, always pinned to the variant that answered ``first``."""
+        ``image_id``, always pinned to the variant that answered ``first``; a follow-up by
+        ``image_id`` that the endpoint no longer knows resends ``first``'s photo once."""
         if first.session_id is None and first.image_id is None:
             raise ValueError("the first answer has neither a session nor an image_id to follow up")
         return self.follow_up(points, labels, session_id=first.session_id,
                               image_id=None if first.session_id else first.image_id,
-                              target_variant=first.variant, **options)
+                              target_variant=first.variant, photo=first.photo, **options)
 
     def close_session(self, session_id: str, target_variant: str | None = None) -> str | None:
         """Close a session; returns the closed id the endpoint confirmed."""
@@ -382,6 +406,13 @@ def parse_response(payload: bytes, content_type: str, latency_s: float) -> Holds
     if media == "image/png":
         return HoldsResult(None, payload, {}, latency_s)
     raise EndpointError(f"unexpected response type {content_type!r}")
+
+
+def is_unknown_image_id(exc: EndpointError) -> bool:
+    """Whether the endpoint answered 404 ``unknown_image_id`` (it does not hold that photo): SageMaker's
+    ModelError carries the error code; our server's own 404 reaches botocore with only its message."""
+    text = str(exc)
+    return exc.status == 404 and ("unknown_image_id" in text or ("image_id" in text and "is unknown" in text))
 
 
 def _endpoint_error(exc: ClientError) -> EndpointError:

@@ -3,12 +3,17 @@
     python -m rehearsal.data_plane --container-url http://127.0.0.1:8080 --port 8081
     python -m rehearsal.data_plane --variant Primary=http://127.0.0.1:8080 \
         --variant Challenger=http://127.0.0.1:8082 --seed 1 --port 8081
+    python -m rehearsal.data_plane --variant Primary=http://127.0.0.1:8080 \
+        --variant Primary=http://127.0.0.1:8082 --port 8081     # one variant, two instances
 
 Point boto3 or the AWS CLI at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; the control
 plane (S3, SageMaker) is whatever ``AWS_ENDPOINT_URL`` names (a ``moto_server`` in tests).
 
 Production variants: each ``--variant NAME=URL`` is that variant's container (an A/B test
-runs two server processes); ``--container-url URL`` is one container serving every variant.
+runs two server processes); ``--container-url URL`` is one container serving every variant. A variant named more than once (or several ``--container-url``)
+has that many instances: each invocation outside a session goes to a seeded random one of them, a
+session stays on the instance that opened it (as SageMaker spreads requests over a variant's
+instances), so a follow-up by ``image_id`` may reach an instance that never saw the photo.
 Each invocation goes to a variant as SageMaker picks it (``rehearsal.routing``: the
 ``TargetVariant`` header, a stateful session's variant, else a seeded random pick by weight)
 and the answer names it in ``x-Amzn-Invoked-Production-Variant``. The weights are the
@@ -82,14 +87,24 @@ class Limits:
     max_custom_attributes: int = 1024
 
 
-def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), routing: Routing = "static",
-               weights: Mapping[str, float] | None = None, seed: int | None = None) -> Starlette:
-    """The data-plane app: ``containers`` maps variant names to container URLs (``ANY_VARIANT``:
-    one container for all; a plain string is that); ``weights`` are the static routing's."""
-    urls = {ANY_VARIANT: containers} if isinstance(containers, str) else dict(containers)
-    http = {name: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
-            for name, url in urls.items()}
-    background = {name: httpx.Client(base_url=url, timeout=3600.0) for name, url in urls.items()}
+def _instances(containers: Mapping[str, str | Sequence[str]] | str) -> dict[str, list[str]]:
+    """Variant name -> its instances' URLs (``ANY_VARIANT`` for a plain string: one container for all)."""
+    if isinstance(containers, str):
+        return {ANY_VARIANT: [containers]}
+    return {name: [urls] if isinstance(urls, str) else list(urls) for name, urls in containers.items()}
+
+
+def create_app(containers: Mapping[str, str | Sequence[str]] | str, limits: Limits = Limits(),
+               routing: Routing = "static", weights: Mapping[str, float] | None = None,
+               seed: int | None = None) -> Starlette:
+    """The data-plane app: ``containers`` maps variant names to container URLs, one per instance
+    (``ANY_VARIANT``: the containers of every variant; a plain string is one); ``weights`` are the
+    static routing's."""
+    urls = _instances(containers)
+    http = {name: [httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
+                   for url in instances] for name, instances in urls.items()}
+    background = {name: [httpx.Client(base_url=url, timeout=3600.0) for url in instances]
+                  for name, instances in urls.items()}
     static = [Variant(name, (weights or {}).get(name, 1.0)) for name in urls if name != ANY_VARIANT]
     router = VariantRouter(seed)
     aws: dict[str, Any] = {}
@@ -114,14 +129,15 @@ def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), r
         return [Variant(v["VariantName"], float(v.get("CurrentWeight", 1.0))) for v in described["ProductionVariants"]]
 
     async def route(endpoint: str, target: str | None = None,
-                    session_id: str | None = None) -> tuple[str, str]:
-        """(variant, key of its container) for an invocation; raises RoutingError."""
+                    session_id: str | None = None) -> tuple[str, str, int]:
+        """(variant, key of its containers, instance index) for an invocation; raises RoutingError."""
         variants = await asyncio.to_thread(endpoint_variants, endpoint)
         variant = router.choose(endpoint, variants, target, session_id)
         if variant not in urls and ANY_VARIANT not in urls:
             raise RoutingError(f"the rehearsal has no container for variant {variant} of endpoint {endpoint}: start "
                                f"the data plane with --variant {variant}=URL")
-        return variant, variant if variant in urls else ANY_VARIANT
+        key = variant if variant in urls else ANY_VARIANT
+        return variant, key, router.choose_instance(variant, len(urls[key]), session_id)
 
     async def invoke(request: Request) -> Response:
         endpoint = request.path_params["name"]
@@ -141,12 +157,13 @@ def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), r
                                     f"constraint: Member must have length less than or equal to {limits.max_custom_attributes}")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
-            variant, container = await route(endpoint, request.headers.get("x-amzn-sagemaker-target-variant"),
-                                             request.headers.get("x-amzn-sagemaker-session-id"))
+            variant, container, instance = await route(endpoint,
+                                                       request.headers.get("x-amzn-sagemaker-target-variant"),
+                                                       request.headers.get("x-amzn-sagemaker-session-id"))
         except RoutingError as exc:
             return validation_error(exc.message)
         try:
-            upstream = await http[container].post("/invocations", content=body, headers=headers)
+            upstream = await http[container][instance].post("/invocations", content=body, headers=headers)
         except httpx.TimeoutException:
             return model_error(0, TIMEOUT_MESSAGE, endpoint)
         except httpx.TransportError as exc:
@@ -160,7 +177,7 @@ def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), r
         returned["x-Amzn-Invoked-Production-Variant"] = variant
         opened = upstream.headers.get("x-amzn-sagemaker-new-session-id")
         if opened:
-            router.session_opened(opened.split(";")[0].strip(), variant)
+            router.session_opened(opened.split(";")[0].strip(), variant, instance)
         closed = upstream.headers.get("x-amzn-sagemaker-closed-session-id")
         if closed:
             router.session_closed(closed.strip())
@@ -187,18 +204,18 @@ def create_app(containers: Mapping[str, str] | str, limits: Limits = Limits(), r
         if request.headers.get("x-amzn-sagemaker-custom-attributes"):
             headers["x-amzn-sagemaker-custom-attributes"] = request.headers["x-amzn-sagemaker-custom-attributes"]
         try:
-            _, container = await route(endpoint)
+            _, container, instance = await route(endpoint)
         except RoutingError as exc:
             return validation_error(exc.message)
         workers = int(async_config.get("ClientConfig", {}).get("MaxConcurrentInvocationsPerInstance", 4))
         pool = pools.setdefault(endpoint, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"async-{endpoint}"))
-        pool.submit(_process, background[container], client("s3"), input_location, headers, output, failure)
+        pool.submit(_process, background[container][instance], client("s3"), input_location, headers, output, failure)
         return JSONResponse({"InferenceId": inference_id}, status_code=202,
                             headers={"X-Amzn-SageMaker-OutputLocation": output,
                                      "X-Amzn-SageMaker-FailureLocation": failure})
 
     async def ping(request: Request) -> Response:
-        for container in http.values():
+        for container in (instance for instances in http.values() for instance in instances):
             try:
                 upstream = await container.get("/ping", timeout=2.0)
             except httpx.TransportError:
@@ -274,9 +291,11 @@ def _weight(text: str) -> tuple[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     containers = parser.add_mutually_exclusive_group(required=True)
-    containers.add_argument("--container-url", help="one container for every production variant")
+    containers.add_argument("--container-url", action="append",
+                            help="a container for every production variant (repeat: one per instance)")
     containers.add_argument("--variant", type=_pair, action="append", metavar="NAME=URL",
-                            help="a production variant's container (repeat for each variant)")
+                            help="a production variant's container (repeat for each variant, and for each "
+                                 "instance of a variant)")
     parser.add_argument("--routing", choices=["endpoint", "static"],
                         default="endpoint" if os.environ.get("AWS_ENDPOINT_URL") else "static",
                         help="weights from DescribeEndpoint (default when AWS_ENDPOINT_URL is set) or from --weight")
@@ -292,8 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(args.max_request_bytes, args.max_response_bytes, args.invocation_timeout_s)
-    variants: Mapping[str, str] | str = args.container_url or dict(args.variant)
-    unknown = [name for name, _ in args.weight if isinstance(variants, str) or name not in variants]
+    variants: dict[str, list[str]] = {ANY_VARIANT: args.container_url} if args.container_url else {}
+    for name, url in args.variant or []:
+        variants.setdefault(name, []).append(url)
+    unknown = [name for name, _ in args.weight if name not in variants or name == ANY_VARIANT]
     if unknown:
         parser.error(f"--weight names no --variant: {', '.join(unknown)}")
     app = create_app(variants, limits, args.routing, dict(args.weight), args.seed)

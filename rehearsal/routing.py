@@ -9,6 +9,9 @@
 - Otherwise a random pick in proportion to the variants' current weights. The generator is
   seeded (``--seed``), so a rehearsal's sequence of picks is the same on every run.
 
+Instances: a variant with several instances (containers) gets each invocation outside a session
+on a seeded random one of them (``choose_instance``); a session stays on the instance that opened it.
+
 ``image_id`` follow-ups are not routed: an ``image_id`` is our container's cache key, unknown
 to SageMaker, so a follow-up without ``TargetVariant`` may reach the other variant, which
 answers 404 ``unknown_image_id``.
@@ -49,7 +52,7 @@ class VariantRouter:
 
     def __init__(self, seed: int | None = None) -> None:
         self._random = random.Random(seed)
-        self._sessions: OrderedDict[str, str] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # session -> (variant, instance)
         self._lock = threading.Lock()
 
     def choose(self, endpoint: str, variants: Sequence[Variant], target: str | None = None,
@@ -64,9 +67,9 @@ class VariantRouter:
         with self._lock:
             if session_id and session_id != NEW_SESSION:
                 sticky = self._sessions.get(session_id)
-                if sticky in names:
+                if sticky is not None and sticky[0] in names:
                     self._sessions.move_to_end(session_id)
-                    return sticky
+                    return sticky[0]
             weighted = [variant for variant in variants if variant.weight > 0]
             total = sum(variant.weight for variant in weighted)
             if not weighted:
@@ -79,10 +82,18 @@ class VariantRouter:
                     return variant.name
             return weighted[-1].name
 
-    def session_opened(self, session_id: str, variant: str) -> None:
-        """Remember which variant holds ``session_id`` (from ``X-Amzn-SageMaker-New-Session-Id``)."""
+    def choose_instance(self, variant: str, instances: int, session_id: str | None = None) -> int:
+        """The index (0..instances-1) of the variant's instance that serves this invocation."""
         with self._lock:
-            self._sessions[session_id] = variant
+            sticky = self._sessions.get(session_id) if session_id and session_id != NEW_SESSION else None
+            if sticky is not None and sticky[0] == variant and sticky[1] < instances:
+                return sticky[1]
+            return self._random.randrange(instances) if instances > 1 else 0
+
+    def session_opened(self, session_id: str, variant: str, instance: int = 0) -> None:
+        """Remember which variant and instance hold ``session_id`` (``X-Amzn-SageMaker-New-Session-Id``)."""
+        with self._lock:
+            self._sessions[session_id] = (variant, instance)
             self._sessions.move_to_end(session_id)
             while len(self._sessions) > MAX_REMEMBERED_SESSIONS:
                 self._sessions.popitem(last=False)

@@ -29,6 +29,11 @@ def image_id_for(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:IMAGE_ID_HEX_CHARS]
 
 
+def unknown_image_id(image_id: str) -> UnknownImageId:
+    """The 404 for an ``image_id`` this instance (and the shared tier, if any) does not hold."""
+    return UnknownImageId(f"image_id {image_id} is unknown or its embedding was evicted: send the image again")
+
+
 @dataclass(frozen=True)
 class CachedImage:
     """One image's embedding and what is needed to answer further clicks without re-upload.
@@ -102,9 +107,7 @@ class EmbeddingCache:
             entry = self._lookup(image_id)
             if entry is None:
                 self._misses += 1
-                raise UnknownImageId(
-                    f"image_id {image_id} is unknown or its embedding was evicted: send the image again"
-                )
+                raise unknown_image_id(image_id)
             self._hits += 1
             return entry
 

@@ -129,6 +129,8 @@ class SamEngine:
         self.prompts_per_run = prompts_per_run
         self.device_plan = device_plan
         self._encoder_lock = threading.Lock()
+        #: Encoder runs since start-up, warm-up included (``/stats``).
+        self.encoder_runs = 0
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
@@ -228,10 +230,18 @@ class SamEngine:
             raise ValueError(f"encoder input must be float32 1x3x{size}x{size}, got {shape_of(prepared.tensor)}")
         with self._encoder_lock, out_of_memory_is_overload("the image encoder"):
             value = self.encoder.encode(prepared.tensor)
+            self.encoder_runs += 1
         if shape_of(value) != self.embedding_shape:
             raise ValueError(f"the encoder returned {shape_of(value)}, the manifest says {self.embedding_shape}")
         nbytes = int(np.prod(self.embedding_shape)) * 4
         return Embedding(value, nbytes, prepared.orig_size_hw, prepared.input_size_hw)
+
+    def embedding_from_host(self, array: NDArray[np.float32]) -> EmbeddingValue:
+        """A float32 1x256x64x64 host array as ``encode`` would return it: on the device for a GPU
+        encoder (an ``OrtValue``), else the array itself (an embedding read from the shared tier)."""
+        if self.on_gpu:
+            return ort.OrtValue.ortvalue_from_numpy(array, "cuda", getattr(self.encoder, "device_id", 0))
+        return array
 
     def decode(self, embedding: EmbeddingValue, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
                mask_input: NDArray[np.float32] | None = None, has_mask_input: NDArray[np.float32] | None = None) -> Decoded:

@@ -30,6 +30,8 @@ from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
+from runtime.shared_store import Outcome
+from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier
 
 PromptMode = Literal["per_click", "single"]
 
@@ -96,6 +98,8 @@ class HoldResult:
     rgb: Image.Image | None
     masks: list[BitMask] | None
     timings_ms: dict[str, float]
+    #: What the shared tier's lookup found (hit, miss, error); None when it was not asked.
+    shared_cache: Outcome | None = None
 
     @property
     def mask(self) -> NDArray[np.bool_]:
@@ -186,25 +190,42 @@ class HoldExtractor:
     """Clicks -> hold masks, with the embedding cache in front of the encoder. Thread-safe."""
 
     def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
-                 image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> None:
+                 image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shared: SharedTier | None = None,
+                 shared_off_reason: str | None = None) -> None:
         self.engine = engine
         self.cache = cache
         self.max_clicks = max_clicks
         self.image_limits = image_limits
+        self.shared = shared
+        self.shared_off_reason = shared_off_reason
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
-        """Open the model's sessions and a cache sized for the device (see ``RuntimeSettings``)."""
+        """Open the model's sessions, a cache sized for the device (see ``RuntimeSettings``) and,
+        with SAM_SHARED_CACHE_URL, the shared tier behind it."""
         engine = SamEngine.from_model_dir(model_dir, settings)
         budget = settings.cache_budget(engine.on_gpu)
         if engine.device_plan is not None:  # embeddings live in device memory: its plan bounds them too
             budget = min(budget, engine.device_plan.cache_bytes)
         cache = EmbeddingCache(budget)
-        return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans))
+        shared, off_reason = open_shared_tier(settings.shared_cache, engine)
+        return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans),
+                   shared, off_reason)
+
+    def shared_stats(self) -> dict[str, object]:
+        """The shared tier's counters and state, or why it is off."""
+        if self.shared is None:
+            return {"enabled": False, "reason": self.shared_off_reason}
+        return self.shared.stats()
+
+    def cached(self, image_id: str) -> tuple[CachedImage, Outcome | None]:
+        """The entry of a follow-up by ``image_id``: local, else the shared tier's; else 404 ``unknown_image_id``."""
+        return cached_or_shared(self.cache, self.shared, image_id)
 
     def embed(self, image_bytes: bytes, keep_image: bool = True, probed: ImageHeader | None = None
-              ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float]]:
-        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings).
+              ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float], Outcome | None]:
+        """Encode an image file (or find it cached): (entry, cache hit, decoded image or None, timings,
+        the shared tier's answer). A hit is an entry found locally or in the shared tier (no encoder run).
 
         ``keep_image``: return the decoded image (for the cut-out); otherwise it is freed as soon
         as the encoder's input is made (a 64 MP photo holds 256 MB in Pillow). ``probed``:
@@ -230,8 +251,11 @@ class HoldExtractor:
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
                                embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
 
-        entry, hit = self.cache.get_or_compute(image_id_for(image_bytes), compute)
-        return entry, hit, (decoded[0] if decoded else None), timings
+        image_id = image_id_for(image_bytes)
+        outcome: list[Outcome | None] = []
+        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
+        shared = outcome[0] if outcome else None
+        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
     def extract(self, request: ExtractRequest) -> HoldResult:
         """Run a request end to end, except encoding the output images.
@@ -263,12 +287,12 @@ class HoldExtractor:
             size_hw = header.upright_size_hw
             check_resizable(size_hw, self.engine.manifest.image_size)
             self._check_request(request, size_hw)
-            entry, hit, image, timings = self.embed(request.image_bytes, keep_image=request.need_pixels,
-                                                    probed=header)
+            entry, hit, image, timings, shared = self.embed(request.image_bytes, keep_image=request.need_pixels,
+                                                            probed=header)
             if entry.orig_size_hw != size_hw:  # the header did not tell the orientation (a late PNG eXIf chunk)
                 self._check_request(request, entry.orig_size_hw)
         else:
-            entry, hit = self.cache.get(str(request.image_id)), True
+            (entry, shared), hit = self.cached(str(request.image_id)), True
             self._check_request(request, entry.orig_size_hw)
         out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
 
@@ -295,7 +319,7 @@ class HoldExtractor:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
         return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, rendered.union, prompts, rgb,
-                          rendered.masks, timings)
+                          rendered.masks, timings, shared)
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:

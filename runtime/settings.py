@@ -8,14 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, cast, get_args
 
 from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
 from runtime.device_memory import DeviceMemorySettings
-from runtime.env_values import choice, env_field, parse_bool, parse_bytes, positive, read_env, read_fields
+from runtime.env_values import (
+    choice,
+    env_field,
+    non_negative_int,
+    parse_bool,
+    parse_bytes,
+    positive,
+    read_env,
+    read_fields,
+)
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.prepost import PrePostSetting, parse_prepost
 from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
+from runtime.shared_config import SharedCacheConfig, parse_store_url
+from runtime.shared_store import SharedStoreSettings
 
 Precision = Literal["auto", "fp32", "fp16"]
 
@@ -57,6 +69,8 @@ class RuntimeSettings:
     verify_model_checksums: bool = env_field(True, "SAM_VERIFY_MODEL_SHA256", parse_bool)
     #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
     ort_profile_dir: str | None = env_field(None, "SAM_ORT_PROFILE_DIR", str)
+    #: The shared embedding tier (Valkey/Redis), or None without SAM_SHARED_CACHE_URL.
+    shared_cache: SharedCacheConfig | None = None
 
     def cache_budget(self, on_gpu: bool) -> int:
         """The embedding cache budget in bytes: configured, or the default for the device."""
@@ -78,6 +92,33 @@ class RuntimeSettings:
             max_points=read_env(environ, "SAM_TRT_MAX_POINTS", positive(int), trt_defaults.max_points),
             cuda_graph=read_env(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
         )
+
+    @staticmethod
+    def _shared_cache(environ: Mapping[str, str]) -> SharedCacheConfig | None:
+        """The SAM_SHARED_CACHE_* settings, or None when SAM_SHARED_CACHE_URL is unset."""
+        url = read_env(environ, "SAM_SHARED_CACHE_URL", parse_store_url, None)
+        secret_id = read_env(environ, "SAM_SHARED_CACHE_SECRET_ID", str.strip, None)
+        password_file = read_env(environ, "SAM_SHARED_CACHE_PASSWORD_FILE", Path, None)
+        if url is None:
+            if secret_id or password_file:
+                raise ValueError("SAM_SHARED_CACHE_SECRET_ID / SAM_SHARED_CACHE_PASSWORD_FILE need SAM_SHARED_CACHE_URL")
+            return None
+        if secret_id and password_file:
+            raise ValueError("set SAM_SHARED_CACHE_SECRET_ID or SAM_SHARED_CACHE_PASSWORD_FILE, not both")
+        defaults = SharedStoreSettings(url)
+        store = SharedStoreSettings(
+            url,
+            connect_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_CONNECT_TIMEOUT_MS", positive(int),
+                                        defaults.connect_timeout_ms),
+            command_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_COMMAND_TIMEOUT_MS", positive(int),
+                                        defaults.command_timeout_ms),
+            ttl_s=read_env(environ, "SAM_SHARED_CACHE_TTL_S", positive(int), defaults.ttl_s),
+            lock_ttl_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_TTL_MS", positive(int), defaults.lock_ttl_ms),
+            lock_wait_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_WAIT_MS", non_negative_int, defaults.lock_wait_ms),
+            retry_after_ms=read_env(environ, "SAM_SHARED_CACHE_RETRY_AFTER_MS", non_negative_int,
+                                    defaults.retry_after_ms),
+        )
+        return SharedCacheConfig(store, secret_id, password_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
@@ -112,4 +153,4 @@ class RuntimeSettings:
         )
         return cls(providers=providers, openvino=openvino,
                    device_memory=DeviceMemorySettings(**read_fields(DeviceMemorySettings, environ)),
-                   **read_fields(cls, environ))
+                   shared_cache=cls._shared_cache(environ), **read_fields(cls, environ))

@@ -77,7 +77,9 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "model_type": service.extractor.engine.manifest.model_type,
             "provider": service.extractor.engine.provider,
             "engines": service.extractor.engine.engines,
+            "encoder_runs": service.extractor.engine.encoder_runs,
             "cache": asdict(service.extractor.cache.stats()),
+            "shared_cache": service.extractor.shared_stats(),
             "open_sessions": service.sessions.count(),
             "workers": {**asdict(workers.stats()), "admitted_requests": admission.admitted},
         })
@@ -117,6 +119,8 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
                 facts = {"image_id": prediction.result.image_id, "cache_hit": prediction.result.cache_hit,
                          "clicks": len(prediction.result.prompts), "timings_ms": prediction.result.timings_ms,
                          "pixels": prediction.result.orig_size_hw[0] * prediction.result.orig_size_hw[1]}
+                if prediction.result.shared_cache is not None:
+                    facts["shared_cache"] = prediction.result.shared_cache
             return payload, media, prediction.headers, facts
 
         payload, media, headers, facts = await workers.run(work, max(0.0, deadline - time.monotonic()),

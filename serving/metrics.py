@@ -26,6 +26,9 @@ STAGE_METRICS = (
     ("OutputEncodeLatency", "Milliseconds", "output_encode_ms"),
 )
 
+#: (metric name, shared tier lookup outcome it counts); errors: store down, stalled, garbage, foreign model.
+SHARED_CACHE_METRICS = (("SharedCacheHits", "hit"), ("SharedCacheMisses", "miss"), ("SharedCacheErrors", "error"))
+
 _emitter = logging.getLogger("sam.metrics")
 
 
@@ -54,6 +57,9 @@ def emf_record(namespace: str, endpoint: str, facts: dict[str, Any], total_ms: f
     if "cache_hit" in facts:
         put("CacheHit", "Count", 1 if facts["cache_hit"] else 0)
         put("CacheMiss", "Count", 0 if facts["cache_hit"] else 1)
+    if "shared_cache" in facts:  # the shared tier was asked: what it found
+        for name, outcome in SHARED_CACHE_METRICS:
+            put(name, "Count", 1 if facts["shared_cache"] == outcome else 0)
     if "pixels" in facts:
         put("ImagePixels", "Count", facts["pixels"])
     if "clicks" in facts:

@@ -65,3 +65,16 @@ def test_gpu_targets_script_runs_on_cpu(tmp_path: Path) -> None:
     assert report["placement"]["ok"] and set(report["placement"]["graphs"]) == {"preprocess", "encoder", "decoder",
                                                                                  "postprocess"}
     assert report["placement"]["memory"]["renders"] == 8 and report["placement"]["memory"]["masks_per_render"] == 10
+
+
+
+def test_shared_cache_benchmark_runs_every_scenario(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_shared_cache.py"), "--model-dir",
+                             str(tiny_model_dir), "--repeats", "1", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sample,) = json.loads((tmp_path / "shared_cache.json").read_text())["samples"]
+    assert set(sample) == {"other_instance_shared_ms", "other_instance_reencode_ms", "local_hit_with_tier_ms",
+                           "local_hit_without_tier_ms", "miss_overhead_ms"}
+    assert all(value > 0 for value in sample.values())
+    assert "other_instance_shared_ms" in (tmp_path / "SHARED_CACHE.md").read_text()

@@ -167,6 +167,41 @@ def test_readme_go_backend_example(tiny_model_dir: Path, phone_photo: bytes, tmp
     assert Image.open(root / "out" / "go" / "result.png").mode == "RGBA"
     assert (root / "out" / "go" / "follow_up_mask.png").is_file()
 
+def test_readme_shared_cache_example(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    """Two instances on one redis-server: the second answers the first's photo by image_id."""
+    readme = REPO / "README.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    block = block_with(readme, "bash", "redis-server", "SAM_SHARED_CACHE_URL", "--port 8081")
+    ran = run_steps(root, [("shared", block)])
+    follow, stats = (json.loads(text) for text in re.findall(r"^\{.*?^\}", ran["shared"].stdout, re.MULTILINE | re.DOTALL))
+    assert follow["cache_hit"] is True and re.fullmatch(r"[0-9a-f]{32}", follow["image_id"])
+    assert stats == {"encoder_runs": 1, "shared_cache": {"hits": 1, "misses": 0, "errors": 0}}  # the warm-up's run only
+
+
+#: moto_server and a VPC's subnet and security group in it: what the cache creation block assumes exists.
+MOTO_VPC_STAND_INS = """moto_server -H 127.0.0.1 -p 5000 > moto.log 2>&1 &
+until curl -s -o /dev/null http://127.0.0.1:5000; do sleep 0.2; done
+export AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
+  AWS_DEFAULT_REGION=us-east-1
+vpc=$(aws ec2 create-vpc --cidr-block 10.0.0.0/16 --query Vpc.VpcId --output text)
+export VPC_SUBNET_IDS=$(aws ec2 create-subnet --vpc-id $vpc --cidr-block 10.0.1.0/24 --query Subnet.SubnetId --output text)
+export VPC_SECURITY_GROUP_IDS=$(aws ec2 create-security-group --group-name sam --description sam --vpc-id $vpc \\
+  --query GroupId --output text)"""
+
+
+def test_readme_sagemaker_shared_cache_creation(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
+    """The guide's ElastiCache (Valkey) and Secrets Manager commands, against moto_server; the VPC's
+    subnet and security group are the harness's stand-ins (no README block creates a VPC)."""
+    guide = REPO / "README_SAGEMAKER.md"
+    root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
+    create = block_with(guide, "bash", "aws elasticache create-replication-group")
+    stand_ins = MOTO_VPC_STAND_INS
+    check = "aws secretsmanager describe-secret --secret-id sam/shared-cache --query Name --output text"
+    ran = run_steps(root, [("stand_ins", stand_ins), ("create", create), ("check", check)])
+    settings = dict(line.split("=", 1) for line in (root / ".env").read_text().splitlines())
+    assert re.fullmatch(r"rediss://master\.sam-embeddings\.[a-z0-9.]+:6379/0", settings["SHARED_CACHE_URL"])
+    assert settings["SHARED_CACHE_SECRET_ID"] == "sam/shared-cache" and ran["check"].stdout.strip() == "sam/shared-cache"
+
 
 def test_readme_sagemaker_deploy_and_invoke_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
     guide = REPO / "README_SAGEMAKER.md"

@@ -56,3 +56,14 @@ def test_a_session_of_a_removed_variant_is_routed_by_weight() -> None:
     router = VariantRouter(seed=3)
     router.session_opened("s1", "Challenger")
     assert router.choose("ep", [Variant("Primary", 1.0)], session_id="s1") == "Primary"
+
+
+def test_instances_are_picked_by_seed_and_sessions_stay_on_theirs() -> None:
+    router = VariantRouter(seed=5)
+    picks = [router.choose_instance("Primary", 2) for _ in range(40)]
+    assert set(picks) == {0, 1}  # requests outside a session reach both instances
+    again = VariantRouter(seed=5)
+    assert [again.choose_instance("Primary", 2) for _ in range(40)] == picks
+    router.session_opened("s1", "Primary", 1)
+    assert all(router.choose_instance("Primary", 2, "s1") == 1 for _ in range(10))
+    assert VariantRouter(seed=5).choose_instance("Primary", 1) == 0
