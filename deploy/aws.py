@@ -82,10 +82,11 @@ def cli_line(service: str, operation: str, params: Mapping[str, Any]) -> str:
 class Aws:
     """boto3 clients of one session; ``change`` makes a mutating call, or prints it under a dry run."""
 
-    def __init__(self, session: boto3.session.Session, dry_run: bool) -> None:
+    def __init__(self, session: boto3.session.Session, dry_run: bool, clients: Mapping[str, Any] | None = None) -> None:
+        """``clients``: service -> client to use instead of the session's (tests pass stubbed ones)."""
         self.session = session
         self.dry_run = dry_run
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, Any] = dict(clients or {})
 
     @classmethod
     def from_environment(cls, region: str, dry_run: bool) -> Aws:

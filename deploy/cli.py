@@ -48,6 +48,7 @@ from deploy.values import SettingsError
 
 SIMPLE_COMMANDS = ("check", "package", "image", "model", "config", "endpoint", "autoscale", "test", "status", "delete",
                    "all")
+AWS_CHAIN_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
 ALL = ("check", "package", "image", "model", "config", "endpoint", "autoscale", "test")
 
 
@@ -160,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         environ = environment(invocation, os.environ)
         os.environ.update(environ)  # boto3 and the tools this runs see the same settings
-        settings = settings_from_env(environ, aws_region(environ))
+        for name in AWS_CHAIN_VARIABLES:  # empty is unset (as in bash): the profile's values apply
+            if not os.environ.get(name, "x"):
+                del os.environ[name]
+        settings = settings_from_env(environ, aws_region(os.environ))
         os.environ["AWS_DEFAULT_REGION"] = settings.region
         run = Run.create(settings, Aws.from_environment(settings.region, invocation.dry_run))
         if invocation.dry_run:

@@ -7,7 +7,9 @@ import random
 import time
 from typing import Any
 
-from deploy.aws import DeployError, info
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.aws import DeployError, aws_error, info
 from deploy.container import Job, container_environment
 from deploy.images import resolve_image
 from deploy.run import Run
@@ -125,7 +127,11 @@ def update_endpoint(run: Run, config: str, status: str) -> None:
     if run.settings.ab_test:
         request["ExcludeRetainedVariantProperties"] = [{"VariantPropertyType": "DesiredWeight"}]
     with scaling_suspended(run) as resumption:
-        run.aws.change("sagemaker", "UpdateEndpoint", **request)
+        try:
+            run.aws.change("sagemaker", "UpdateEndpoint", **request)
+        except (BotoCoreError, ClientError) as exc:
+            raise DeployError(f"cannot update {run.endpoint} to {config}: {aws_error(exc)}; it keeps serving its "
+                              "current config") from None
         if run.dry_run:
             print(f"DRY-RUN: wait until {run.endpoint} is InService", flush=True)
         else:

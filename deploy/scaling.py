@@ -174,7 +174,13 @@ def scaling_suspended(run: Run, only: set[str] | None = None, delete_alarm: bool
         _restore(run, resumption.before, interrupted=not isinstance(exc, Exception))
         raise
     if resumption.after is not None:
-        apply_scaling(run, resumption.after)
+        try:
+            apply_scaling(run, resumption.after)
+        except (BotoCoreError, ClientError) as exc:
+            info("the new autoscaling could not be registered: putting the previous one back")
+            _restore(run, resumption.before, interrupted=False)
+            raise DeployError(f"the update is done but its autoscaling was not registered: {aws_error(exc)} "
+                              "(the previous scaling was put back; run 'autoscale' to apply the new one)") from None
         run.autoscale_done = True
 
 
