@@ -50,19 +50,27 @@ def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
 
 
+def _flat(item: Any, most_keys: int) -> bool:
+    """A structure the CLI's shorthand writes plainly: a dict of at most ``most_keys`` scalars."""
+    return isinstance(item, dict) and 0 < len(item) <= most_keys and all(
+        isinstance(v, (str, int, float)) and not (isinstance(v, str) and ("," in v or "=" in v)) for v in item.values())
+
+
 def _cli_value(value: Any) -> list[str]:
-    """A parameter's words: scalars as they are, lists of small flat structures in the CLI's
-    shorthand (Key=k,Value=v ...), anything else as compact JSON."""
-    if isinstance(value, list) and value and all(
-            isinstance(item, dict) and len(item) <= 2 and all(isinstance(v, (str, int, float)) for v in item.values())
-            for item in value):
+    """A parameter's words: scalars as they are; flat structures, and lists of small ones, in the
+    CLI's shorthand (Key=k,Value=v ...); anything else as compact JSON."""
+    if isinstance(value, list) and value and all(_flat(item, 2) for item in value):
         return [",".join(f"{k}={_scalar(v)}" for k, v in item.items()) for item in value]
+    if _flat(value, 8):
+        return [",".join(f"{k}={_scalar(v)}" for k, v in value.items())]
     if isinstance(value, (dict, list)):
         return [json.dumps(value, separators=(",", ":"))]
     return [_scalar(value)]
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

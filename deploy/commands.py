@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deploy.aws import DeployError, aws_error, dry_run_line, info
 from deploy.realtime import role_arn
 from deploy.run import REPO, Run
-from deploy.scaling import read_scaling, remove_scaling, resource_id
+from deploy.scaling import read_scaling, remove_scaling
 from deploy.settings import TAG_KEY
 from deploy.waits import logs_of
 
@@ -166,5 +166,3 @@ def cmd_delete(run: Run) -> None:
     info(f"deleted {run.endpoint} and what this tool created for it: {len(configs)} endpoint configs, {len(models)} "
          f"models (model.tar.gz stays in s3://{run.settings.s3_bucket or '?'}/{run.settings.base.s3_key})")
 
-
-__all__ = ["cmd_check", "cmd_delete", "cmd_package", "cmd_status", "cmd_test", "resource_id"]

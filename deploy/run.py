@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.aws import Aws
-from deploy.settings import Settings
+from deploy.settings import TAG_KEY, Settings
 from deploy.state import State
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,5 +39,4 @@ class Run:
 
     def tags(self) -> list[dict[str, str]]:
         """The tag that marks what this tool made for the endpoint (``delete`` removes those)."""
-        from deploy.settings import TAG_KEY
         return [{"Key": TAG_KEY, "Value": self.endpoint}]

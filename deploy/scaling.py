@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -153,7 +153,6 @@ class Resumption:
 
     before: Scaling
     after: Scaling | None = None
-    variants_kept: set[str] = field(default_factory=set)
 
 
 @contextmanager

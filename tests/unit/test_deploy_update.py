@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from deploy.aws import Aws, DeployError
 from deploy.realtime import update_endpoint
@@ -174,5 +174,3 @@ def test_an_update_is_refused_while_the_endpoint_is_busy() -> None:
     with stubbed() as (run, _), pytest.raises(DeployError, match="is Updating: wait until it is InService"):
         update_endpoint(run, "new-config", "Updating")
 
-
-__all__ = ["ANY"]
