@@ -148,16 +148,18 @@ def _tagged_names(run: Run, kind: str) -> list[str]:
             tag["Key"] == TAG_KEY and tag["Value"] == run.endpoint
             for tag in sagemaker.list_tags(ResourceArn=arn).get("Tags", []))]
     except (BotoCoreError, ClientError) as exc:
-        raise DeployError(f"cannot list the {kind}s of {run.endpoint}: {aws_error(exc)}; nothing more was deleted") \
+        raise DeployError(f"cannot list the {kind}s of {run.endpoint}: {aws_error(exc)}; nothing was deleted") \
             from None
 
 
 def cmd_delete(run: Run) -> None:
-    """Scaling, the endpoint, then every endpoint config and model this tool tagged for it."""
-    remove_scaling(run, read_scaling(run))
-    if run.aws.describe_endpoint(run.endpoint) is not None:
-        run.aws.change("sagemaker", "DeleteEndpoint", EndpointName=run.endpoint)
+    """Scaling, the endpoint, then every endpoint config and model this tool tagged for it; all
+    looked up first, so a failed lookup deletes nothing."""
+    scaling, described = read_scaling(run), run.aws.describe_endpoint(run.endpoint)
     configs, models = _tagged_names(run, "config"), _tagged_names(run, "model")
+    remove_scaling(run, scaling)
+    if described is not None:
+        run.aws.change("sagemaker", "DeleteEndpoint", EndpointName=run.endpoint)
     for name in configs:
         run.aws.change("sagemaker", "DeleteEndpointConfig", EndpointConfigName=name)
     for name in models:

@@ -35,9 +35,9 @@ def _fault(stack: Rehearsal, operation: str, code: str, message: str) -> None:
 
 def test_a_bad_setting_stops_before_anything_is_created(stack: Rehearsal, tmp_path: Path) -> None:
     result = _deploy(stack, tmp_path, "INITIAL_INSTANCE_COUNT=two", "model", "config")
+    assert stack.client("sagemaker").list_models()["Models"] == []  # the bash version had made the model
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: INITIAL_INSTANCE_COUNT must be a whole number, not 'two'"
-    assert stack.client("sagemaker").list_models()["Models"] == []  # the bash version had made the model
 
 
 def test_one_notification_topic_sends_only_that_topic(stack: Rehearsal, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_delete_stops_when_a_listing_fails(stack: Rehearsal, tmp_path: Path) -> 
     assert result.returncode == 1, result.stderr
     assert "cannot list the configs of sam-climbing-endpoint: An error occurred (AccessDeniedException) when calling " \
            "the ListEndpointConfigs operation: not allowed to list endpoint configs" in result.stderr
-    assert "deleted" not in result.stderr  # the bash version reported success and left the config behind
+    assert "nothing was deleted" in result.stderr and "[deploy] deleted" not in result.stderr  # bash: "deleted", config left
     assert _deploy(stack, tmp_path, "delete").returncode == 0
     assert stack.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
 
@@ -80,11 +80,11 @@ def test_a_refused_update_leaves_the_autoscaling_registered(stack: Rehearsal, tm
     assert [t["ResourceId"] for t in before] == [f"endpoint/{ENDPOINT}/variant/Primary"] and len(policies) == 1
     _fault(stack, "UpdateEndpoint", "ResourceLimitExceeded", "The account-level service limit is exceeded")
     failed = _deploy(stack, tmp_path, "INSTANCE_TYPE=ml.m5.large", "model", "config", "endpoint")
-    assert failed.returncode == 1
-    assert "ResourceLimitExceeded" in failed.stderr.strip().splitlines()[-1]
     after = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in after] == [
-        (t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in before]
+        (t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in before]  # bash: none left
     assert [p["PolicyName"] for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]] \
         == [p["PolicyName"] for p in policies]
+    assert failed.returncode == 1
+    assert "ResourceLimitExceeded" in failed.stderr.strip().splitlines()[-1]
     assert _deploy(stack, tmp_path, "delete").returncode == 0
