@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 
 from deploy.aws import Aws, DeployError
-from deploy.realtime import update_endpoint
+from deploy.realtime import cmd_autoscale, update_endpoint
 from deploy.run import Run
 from deploy.settings import settings_from_env
 from deploy.waits import NotInService, wait_for_endpoint
@@ -174,3 +174,31 @@ def test_an_update_is_refused_while_the_endpoint_is_busy() -> None:
     with stubbed() as (run, _), pytest.raises(DeployError, match="is Updating: wait until it is InService"):
         update_endpoint(run, "new-config", "Updating")
 
+
+
+def test_async_autoscale_scales_from_zero_with_the_step_policy_behind_the_alarm() -> None:
+    step_arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:step"
+    with stubbed(DEPLOY_MODE="async", INSTANCE_TYPE="ml.m5.xlarge", MAX_INSTANCES="3") as (run, stubs):
+        scaling = stubs["application-autoscaling"]
+        scaling.add_response("register_scalable_target", {}, {"ServiceNamespace": "sagemaker", "ResourceId": RID,
+                                                              "ScalableDimension": DIM, "MinCapacity": 0, "MaxCapacity": 3})
+        scaling.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:t",
+                                                    "Alarms": []}, {
+            "PolicyName": f"{EP}-scaling", "ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": DIM,
+            "PolicyType": "TargetTrackingScaling", "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 5.0, "CustomizedMetricSpecification": {
+                    "MetricName": "ApproximateBacklogSizePerInstance", "Namespace": "AWS/SageMaker",
+                    "Dimensions": [{"Name": "EndpointName", "Value": EP}], "Statistic": "Average"},
+                "ScaleInCooldown": 600, "ScaleOutCooldown": 120}})
+        scaling.add_response("put_scaling_policy", {"PolicyARN": step_arn, "Alarms": []}, {
+            "PolicyName": f"{EP}-scaling-from-zero", "ServiceNamespace": "sagemaker", "ResourceId": RID,
+            "ScalableDimension": DIM, "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Average", "Cooldown": 120,
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}})
+        stubs["cloudwatch"].add_response("put_metric_alarm", {}, {
+            "AlarmName": f"{EP}-has-backlog-without-capacity", "Namespace": "AWS/SageMaker",
+            "MetricName": "HasBacklogWithoutCapacity", "Dimensions": [{"Name": "EndpointName", "Value": EP}],
+            "Statistic": "Average", "Period": 60, "EvaluationPeriods": 2, "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "missing",
+            "AlarmActions": [step_arn]})
+        cmd_autoscale(run)
