@@ -177,17 +177,19 @@ def scaling_suspended(run: Run, only: set[str] | None = None, delete_alarm: bool
             apply_scaling(run, resumption.after)
         except (BotoCoreError, ClientError) as exc:
             info("the new autoscaling could not be registered: putting the previous one back")
-            _restore(run, resumption.before, interrupted=False)
+            restored = _restore(run, resumption.before, interrupted=False)
             raise DeployError(f"the update is done but its autoscaling was not registered: {aws_error(exc)} "
-                              "(the previous scaling was put back; run 'autoscale' to apply the new one)") from None
+                              f"({'the previous scaling was put back; ' if restored else ''}run 'autoscale' to apply "
+                              "the new one)") from None
         run.autoscale_done = True
 
 
-def _restore(run: Run, scaling: Scaling, interrupted: bool) -> None:
-    """Put ``scaling`` back for the variants the endpoint still has; a failure says what is missing."""
+def _restore(run: Run, scaling: Scaling, interrupted: bool) -> bool:
+    """Put ``scaling`` back for the variants the endpoint still has (after it settled, unless
+    interrupted); False, having said what is missing, when that failed."""
     if run.dry_run:
         apply_scaling(run, scaling)
-        return
+        return True
     try:
         if not interrupted:
             wait_until_settled(run)
@@ -200,3 +202,5 @@ def _restore(run: Run, scaling: Scaling, interrupted: bool) -> None:
         missing = " ".join(t.resource_id for t in scaling.targets)
         error_line(f"autoscaling was NOT registered again for {missing}: {exc}; run "
                    "'./deploy_to_sagemaker.sh autoscale' once the endpoint is InService")
+        return False
+    return True
