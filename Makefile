@@ -22,7 +22,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(VENV)/bin/shellcheck -x deploy_to_sagemaker.sh deploy/*.sh .ci/run
+	$(VENV)/bin/shellcheck -x deploy_to_sagemaker.sh .ci/run
 	$(PY) -m mypy
 
 test: $(STAMP) lint go-test

@@ -17,7 +17,8 @@ Every call is recorded in order as ``{"service", "operation", "status"}`` (plus
 ``endpoint_status`` for ``DescribeEndpoint``): ``GET /_rehearsal/calls`` lists them,
 ``DELETE /_rehearsal/calls`` clears the list. ``POST /_rehearsal/faults`` with
 ``{"operation", "status", "code", "message", "count"}`` makes the next ``count`` calls of that
-operation fail with that AWS error (to rehearse failures such as a denied ``DescribeEndpoint``);
+operation fail with that AWS error (to rehearse failures such as a denied ``DescribeEndpoint``),
+after letting the first ``skip`` (default 0) through, so any one call of a sequence can fail;
 ``{"operation": "UpdateEndpoint", "deployment_failure": REASON}`` instead lets the next update be
 accepted and then fail its deployment and roll back (see ``rehearsal.endpoint_updates``).
 """
@@ -94,6 +95,9 @@ def create_app(moto_url: str, updating_polls: int = 2, work_dir: Path | None = N
         deployment_failure: str | None = None
         with state.lock:
             fault = state.faults.get(operation)
+            if fault and fault["count"] > 0 and fault.get("skip", 0) > 0:
+                fault["skip"] -= 1
+                fault = None
             if fault and fault["count"] > 0:
                 fault["count"] -= 1
                 if "deployment_failure" in fault:
