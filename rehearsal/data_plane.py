@@ -5,6 +5,7 @@
         --variant Challenger=http://127.0.0.1:8082 --seed 1 --port 8081
     python -m rehearsal.data_plane --variant Primary=http://127.0.0.1:8080 \
         --variant Primary=http://127.0.0.1:8082 --port 8081     # one variant, two instances
+    python -m rehearsal.data_plane --serve-model-dir models/vit_t --endpoint-name NAME --port 8081
 
 Point boto3 or the AWS CLI at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; the control
 plane (S3, SageMaker) is whatever ``AWS_ENDPOINT_URL`` names (a ``moto_server`` in tests).
@@ -14,6 +15,9 @@ runs two server processes); ``--container-url URL`` is one container serving eve
 has that many instances: each invocation outside a session goes to a seeded random one of them, a
 session stays on the instance that opened it (as SageMaker spreads requests over a variant's
 instances), so a follow-up by ``image_id`` may reach an instance that never saw the photo.
+``--serve-model-dir DIR --endpoint-name NAME`` starts the containers itself, as SageMaker would:
+each variant's current instance count of ``inference.py serve`` processes, with the environment
+its model was created with (``rehearsal.containers``).
 Each invocation goes to a variant as SageMaker picks it (``rehearsal.routing``: the
 ``TargetVariant`` header, a stateful session's variant, else a seeded random pick by weight)
 and the answer names it in ``x-Amzn-Invoked-Production-Variant``. The weights are the
@@ -46,11 +50,13 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import boto3
@@ -63,6 +69,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from holds_client.s3_uri import split_s3_uri
+from rehearsal.containers import plan_variants, running_containers
 from rehearsal.routing import RoutingError, Variant, VariantRouter
 
 log = logging.getLogger("rehearsal.data_plane")
@@ -288,7 +295,7 @@ def _weight(text: str) -> tuple[str, float]:
     return name, weight
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     containers = parser.add_mutually_exclusive_group(required=True)
     containers.add_argument("--container-url", action="append",
@@ -296,6 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     containers.add_argument("--variant", type=_pair, action="append", metavar="NAME=URL",
                             help="a production variant's container (repeat for each variant, and for each "
                                  "instance of a variant)")
+    containers.add_argument("--serve-model-dir", type=Path, metavar="DIR",
+                            help="start the containers: each variant of --endpoint-name gets its current "
+                                 "instance count of inference.py serve processes on DIR, with its model's "
+                                 "environment (rehearsal.containers)")
+    parser.add_argument("--endpoint-name", help="the endpoint whose variants --serve-model-dir runs")
+    parser.add_argument("--container-log-dir", type=Path, default=Path("containers"),
+                        help="the started containers' logs (default ./containers)")
     parser.add_argument("--routing", choices=["endpoint", "static"],
                         default="endpoint" if os.environ.get("AWS_ENDPOINT_URL") else "static",
                         help="weights from DescribeEndpoint (default when AWS_ENDPOINT_URL is set) or from --weight")
@@ -308,18 +322,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-request-bytes", type=int, default=defaults.max_request_bytes)
     parser.add_argument("--max-response-bytes", type=int, default=defaults.max_response_bytes)
     parser.add_argument("--invocation-timeout-s", type=float, default=defaults.invocation_timeout_s)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limits = Limits(args.max_request_bytes, args.max_response_bytes, args.invocation_timeout_s)
+    return parser
+
+
+def _given_containers(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Variant name -> instance URLs from --container-url / --variant."""
     variants: dict[str, list[str]] = {ANY_VARIANT: args.container_url} if args.container_url else {}
     for name, url in args.variant or []:
         variants.setdefault(name, []).append(url)
+    return variants
+
+
+def _serve(args: argparse.Namespace, variants: dict[str, list[str]]) -> None:
+    limits = Limits(args.max_request_bytes, args.max_response_bytes, args.invocation_timeout_s)
+    app = create_app(variants, limits, args.routing, dict(args.weight), args.seed)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.serve_model_dir is not None:
+        if not args.endpoint_name or not os.environ.get("AWS_ENDPOINT_URL"):
+            parser.error("--serve-model-dir needs --endpoint-name and AWS_ENDPOINT_URL (the control plane)")
+        try:
+            plans = plan_variants(boto3.client("sagemaker"), args.endpoint_name)
+        except (ClientError, ValueError) as exc:
+            parser.error(f"cannot plan the containers of {args.endpoint_name}: {exc}")
+        # uvicorn re-raises the SIGTERM it caught once it has stopped: as SystemExit here, so the
+        # containers are stopped on the way out instead of outliving the data plane.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        with running_containers(plans, args.serve_model_dir, args.container_log_dir) as variants:
+            _check_weights(parser, args, variants)
+            _serve(args, variants)
+        return 0
+    variants = _given_containers(args)
+    _check_weights(parser, args, variants)
+    _serve(args, variants)
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _check_weights(parser: argparse.ArgumentParser, args: argparse.Namespace, variants: Mapping[str, object]) -> None:
     unknown = [name for name, _ in args.weight if name not in variants or name == ANY_VARIANT]
     if unknown:
         parser.error(f"--weight names no --variant: {', '.join(unknown)}")
-    app = create_app(variants, limits, args.routing, dict(args.weight), args.seed)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
 
 
 if __name__ == "__main__":

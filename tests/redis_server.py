@@ -8,18 +8,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from serving.local_endpoint import free_port
 
 
 @contextmanager
 def redis_server(password: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Yield the process and its ``redis://`` URL (no password in it; ``password``: the AUTH
     password the server requires); stopped (killed if need be) on exit."""
-    port = _free_port()
+    port = free_port()
     auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", *auth],
