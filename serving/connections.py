@@ -30,6 +30,12 @@ def _raw_response(status: int, reason: str, error: str, message: str) -> bytes:
     return head + body
 
 
+def _frames_body_twice(headers: list[tuple[bytes, bytes]] | None) -> bool:
+    """Whether a request head carries both Content-Length and Transfer-Encoding."""
+    names = {name for name, _ in headers or []}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
 class GuardedH11Protocol(H11Protocol):
     """H11Protocol with a request-head deadline and a cap on open connections.
 
@@ -71,6 +77,11 @@ class GuardedH11Protocol(H11Protocol):
             self._disarm_head_deadline()
 
     def on_response_complete(self) -> None:
+        if _frames_body_twice(self.headers):
+            # Content-Length with Transfer-Encoding may be a smuggling attempt: RFC 9112 section 6.1
+            # requires the connection closed after the answer, before any pipelined request is read.
+            self.transport.close()
+            return
         super().on_response_complete()
         if self.transport.is_closing():
             return
