@@ -47,6 +47,7 @@ class ServerSettings:
     request_timeout_s: float = 55.0
     body_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
+    send_timeout_s: float = 30.0
     max_connections: int = 1024
     graceful_timeout_s: float = 25.0
     worker_threads: int = 8
@@ -77,6 +78,7 @@ class ServerSettings:
             request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", positive_float, 55.0),
             body_timeout_s=read_env(environ, "SAM_BODY_TIMEOUT_S", positive_float, 30.0),
             header_timeout_s=read_env(environ, "SAM_HEADER_TIMEOUT_S", positive_float, 10.0),
+            send_timeout_s=read_env(environ, "SAM_SEND_TIMEOUT_S", positive_float, 30.0),
             max_connections=read_env(environ, "SAM_MAX_CONNECTIONS", positive(int), 1024),
             graceful_timeout_s=read_env(environ, "SAM_GRACEFUL_TIMEOUT_S", positive_float, 25.0),
             worker_threads=read_env(environ, "SAM_WORKER_THREADS", positive(int), 8),

@@ -53,6 +53,8 @@ def limits(settings: ServerSettings) -> list[Limit]:
               "408 request_timeout"),
         Limit("time for the whole request", _seconds(settings.request_timeout_s), "SAM_REQUEST_TIMEOUT_S",
               "503 timeout (work already started finishes and may be cached)"),
+        Limit("time for a client to take an answer once it no longer fits the socket buffers",
+              _seconds(settings.send_timeout_s), "SAM_SEND_TIMEOUT_S", "connection aborted"),
         Limit("open connections", str(settings.max_connections), "SAM_MAX_CONNECTIONS", "503 overloaded"),
         Limit("invocations being received or worked on", str(settings.worker_threads + settings.max_queued_requests),
               "SAM_WORKER_THREADS + SAM_MAX_QUEUED_REQUESTS", "503 overloaded (/ping does not count)"),
