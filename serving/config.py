@@ -14,6 +14,8 @@ from runtime.settings import RuntimeSettings
 
 #: SageMaker's real-time request limit (6 MiB). Asynchronous endpoints allow up to 1 GB.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+#: SageMaker's real-time response limit (6 MiB). Asynchronous endpoints write answers of up to 1 GB to S3.
+DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 #: SageMaker's production variant names (botocore's VariantName pattern).
 VARIANT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
 
@@ -42,6 +44,7 @@ class ServerSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_zip_entries: int = 16
     max_zip_member_bytes: int = 64 * 1024 * 1024
     request_timeout_s: float = 55.0
@@ -73,6 +76,8 @@ class ServerSettings:
             host=environ.get("SAM_HOST") or "0.0.0.0",
             port=read_env(environ, "SAGEMAKER_BIND_TO_PORT", positive(int), 8080),
             max_body_bytes=read_env(environ, "SAM_MAX_BODY_BYTES", positive(parse_bytes), default_body),
+            max_response_bytes=read_env(environ, "SAM_MAX_RESPONSE_BYTES", positive(parse_bytes),
+                                        DEFAULT_MAX_RESPONSE_BYTES),
             max_zip_entries=read_env(environ, "SAM_MAX_ZIP_ENTRIES", positive(int), 16),
             max_zip_member_bytes=read_env(environ, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes), 64 << 20),
             request_timeout_s=read_env(environ, "SAM_REQUEST_TIMEOUT_S", positive_float, 55.0),
