@@ -20,6 +20,8 @@ from serving.responses import JSON, PNG, ZIP
 
 #: base64 turns 3 bytes into 4 (JSON answers carry the image files as base64).
 _BASE64_RATIO = 4 / 3
+#: The share of the pixels that would fit by proportion which a suggested ``max_side`` keeps.
+_SCALING_MARGIN = 0.7
 
 
 def least_answer_bytes(out_size_hw: tuple[int, int], outputs: OutputOptions, media: str | None,
@@ -61,7 +63,9 @@ def check_answer_size(answer_bytes: int, out_size_hw: tuple[int, int], limit_byt
     if answer_bytes <= limit_bytes:
         return
     height, width = out_size_hw
-    fitting_pixels = height * width * limit_bytes / answer_bytes * 0.9  # most of an answer grows with its pixels
+    # An answer grows with its pixels, but a downscaled photo compresses worse (measured: a 12 MP PNG cut-out
+    # scaled to 0.9 of the limit's pixel share came out at 1.08 times the limit), hence the margin.
+    fitting_pixels = height * width * limit_bytes / answer_bytes * _SCALING_MARGIN
     fit = _largest_max_side(out_size_hw, lambda size: size[0] * size[1] <= fitting_pixels)
     raise AnswerTooLarge(f"the answer is {answer_bytes} bytes, more than the response limit of {limit_bytes}: "
                          f"{_advice(fit)}")

@@ -159,7 +159,13 @@ def encode(prediction: Prediction, accept: str | None, max_response_bytes: int |
 
     ``max_response_bytes``: refuse (413 ``output_too_large``) an encoded answer over it.
     """
-    payload, media = encode_prediction(prediction, negotiate(accept, prediction.default_accept))
-    if max_response_bytes is not None and prediction.result is not None:
-        check_answer_size(len(payload), prediction.result.out_size_hw, max_response_bytes)
+    result = prediction.result
+    if max_response_bytes is None or result is None:
+        return encode_prediction(prediction, negotiate(accept, prediction.default_accept))
+
+    def check(answer_bytes: int) -> None:
+        check_answer_size(answer_bytes, result.out_size_hw, max_response_bytes)
+
+    payload, media = encode_prediction(prediction, negotiate(accept, prediction.default_accept), check)
+    check(len(payload))  # the framing (metadata, RLE masks) counts too
     return payload, media

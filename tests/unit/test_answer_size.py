@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import numpy as np
@@ -13,7 +14,7 @@ from runtime.holds import output_size_hw
 from runtime.masks import BitMask
 from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
 from serving.answer_size import check_answer_estimate, check_answer_size, least_answer_bytes
-from serving.responses import JSON, PNG, ZIP
+from serving.responses import JSON, PNG, ZIP, EncodedImages
 
 
 def _encoded_files_bytes(size_hw: tuple[int, int], outputs: OutputOptions) -> int:
@@ -55,4 +56,11 @@ def test_an_encoded_answer_over_the_limit_is_refused() -> None:
         check_answer_size(12 << 20, (3000, 4000), 6 << 20)
     side = int(re.findall(r"max_side to (\d+)", raised.value.message)[0])
     height, width = output_size_hw((3000, 4000), side)
-    assert height * width <= 3000 * 4000 / 2 * 0.9 < (height + 2) * (width + 2)
+    assert height * width <= 3000 * 4000 / 2 * 0.7 < (height + 2) * (width + 2)
+
+
+def test_the_files_are_counted_as_the_answer_carries_them() -> None:
+    images = EncodedImages(b"r" * 10, b"m" * 5, [b"p" * 3, b"q" * 3])
+    assert images.framed_bytes(ZIP) == 21
+    assert images.framed_bytes(JSON) == len(base64.b64encode(b"x" * 21))
+    assert EncodedImages(None, b"m" * 7, None).framed_bytes(PNG) == 7
