@@ -26,7 +26,7 @@ from PIL import Image
 from tests import hostile_files as bombs
 from tests.integration.server import LocalEndpoint, log_records, start_server
 
-CLICK = [{"x": 10.0, "y": 10.0}]
+CLICK = [{"x": 1.0, "y": 0.5}]  # inside every image here (the TIFF is 2x1)
 CPU_BUDGET_S = 1.0
 MEMORY_BUDGET_BYTES = 300 << 20
 WIRE_LIMIT_BYTES = 100_000
