@@ -55,6 +55,12 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class AnswerTooLarge(PayloadTooLarge):
+    """The answer would exceed the response limit (SageMaker's 6 MiB real-time response)."""
+
+    code = "output_too_large"
+
+
 class CapacityExhausted(ServiceError):
     """A bounded resource (pinned session embeddings) is full; try later or close sessions."""
 

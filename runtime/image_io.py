@@ -6,10 +6,13 @@ decoder did, so click coordinates are in the upright frame. Grayscale, palette, 
 CMYK and 16-bit images are converted to RGB (16-bit samples are scaled by 1/257, i.e.
 the high byte, as OpenCV does).
 
-Before any pixel is decoded, the header is checked against ``ImageLimits``: the pixel
-count (decompression bombs) and, for JPEG, the number of scans and segments (a progressive
-JPEG's decode cost grows with its scans, not its pixels). Our own failures, such as running
-out of memory, are not the client's fault and are not reported as a bad image.
+Before Pillow opens a file, its structural units are bounded (``runtime.file_structure``:
+JPEG scans, segments and fill bytes, PNG chunks, GIF sub-blocks, TIFF tags, BMP RLE data), so
+a file's cost follows its pixels, not how it is built. Then the header is checked against
+``ImageLimits``: the pixel count (decompression bombs), and the file's size against what its
+pixels justify (padding, trailing data). ``probe_image`` hands the opened file to
+``decode_image``, so an upload is parsed once. Our own failures, such as running out of
+memory, are not the client's fault and are not reported as a bad image.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import io
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from runtime.errors import InvalidImage, PayloadTooLarge
-from runtime.jpeg_structure import count_jpeg_structure
+from runtime.file_structure import check_file_size, check_file_structure
 
 #: Pillow format names; JPEG also opens MPO (multi-picture JPEG) files.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -34,8 +37,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 #: Default limit on a JPEG's scans. A baseline JPEG has 1; libjpeg's standard progressive
 #: script has 10 (6 for grayscale), and optimizing encoders stay within a few dozen.
 DEFAULT_MAX_JPEG_SCANS = 100
-#: Marker segments (tables, scans, metadata) a JPEG may have: real files have tens.
-MAX_JPEG_SEGMENTS = 4096
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 #: EXIF orientations that swap width and height (transposed and 90/270-degree rotations).
@@ -60,21 +61,38 @@ class ImageLimits:
 DEFAULT_IMAGE_LIMITS = ImageLimits()
 
 
+class OpenedFile:
+    """The Pillow image ``probe_image`` opened (header parsed, no pixels), handed once to the decode."""
+
+    def __init__(self, image: Image.Image | None) -> None:
+        self._image = image
+
+    def take(self) -> Image.Image | None:
+        """The opened image, once (later calls: None, so the header does not keep the pixels alive)."""
+        image, self._image = self._image, None
+        return image
+
+
 @dataclass(frozen=True)
 class ImageHeader:
-    """An image file's header facts: Pillow format, stored (W, H) and upright (H, W) after EXIF."""
+    """An image file's header facts: Pillow format, stored (W, H) and upright (H, W) after EXIF.
+
+    ``opened``: the file as Pillow opened it, for ``decode_image`` not to parse it again.
+    """
 
     format: str
     stored_size_wh: tuple[int, int]
     upright_size_hw: tuple[int, int]
+    opened: OpenedFile = field(default_factory=lambda: OpenedFile(None), compare=False, repr=False)
 
 
 def probe_image(data: bytes, limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> ImageHeader:
     """Read and check an image file's header without decoding pixels.
 
     Raises ``InvalidImage`` for empty, unknown or malformed data, ``PayloadTooLarge`` for
-    more than ``limits.max_pixels`` pixels or a JPEG with more than ``limits.max_jpeg_scans``
-    scans (or more than ``MAX_JPEG_SEGMENTS`` segments).
+    more than ``limits.max_pixels`` pixels, a JPEG with more than ``limits.max_jpeg_scans``
+    scans, structure over a ``runtime.file_structure`` limit, or a file larger than its pixels
+    justify.
     """
     image = _open(data, limits)
     return _header(image)
@@ -86,11 +104,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
 
     ``limits`` (or ``max_pixels`` with the default scan limit) bound the decode work; see
     ``probe_image`` for the refusals, which come before any pixel is decoded. ``probed``: what
-    ``probe_image`` answered for these same bytes under these same limits; a JPEG's marker walk
-    (about 4 ms for 7 MB) is then not repeated. The pixel limit is checked again either way.
+    ``probe_image`` answered for these same bytes under these same limits; the file Pillow
+    opened then is decoded (not parsed again), and the structure walks are not repeated.
     """
     limits = limits or ImageLimits(max_pixels=max_pixels)
-    image = _open(data, limits, walk_jpeg=probed is None)
+    image = probed.opened.take() if probed is not None else None
+    if image is None:
+        image = _open(data, limits, walk_structure=probed is None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,9 +123,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise InvalidImage(f"the image could not be decoded (truncated or corrupt): {exc}") from exc
 
 
-def _open(data: bytes, limits: ImageLimits, walk_jpeg: bool = True) -> Image.Image:
+def _open(data: bytes, limits: ImageLimits, walk_structure: bool = True) -> Image.Image:
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
+    if walk_structure:
+        check_file_structure(data, limits.max_jpeg_scans)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -125,14 +147,7 @@ def _open(data: bytes, limits: ImageLimits, walk_jpeg: bool = True) -> Image.Ima
         raise PayloadTooLarge(
             f"the image has {width}x{height} = {width * height} pixels, more than the limit of {limits.max_pixels}"
         )
-    if walk_jpeg and image.format in ("JPEG", "MPO"):
-        structure = count_jpeg_structure(data, stop_after_scans=limits.max_jpeg_scans)
-        if structure.scans > limits.max_jpeg_scans:
-            raise PayloadTooLarge(f"the JPEG has more than {limits.max_jpeg_scans} scans (real photos have at most "
-                                  "a few dozen); re-encode it")
-        if structure.segments > MAX_JPEG_SEGMENTS:
-            raise PayloadTooLarge(f"the JPEG has {structure.segments} marker segments, more than the limit of "
-                                  f"{MAX_JPEG_SEGMENTS}; re-encode it")
+    check_file_size(len(data), (width, height))
     return image
 
 
@@ -153,7 +168,7 @@ def _header(image: Image.Image) -> ImageHeader:
     except _MALFORMED:
         orientation = 1  # exif_transpose ignores what it cannot read, so the stored frame is upright
     upright = (width, height) if orientation in _SWAPPING_ORIENTATIONS else (height, width)
-    return ImageHeader(str(image.format), (width, height), upright)
+    return ImageHeader(str(image.format), (width, height), upright, OpenedFile(image))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -107,13 +107,14 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             accept=request.headers.get("accept"),
             max_zip_entries=settings.max_zip_entries,
             max_zip_member_bytes=settings.max_zip_member_bytes,
+            max_response_bytes=settings.max_response_bytes,
         )
         content_type = request.headers.get("content-type")
 
         def work() -> tuple[bytes, str, dict[str, str], dict[str, Any]]:
             invocation = parse(body, content_type, context)
             prediction = service.predict(invocation)
-            payload, media = encode(prediction, context.accept)
+            payload, media = encode(prediction, context.accept, settings.max_response_bytes)
             facts: dict[str, Any] = {}
             if prediction.result is not None:
                 facts = {"image_id": prediction.result.image_id, "cache_hit": prediction.result.cache_hit,

@@ -24,6 +24,8 @@ from runtime.settings import RuntimeSettings
 
 #: SageMaker's real-time request limit (6 MiB). Asynchronous endpoints allow up to 1 GB.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+#: SageMaker's real-time response limit (6 MiB). Asynchronous endpoints write answers of up to 1 GB to S3.
+DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 #: SageMaker's production variant names (botocore's VariantName pattern).
 VARIANT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
 
@@ -58,11 +60,13 @@ class ServerSettings:
     host: str = env_field("0.0.0.0", "SAM_HOST", str)
     port: int = env_field(8080, "SAGEMAKER_BIND_TO_PORT", positive(int))
     max_body_bytes: int = env_field(DEFAULT_MAX_BODY_BYTES, "SAM_MAX_BODY_BYTES", positive(parse_bytes))
+    max_response_bytes: int = env_field(DEFAULT_MAX_RESPONSE_BYTES, "SAM_MAX_RESPONSE_BYTES", positive(parse_bytes))
     max_zip_entries: int = env_field(16, "SAM_MAX_ZIP_ENTRIES", positive(int))
     max_zip_member_bytes: int = env_field(64 << 20, "SAM_MAX_ZIP_MEMBER_BYTES", positive(parse_bytes))
     request_timeout_s: float = env_field(55.0, "SAM_REQUEST_TIMEOUT_S", positive_float)
     body_timeout_s: float = env_field(30.0, "SAM_BODY_TIMEOUT_S", positive_float)
     header_timeout_s: float = env_field(10.0, "SAM_HEADER_TIMEOUT_S", positive_float)
+    send_timeout_s: float = env_field(30.0, "SAM_SEND_TIMEOUT_S", positive_float)
     max_connections: int = env_field(1024, "SAM_MAX_CONNECTIONS", positive(int))
     graceful_timeout_s: float = env_field(25.0, "SAM_GRACEFUL_TIMEOUT_S", positive_float)
     worker_threads: int = env_field(8, "SAM_WORKER_THREADS", positive(int))

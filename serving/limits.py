@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from runtime.device_memory import DeviceMemorySettings
 from runtime.env_values import env_name
-from runtime.image_io import MAX_JPEG_SEGMENTS
+from runtime.file_structure import (
+    MAX_BMP_RLE_BYTES,
+    MAX_FILE_BYTES_PER_PIXEL,
+    MAX_FILE_OVERHEAD_BYTES,
+    MAX_GIF_SUB_BLOCKS,
+    MAX_JPEG_SEGMENTS,
+    MAX_JPEG_STRAY_BYTES,
+    MAX_PNG_CHUNKS,
+    MAX_TIFF_IFD_ENTRIES,
+    MAX_TIFF_TAG_VALUES,
+)
 from runtime.outputs import MAX_PER_CLICK_MASK_BYTES, WEBP_MAX_PIXELS, WEBP_MAX_SIDE
 from runtime.settings import RuntimeSettings
 from serving.config import ServerSettings
@@ -63,10 +73,14 @@ def limits(settings: ServerSettings) -> list[Limit]:
         Limit("request body", _bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
         Limit("time to send a request head (from connecting, or from the previous answer)",
               _seconds(settings.header_timeout_s), _var("header_timeout_s"), "connection closed (408 if a head had begun)"),
+        Limit("answer (response body)", _bytes(settings.max_response_bytes), _var("max_response_bytes"),
+              "413 output_too_large with a max_side that fits (before model work when the formats tell the size)"),
         Limit("time to send the request body", _seconds(settings.body_timeout_s), _var("body_timeout_s"),
               "408 request_timeout"),
         Limit("time for the whole request", _seconds(settings.request_timeout_s), _var("request_timeout_s"),
               "503 timeout (work already started finishes and may be cached)"),
+        Limit("time for a client to take an answer once it no longer fits the socket buffers",
+              _seconds(settings.send_timeout_s), _var("send_timeout_s"), "connection aborted"),
         Limit("open connections", str(settings.max_connections), _var("max_connections"), "503 overloaded"),
         Limit("invocations being received or worked on", str(settings.worker_threads + settings.max_queued_requests),
               f"{_var('worker_threads')} + {_var('max_queued_requests')}", "503 overloaded (/ping does not count)"),
@@ -77,6 +91,15 @@ def limits(settings: ServerSettings) -> list[Limit]:
         Limit("JPEG scans (progressive JPEGs cost a decode pass per scan)", str(runtime.max_jpeg_scans),
               _var("max_jpeg_scans"), "413 payload_too_large"),
         Limit("JPEG marker segments", str(MAX_JPEG_SEGMENTS), "", "413 payload_too_large"),
+        Limit("JPEG fill and junk bytes before the first scan", str(MAX_JPEG_STRAY_BYTES), "", "413 payload_too_large"),
+        Limit("PNG chunks", str(MAX_PNG_CHUNKS), "", "413 payload_too_large"),
+        Limit("GIF extension sub-blocks before the first image", str(MAX_GIF_SUB_BLOCKS), "", "413 payload_too_large"),
+        Limit("TIFF first-directory entries; values of one multi-byte tag (strips, tiles)",
+              f"{MAX_TIFF_IFD_ENTRIES}; {MAX_TIFF_TAG_VALUES}", "", "413 payload_too_large"),
+        Limit("run-length-encoded BMP pixel data", _bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
+        Limit("image file size (padding, trailing data)",
+              f"{_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
+              "413 payload_too_large"),
         Limit("image aspect ratio (the short side must be at least 1 px at the model's 1024)",
               f"{2 * image_size}:1", "", "400 invalid_image"),
         Limit("points per request", str(runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),

@@ -71,18 +71,23 @@ def negotiate(accept: str | None, default: str) -> str:
     raise NotAcceptable(f"cannot answer Accept: {accept!r}; available: {', '.join(RESPONSE_TYPES)}")
 
 
-def encode_prediction(prediction: Prediction, media: str) -> tuple[bytes, str]:
+def encode_prediction(prediction: Prediction, media: str,
+                      check_files_bytes: Callable[[int], None] | None = None) -> tuple[bytes, str]:
     """Encode a prediction as ``media`` (already negotiated).
 
     The images are encoded first and timed, so the answer's ``timings_ms`` includes
     ``output_encode_ms`` (the cut-out and mask encoding; the framing around them is
-    negligible beside it).
+    negligible beside it). ``check_files_bytes`` is called with the encoded files' size in the
+    answer (base64 in JSON) before the framing copies them, and raises to refuse the answer:
+    base64 and JSON of a huge answer hold the GIL for seconds, stalling the event loop.
     """
     if prediction.result is None:
         body = {"closed_session_id": prediction.closed_session_id, "warnings": list(prediction.warnings)}
         return json.dumps(body).encode("utf-8"), JSON
     start = time.perf_counter()
     images = _images(prediction, media)
+    if check_files_bytes is not None:
+        check_files_bytes(images.framed_bytes(media))
     prediction.result.timings_ms["output_encode_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
     return _ENCODERS[media](prediction, images), media
 
@@ -97,6 +102,12 @@ class EncodedImages:
     per_click_masks: list[bytes] | None
     mask_rle: dict[str, Any] | None = None
     per_click_rle: list[dict[str, Any]] | None = None
+
+    def framed_bytes(self, media: str) -> int:
+        """The image files' bytes in a ``media`` answer (JSON carries them as base64: 4 bytes per 3)."""
+        files = [self.result, self.mask, *(self.per_click_masks or [])]
+        total = sum(len(f) for f in files if f is not None)
+        return -(-total // 3) * 4 if media == JSON else total
 
 
 def _images(prediction: Prediction, media: str) -> EncodedImages:

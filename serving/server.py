@@ -66,10 +66,12 @@ def serve(settings: ServerSettings) -> int:
     app = create_app(settings, state, on_startup=start_loading)
     # No uvicorn limit_concurrency: its plain-text 503 hit /ping too. Connections are capped and
     # timed out by GuardedH11Protocol, invocations by the app's admission limit and deadlines.
-    protocol = GuardedH11Protocol.configured(settings.header_timeout_s, settings.max_connections)
+    protocol = GuardedH11Protocol.configured(settings.header_timeout_s, settings.max_connections,
+                                             settings.send_timeout_s)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=max(1, math.ceil(settings.graceful_timeout_s)), lifespan="on",
-                            http=protocol, server_header=False)
+                            http=protocol, server_header=False,
+                            ws="none")  # no WebSocket routes: an upgrade request is an HTTP request (JSON errors)
     server = _DrainingServer(config, state)
     # uvicorn re-raises SIGTERM after its graceful drain, under the handler found at start:
     # by then every request has finished, so that handler only lets serve() return its code.

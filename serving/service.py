@@ -14,6 +14,7 @@ from pathlib import Path
 from runtime.errors import BadRequest
 from runtime.holds import ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
 from runtime.outputs import check_output_size, check_per_click_masks
+from serving.answer_size import check_answer_estimate, check_answer_size
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
 from serving.responses import JSON, PNG, Prediction, encode_prediction, negotiate
@@ -37,15 +38,20 @@ class RequestContext:
     accept: str | None = None
     max_zip_entries: int = 16
     max_zip_member_bytes: int = 64 << 20
+    max_response_bytes: int | None = None
 
 
 @dataclass(frozen=True)
 class Invocation:
-    """``input_fn``'s result: the parsed body plus the session header and negotiated type."""
+    """``input_fn``'s result: the parsed body plus the session header and negotiated type.
+
+    ``max_response_bytes``: the answer's limit (None: not bounded, as under AWS's toolkit).
+    """
 
     parsed: ParsedRequest
     session_header: str | None
     response_type: str | None
+    max_response_bytes: int | None = None
 
 
 def parse(body: bytes | str, content_type: str | None, context: RequestContext | None) -> Invocation:
@@ -55,7 +61,8 @@ def parse(body: bytes | str, content_type: str | None, context: RequestContext |
     parsed = parse_request(body, content_type, context.custom_attributes,
                            context.max_zip_entries, context.max_zip_member_bytes)
     session_header = check_session_header(context.session_header) if context.session_header else None
-    return Invocation(parsed, session_header, negotiate(context.accept, parsed.default_accept))
+    return Invocation(parsed, session_header, negotiate(context.accept, parsed.default_accept),
+                      context.max_response_bytes)
 
 
 #: Carried by every answer of a model exported with ``--random-weights`` (manifest weights.origin).
@@ -113,7 +120,7 @@ class HoldService:
         options = parsed.options if carries_per_click else dataclasses.replace(parsed.options, per_click_masks=False)
         result = self.extractor.extract(ExtractRequest(
             parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, options, need_pixels,
-            output_check=lambda size_hw: self._check_outputs(size_hw, parsed, options, need_pixels)))
+            output_check=lambda size_hw: self._check_outputs(size_hw, invocation, options, need_pixels)))
         if session is not None and result.image_id != session.image_id:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
@@ -132,16 +139,33 @@ class HoldService:
 
 
     @staticmethod
-    def _check_outputs(size_hw: tuple[int, int], parsed: ParsedRequest, options: ExtractOptions, need_pixels: bool
+    def _check_outputs(size_hw: tuple[int, int], invocation: Invocation, options: ExtractOptions, need_pixels: bool
                        ) -> None:
-        """What the answer would hold must be encodable, before any model work (see runtime.outputs)."""
+        """What the answer would hold must be encodable and within the response limit, before any model
+        work (see runtime.outputs and serving.answer_size)."""
+        parsed = invocation.parsed
         if need_pixels:
             check_output_size(size_hw, parsed.outputs)
-        if options.per_click_masks:
-            prompts = len(build_prompts(parsed.clicks, parsed.box_xyxy, options.mode)[2])
+        prompts = len(build_prompts(parsed.clicks, parsed.box_xyxy, options.mode)[2]) if options.per_click_masks else 0
+        if prompts:
             check_per_click_masks(size_hw, prompts)
+        if invocation.max_response_bytes is not None:
+            check_answer_estimate(size_hw, parsed.outputs, invocation.response_type, prompts,
+                                  invocation.max_response_bytes)
 
 
-def encode(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:
-    """output_fn: negotiate ``accept`` against the request's default and encode."""
-    return encode_prediction(prediction, negotiate(accept, prediction.default_accept))
+def encode(prediction: Prediction, accept: str | None, max_response_bytes: int | None = None) -> tuple[bytes, str]:
+    """output_fn: negotiate ``accept`` against the request's default and encode.
+
+    ``max_response_bytes``: refuse (413 ``output_too_large``) an encoded answer over it.
+    """
+    result = prediction.result
+    if max_response_bytes is None or result is None:
+        return encode_prediction(prediction, negotiate(accept, prediction.default_accept))
+
+    def check(answer_bytes: int) -> None:
+        check_answer_size(answer_bytes, result.out_size_hw, max_response_bytes)
+
+    payload, media = encode_prediction(prediction, negotiate(accept, prediction.default_accept), check)
+    check(len(payload))  # the framing (metadata, RLE masks) counts too
+    return payload, media

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,14 +91,28 @@ def test_12mp_photo_with_the_client_defaults_fits_6_mib(plane: str, phone_photo:
     assert answer.status_code == 200 and len(answer.content) < SIX_MIB / 2, len(answer.content)
 
 
-def test_an_answer_over_6_mib_is_sagemakers_model_error(plane: str, phone_photo: tuple[Path, list], tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_an_answer_over_6_mib_is_our_413_naming_a_max_side_that_fits(plane: str, phone_photo: tuple[Path, list]  # type: ignore[type-arg]
+                                                                     ) -> None:
+    """The container refuses an answer SageMaker would drop (issue 24): 413 output_too_large, and
+    the max_side it names gives an answer within 6 MiB."""
     path, clicks = phone_photo
-    result = _cli(plane, "--test-image", str(path), "--points", _points(clicks), "--result-format", "png",
-                  "--mask-format", "png", "--out-dir", str(tmp_path / "out"), home=tmp_path / "home")
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
-    assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: endpoint error 424 ModelError: Response payload size of ")
-    assert "exceeds the maximum of 6291456 bytes for real-time inference" in lines[0]
+    attributes = f"points={_points(clicks)}&result_format=png&mask_format=png"
+    runtime = _runtime(plane)
+    with pytest.raises(ClientError) as raised:
+        runtime.invoke_endpoint(EndpointName="sam-climbing-endpoint", Body=path.read_bytes(),  # type: ignore[attr-defined]
+                                ContentType="image/jpeg", CustomAttributes=attributes)
+    response = raised.value.response
+    assert response["Error"]["Code"] == "ModelError" and response["OriginalStatusCode"] == 413
+    error = json.loads(response["OriginalMessage"])
+    assert error["error"] == "output_too_large", error
+    found = re.search(r"max_side to (\d+)", error["message"])
+    assert found is not None, error
+    max_side = int(found.group(1))
+    assert 1000 < max_side < 4032
+    answer = runtime.invoke_endpoint(EndpointName="sam-climbing-endpoint", Body=path.read_bytes(),  # type: ignore[attr-defined]
+                                     ContentType="image/jpeg", CustomAttributes=f"{attributes}&max_side={max_side}")
+    body = answer["Body"].read()
+    assert len(body) <= SIX_MIB and json.loads(body)["height"] == max_side
 
 
 def test_a_request_over_6_mib_gets_sagemakers_413(plane: str) -> None:

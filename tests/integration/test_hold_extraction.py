@@ -17,7 +17,6 @@ from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
-from runtime.jpeg_structure import JpegStructure
 from runtime.masks import box_xyxy as mask_box
 from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
@@ -244,16 +243,16 @@ def test_image_and_image_id_are_exclusive(extractor: HoldExtractor) -> None:
 
 
 def test_a_new_jpeg_is_walked_once(extractor: HoldExtractor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The header probe's JPEG marker walk (scan and segment limits) is handed to the decode, not
+    """The header probe's structure walk (scan, segment and fill-byte limits) is handed to the decode, not
     repeated: one walk per new photo, none for a follow-up by image_id (the photo was checked)."""
     walks: list[int] = []
-    real_walk = image_io.count_jpeg_structure
+    real_walk = image_io.check_file_structure
 
-    def counting_walk(data: bytes, stop_after_scans: int) -> JpegStructure:
+    def counting_walk(data: bytes, max_jpeg_scans: int) -> None:
         walks.append(len(data))
-        return real_walk(data, stop_after_scans)
+        real_walk(data, max_jpeg_scans)
 
-    monkeypatch.setattr(image_io, "count_jpeg_structure", counting_walk)
+    monkeypatch.setattr(image_io, "check_file_structure", counting_walk)
     data = encode(synthetic_image((480, 640), seed=12), "JPEG")
     first = extractor.extract(ExtractRequest(_clicks((480, 640), 2), image_bytes=data, need_pixels=False))
     assert not first.cache_hit and walks == [len(data)]

@@ -259,3 +259,21 @@ def test_too_many_connections_get_our_json_503(tiny_model_dir: Path, tmp_path: P
             assert time.monotonic() < deadline
     finally:
         server.stop()
+
+
+def test_content_length_with_chunked_closes_the_connection(guarded_server: LocalEndpoint) -> None:
+    """CL+TE (RFC 9112 6.1): the answer ends the connection, so a smuggled request is never served."""
+    connection = socket.create_connection(_address(guarded_server))
+    connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+                       b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.settimeout(10.0)
+    received = b""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    connection.close()
+    assert received.startswith(b"HTTP/1.1 4") and received.count(b"HTTP/1.1 ") == 1

@@ -1,0 +1,70 @@
+"""Structural-unit bounds: a file's decode cost follows its pixels, not how it is built (issue 24)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from runtime import file_structure as fs
+from runtime.errors import PayloadTooLarge
+from runtime.image_io import decode_image, probe_image
+from runtime.jpeg_structure import count_jpeg_structure
+from tests import hostile_files as bombs
+
+#: (builder, units just within its limit, units far over it, words of the refusal).
+CASES: list[tuple[Callable[[int], bytes], int, int, str]] = [
+    (bombs.jpeg_with_fill_bytes, fs.MAX_JPEG_STRAY_BYTES, 4_000_000, "fill or junk bytes"),
+    (bombs.jpeg_with_empty_comments, fs.MAX_JPEG_SEGMENTS - 20, 2_000_000, "JPEG marker segments"),
+    (bombs.png_with_ancillary_chunks, fs.MAX_PNG_CHUNKS - 10, 1_000_000, "PNG chunks"),
+    (bombs.gif_with_comment_sub_blocks, fs.MAX_GIF_SUB_BLOCKS, 4_000_000, "GIF extension sub-blocks"),
+    (bombs.tiff_with_strips, 1, 1_000_000, "TIFF tag 273"),
+    (bombs.bmp_with_rle_escapes, 200_000, 4_000_000, "run-length-encoded"),
+]
+
+
+@pytest.mark.parametrize(("build", "within", "over", "words"), CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_structure_bombs_are_refused_before_pillow_walks_them(build: Callable[[int], bytes], within: int, over: int,
+                                                              words: str) -> None:
+    bomb = build(over)
+    started = time.process_time()
+    with pytest.raises(PayloadTooLarge, match=words):
+        probe_image(bomb)
+    assert time.process_time() - started < 0.2
+    reference = np.asarray(decode_image(build(1)))
+    assert np.array_equal(np.asarray(decode_image(build(within))), reference)  # the same pixels, still accepted
+
+
+def test_padding_after_the_image_is_refused_by_the_size_rule() -> None:
+    width, height = bombs.SIZE_WH
+    allowed = fs.MAX_FILE_OVERHEAD_BYTES + fs.MAX_FILE_BYTES_PER_PIXEL * width * height
+    plain = bombs.png_with_trailing_bytes(0)
+    assert decode_image(bombs.png_with_trailing_bytes(allowed - len(plain))).size == bombs.SIZE_WH
+    with pytest.raises(PayloadTooLarge, match="more than a 64x48 image can justify"):
+        probe_image(bombs.png_with_trailing_bytes(allowed - len(plain) + 1))
+
+
+def test_the_jpeg_walk_counts_fill_bytes_before_the_first_scan_only() -> None:
+    plain = bombs.jpeg_with_fill_bytes(0)
+    assert count_jpeg_structure(plain, 100).stray_bytes_before_scan == 0
+    assert count_jpeg_structure(bombs.jpeg_with_fill_bytes(1000), 100).stray_bytes_before_scan == 1000
+    end = plain.rindex(b"\xff\xd9")
+    after_scan = plain[:end] + b"\xff" * 5000 + plain[end:]  # libjpeg skips these in C
+    assert count_jpeg_structure(after_scan, 100) == count_jpeg_structure(plain, 100)
+    started = time.process_time()
+    stuffed = plain[:end] + b"\xff\x00" * 4_000_000 + plain[end:]  # 8 MB of stuffed entropy bytes
+    assert count_jpeg_structure(stuffed, 100).scans == 1
+    assert time.process_time() - started < 0.5
+
+
+def test_a_probed_upload_is_parsed_once() -> None:
+    """decode_image takes the file probe_image opened: the header is not parsed a second time."""
+    data = bombs.jpeg_with_fill_bytes(0)
+    header = probe_image(data)
+    opened = header.opened.take()
+    assert opened is not None and header.opened.take() is None
+    header = probe_image(data)
+    assert np.array_equal(np.asarray(decode_image(data, probed=header)), np.asarray(decode_image(data)))
+    assert header.opened.take() is None  # handed over: the header no longer holds the image
