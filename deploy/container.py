@@ -31,6 +31,15 @@ def _max_body(job: Job) -> str:
     return job.settings.sam_max_body_bytes or ("256MiB" if job.purpose == "async" else "6MiB")
 
 
+#: The answer limit where answers go to S3 (async, batch): SageMaker takes up to 1 GB there; this
+#: bounds what one answer holds in the container's memory. Real-time keeps the container's 6 MiB.
+S3_ANSWER_MAX_BYTES = "256MiB"
+
+
+def _max_response(job: Job) -> str | None:
+    return None if job.purpose == "realtime" else S3_ANSWER_MAX_BYTES
+
+
 def _batch_request_timeout(job: Job) -> str | None:
     """A batch record's deadline sits under the job's invocation timeout."""
     if job.purpose != "batch":
@@ -44,6 +53,7 @@ CONTAINER_ENVIRONMENT: tuple[tuple[str, Callable[[Job], str | None]], ...] = (
     ("SAM_CACHE_BYTES", lambda job: job.variant.sam_cache_bytes or hosts.cache_budget(job.instance_type,
                                                                                        job.image_variant)),
     ("SAM_MAX_BODY_BYTES", _max_body),
+    ("SAM_MAX_RESPONSE_BYTES", _max_response),
     ("SAM_REQUEST_TIMEOUT_S", _batch_request_timeout),
     ("SAM_LOG_FORMAT", lambda job: "json"),
     ("SAM_METRICS", lambda job: "false" if job.purpose == "batch" else None),

@@ -105,8 +105,10 @@ def test_batch_environment_and_per_variant_settings() -> None:
     assert (a.name, a.max_instances, a.weight, a.s3_key) == ("Primary", 4, 90.0, "sam-climbing/Primary/model.tar.gz")
     assert (b.name, b.max_instances, b.image_variant, b.ami_version) == ("Challenger", 2, "cpu", "none")
     environment = container_environment(Job(s, s.base, "batch", "ml.m5.large", "cpu"))
-    assert environment == {"SAM_CACHE_BYTES": "2048MiB", "SAM_MAX_BODY_BYTES": "20MiB", "SAM_REQUEST_TIMEOUT_S": "55",
-                           "SAM_LOG_FORMAT": "json", "SAM_METRICS": "false"}
+    assert environment == {"SAM_CACHE_BYTES": "2048MiB", "SAM_MAX_BODY_BYTES": "20MiB", "SAM_MAX_RESPONSE_BYTES": "256MiB",
+                           "SAM_REQUEST_TIMEOUT_S": "55", "SAM_LOG_FORMAT": "json", "SAM_METRICS": "false"}
+    asynchronous = container_environment(Job(s, a, "async", a.instance_type, a.image_variant))
+    assert asynchronous["SAM_MAX_RESPONSE_BYTES"] == "256MiB" and asynchronous["SAM_MAX_BODY_BYTES"] == "256MiB"
 
 
 def test_dry_run_lines_read_as_the_aws_cli_takes_them() -> None:
