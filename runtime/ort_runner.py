@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, PREPOST_ROLES, Manifest
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, check_active, provider_arguments
@@ -81,20 +82,24 @@ def preload_gpu_libraries() -> None:
         log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
 
 
-def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
-    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32)."""
+def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings,
+                      tier: CpuPrecision = "f32") -> str:
+    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32); on CPU
+    the graph of CPU tier ``tier`` (``runtime.cpu_precision``: the int8 file for ``int8``)."""
     wants_fp16 = settings.precision == "fp16" or (settings.precision == "auto" and provider == "cuda")
     fp16_role = f"{role}_fp16"
     if provider == "cuda" and wants_fp16 and fp16_role in manifest.models:
         return manifest.models[fp16_role].file
     if settings.precision == "fp16" and provider == "cpu":
         log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
+    if provider == "cpu":
+        return manifest.models[tier_role(manifest, role, tier)].file
     return manifest.models[role].file
 
 
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
-                 settings: RuntimeSettings) -> tuple[ort.InferenceSession, ProviderName]:
-    """One ONNX Runtime session for ``role`` and the provider it really runs on.
+                 settings: RuntimeSettings, tier: CpuPrecision = "f32") -> tuple[ort.InferenceSession, ProviderName]:
+    """One ONNX Runtime session for ``role`` (on CPU: CPU tier ``tier``'s file) and the provider it really runs on.
 
     The pre/post-processing graphs never go to TensorRT (it rejects antialiased ``Resize``
     and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
@@ -103,7 +108,7 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
         providers = tuple(name for name in providers if name != "tensorrt") or ("cpu",)
         path = Path(model_dir) / manifest.models[role].file
     else:
-        path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
+        path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings, tier)
     try:
         with stdout_to_log(f"{role} session"):
             session = ort.InferenceSession(str(path), session_options(settings, role),

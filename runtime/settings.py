@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
+from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
+from runtime.cpu_precision import CpuPrecisionSetting, parse_cpu_precision
 from runtime.env_values import choice, parse_bool, parse_bytes, positive, read_env
 from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
 from runtime.prepost import PrePostSetting, parse_prepost
@@ -37,6 +38,16 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
 _precision: Callable[[str], Precision] = choice("auto", "fp32", "fp16")
 
 
+def _cpu_precision(environ: Mapping[str, str]) -> CpuPrecisionSetting:
+    """SAM_CPU_PRECISION, or its old name SAM_OPENVINO_PRECISION; both set must agree."""
+    new = read_env(environ, "SAM_CPU_PRECISION", parse_cpu_precision, None)
+    old = read_env(environ, "SAM_OPENVINO_PRECISION", parse_cpu_precision, None)
+    if new is not None and old is not None and new != old:
+        raise ValueError(f"SAM_CPU_PRECISION={new} and its old name SAM_OPENVINO_PRECISION={old} disagree: "
+                         "set SAM_CPU_PRECISION only")
+    return new or old or "auto"
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Everything the engine needs besides the model directory."""
@@ -45,6 +56,8 @@ class RuntimeSettings:
     precision: Precision = "auto"
     cpu_engine: CpuEngineSetting = "auto"
     cpu_prepost: PrePostSetting = "auto"
+    #: The CPU tier's precision (``runtime.cpu_precision``); SAM_OPENVINO_PRECISION is its old name.
+    cpu_precision: CpuPrecisionSetting = "auto"
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -104,8 +117,8 @@ class RuntimeSettings:
             precision=read_env(environ, "SAM_PRECISION", _precision, "auto"),
             cpu_engine=read_env(environ, "SAM_CPU_ENGINE", parse_cpu_engine, "auto"),
             cpu_prepost=read_env(environ, "SAM_CPU_PREPOST", parse_prepost, "auto"),
+            cpu_precision=_cpu_precision(environ),
             openvino=OpenVinoOptions(
-                precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, "f32"),
                 cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, None),
             ),
             cache_bytes=read_env(environ, "SAM_CACHE_BYTES", positive(parse_bytes), None),

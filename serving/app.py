@@ -77,6 +77,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "model_type": service.extractor.engine.manifest.model_type,
             "provider": service.extractor.engine.provider,
             "engines": service.extractor.engine.engines,
+            "precision": service.extractor.engine.precision,
             "cache": asdict(service.extractor.cache.stats()),
             "open_sessions": service.sessions.count(),
             "workers": {**asdict(workers.stats()), "admitted_requests": admission.admitted},
