@@ -4,11 +4,15 @@ graphs preprocess.onnx and postprocess.onnx, and manifest.json.
     python export/export_sam.py --model-type vit_b --output models/vit_b
     python export/export_sam.py --model-type vit_b --checkpoint sam_vit_b_01ec64.pth --output models/vit_b
     python export/export_sam.py --model-type tiny --random-weights --seed 0 --output models/tiny
+    python export/export_sam.py --model-type vit_t --random-weights --int8 --output models/vit_t
 
 Without ``--checkpoint`` or ``--random-weights`` the official checkpoint is downloaded
 (SHA-256 checked) into ``SAM_CHECKPOINT_CACHE`` (default ``~/.cache/sam-holds/checkpoints``).
 After writing the models, parity with PyTorch is checked and recorded in the manifest; the
-export fails when fp32 parity is outside tolerance (fp16 parity is recorded only).
+export fails when fp32 parity is outside tolerance (fp16 parity is recorded only). Each CPU
+precision tier's parity (f32, bf16 where the CPU has it, int8 with ``--int8``) is recorded
+under ``parity.cpu_tiers``; ``SAM_CPU_PRECISION=auto`` runs a lower tier only when it passes
+the gate there (``runtime.cpu_precision``).
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ if __package__ in (None, ""):
 import numpy as np
 import onnx
 import torch
+from PIL import Image
 from segment_anything.modeling import Sam
 
 from export import exporters, prepost_graphs
 from export.checkpoints import CheckpointDownloadError, cache_dir, fetch_checkpoint, mirrored
 from export.parity import ParityError, check_parity, open_engine
+from export.quantize import CalibrationError, calibration_feeds, calibration_images, quantize_graph
 from export.sam_models import (
     MODEL_TYPES,
     CheckpointMismatch,
@@ -46,6 +52,7 @@ from export.sam_models import (
     load_checkpoint,
     predictor_for,
 )
+from export.tier_parity import tier_parity
 from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
 from synthetic.test_images import synthetic_image
 
@@ -103,7 +110,8 @@ def _float32_constants(values: torch.Tensor) -> tuple[float, float, float]:
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for package in ("torch", "segment-anything", "mobilesam-mirror", "timm", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "pillow"):
+    for package in ("torch", "segment-anything", "mobilesam-mirror", "timm", "onnx", "onnxruntime", "onnxconverter-common",
+                    "openvino", "nncf", "numpy", "pillow"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -121,9 +129,11 @@ def _prepare_output(output: Path) -> None:
 
 
 def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int = DEFAULT_OPSET,
-                 fp16: bool = False, skip_parity: bool = False, external_data: bool = False) -> Manifest:
-    """Write encoder/decoder (and fp16 variants), check parity, write and return the manifest."""
+                 fp16: bool = False, skip_parity: bool = False, external_data: bool = False,
+                 int8: bool = False, calibration_dir: Path | None = None) -> Manifest:
+    """Write encoder/decoder (and fp16 or int8 variants), check parity, write and return the manifest."""
     _prepare_output(output)
+    calibration = calibration_images(calibration_dir) if int8 else []  # a bad --calibration-dir fails first
     (output / MANIFEST_NAME).unlink(missing_ok=True)
     sam = loaded.sam
     log.info("tracing the image encoder (%s)", model_type)
@@ -162,10 +172,27 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
         prepost_graphs.build_postprocess(manifest.image_size, int(sam.prompt_encoder.mask_input_size[0]),
                                          manifest.num_mask_tokens, manifest.mask_threshold),
         output / "postprocess.onnx", "postprocess", "fp32")
+    if int8:
+        models.update(_int8_models(manifest, output, calibration, external_data))
     parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, model_type, output, manifest, fp16)
     manifest = dataclasses.replace(manifest, parity=parity)
     (output / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _int8_models(manifest: Manifest, output: Path, images: list[Image.Image],
+                 external_data: bool) -> dict[str, ModelFile]:
+    """NNCF-quantised encoder_int8.onnx and decoder_int8.onnx, calibrated on ``images`` through the fp32
+    serving engine."""
+    log.info("quantising to int8 with NNCF on %d calibration images", len(images))
+    engine = open_engine(manifest, output, manifest.models["encoder"].file, manifest.models["decoder"].file, "numpy")
+    encoder_feeds, decoder_feeds = calibration_feeds(engine, images)
+    models = {}
+    for role, feeds in (("encoder", encoder_feeds), ("decoder", decoder_feeds)):
+        graph = quantize_graph(output / manifest.models[role].file, feeds)
+        models[f"{role}_int8"] = exporters.save_model(graph, output / f"{role}_int8.onnx", f"{role}_int8", "int8",
+                                                      external_data)
+    return models
 
 
 def _parity(sam: Sam, model_type: str, output: Path, manifest: Manifest, fp16: bool) -> dict[str, Any]:
@@ -199,6 +226,7 @@ def _parity(sam: Sam, model_type: str, output: Path, manifest: Manifest, fp16: b
             results["fp16"] = {**half.to_json(), "enforced": False}
         except Exception as exc:  # noqa: BLE001 - recorded, fp16 is not enforced on CPU
             results["fp16"] = {"enforced": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+    results["cpu_tiers"] = tier_parity(sam, manifest, output, predictor, size_hw)
     failures = [f"fp32: {f}" for f in fp32.failures]
     if not random_weights:
         failures += [f"fp32 with the pre/post graphs: {f}" for f in graphs.failures]
@@ -227,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     parser.add_argument("--output", type=Path, required=True, help="directory for the ONNX files and manifest")
     parser.add_argument("--fp16", action="store_true", help="also write fp16 variants for GPU providers")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write NNCF int8 graphs for the CPU tier (SAM_CPU_PRECISION=int8|auto)")
+    parser.add_argument("--calibration-dir", type=Path,
+                        help="with --int8: calibrate on these .jpg/.png photos (default: synthetic walls)")
     parser.add_argument("--opset", type=_opset, default=DEFAULT_OPSET,
                         help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
     parser.add_argument("--external-data", action="store_true",
@@ -243,13 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed != 0 and not args.random_weights:
         print("error: --seed only applies with --random-weights", file=sys.stderr)
         return 2
+    if args.calibration_dir is not None and not args.int8:
+        print("error: --calibration-dir only applies with --int8", file=sys.stderr)
+        return 2
     try:
         loaded = load_model(args.model_type, args.checkpoint, args.random_weights, args.seed)
         if loaded.weights["origin"] == "random":
             log.warning("random weights: the exported model is for tests; its masks are meaningless")
         manifest = export_model(loaded, args.model_type, args.output, args.opset, args.fp16,
-                                args.skip_parity, args.external_data)
-    except (ExportError, ParityError) as exc:
+                                args.skip_parity, args.external_data, args.int8, args.calibration_dir)
+    except (ExportError, ParityError, CalibrationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except onnx.checker.ValidationError as exc:
@@ -267,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({min(c['mask_iou_min'] for c in graphs['cases']):.4f} with the pre/post graphs)"
     )
     print(f"exported {args.model_type} to {args.output} ({summary})")
+    for tier, record in manifest.parity.get("cpu_tiers", {}).items():
+        print(f"  {tier} tier: " + (record["error"] if "error" in record else
+              f"per-click mask IoU mean {record['mask_iou_mean']:.4f}, worst {record['mask_iou_worst']:.4f}, "
+              f"gate {'passed' if record['passes_gate'] else 'failed'}{'' if record['enforced'] else ' (random weights: not used by auto)'}"))
     return 0
 
 

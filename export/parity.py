@@ -68,6 +68,9 @@ class ParityReport:
     embedding_max_rel: float
     pipeline: str = "numpy"
     encoder_input_max_grey: float = 0.0
+    #: Per-click mask IoU over every mask of every case: mean and worst (the CPU tiers' gate).
+    mask_iou_mean: float = 1.0
+    mask_iou_worst: float = 1.0
     cases: list[CaseResult] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     tolerances: dict[str, float] = field(default_factory=dict)
@@ -160,16 +163,19 @@ def check_parity(sam: Sam, engine: SamEngine, precision: str, image_size_hw: tup
     if "embedding_rel" in tolerances and emb_rel > tolerances["embedding_rel"]:
         report.failures.append(f"image embeddings: relative error {emb_rel:.3g} > {tolerances['embedding_rel']}")
     previous: NDArray[np.float32] | None = None
+    ious: list[float] = []
     for case in parity_cases(image_size_hw):
-        worst, previous = _check_case(engine, predictor, embedding.value, prepared.orig_size_hw,
-                                      prepared.input_size_hw, case, previous)
+        worst, previous, case_ious = _check_case(engine, predictor, embedding.value, prepared.orig_size_hw,
+                                                 prepared.input_size_hw, case, previous)
         report.cases.append(worst)
+        ious += case_ious
         for key, value, limit_is_max in (("logits_rel", worst.logits_max_rel, True),
                                          ("iou_pred_abs", worst.iou_pred_max_abs, True),
                                          ("mask_iou_min", worst.mask_iou_min, False)):
             limit = tolerances.get(key)
             if limit is not None and (value > limit if limit_is_max else value < limit):
                 report.failures.append(f"{case.name}: {key} {value:.4g} (limit {limit})")
+    report.mask_iou_mean, report.mask_iou_worst = float(np.mean(ious)), float(np.min(ious))
     if enforce and report.failures:
         raise ParityError(f"{precision} {pipeline} pipeline disagrees with PyTorch: " + "; ".join(report.failures))
     return report
@@ -177,8 +183,9 @@ def check_parity(sam: Sam, engine: SamEngine, precision: str, image_size_hw: tup
 
 def _check_case(engine: SamEngine, predictor: SamPredictor, embedding: Any, orig_size_hw: tuple[int, int],
                 input_size_hw: tuple[int, int], case: Case, previous: NDArray[np.float32] | None
-                ) -> tuple[CaseResult, NDArray[np.float32] | None]:
-    """Run one case through the engine and the reference; the worst errors over its prompts."""
+                ) -> tuple[CaseResult, NDArray[np.float32] | None, list[float]]:
+    """Run one case through the engine and the reference: the worst errors over its prompts, the
+    mask input for the next case, and every mask's IoU."""
     coords, labels, groups = build_prompts(case.clicks, case.box_xyxy, case.mode)
     model_coords = to_model_coords(coords, orig_size_hw, engine.manifest.image_size)
     mask_input = None
@@ -191,6 +198,7 @@ def _check_case(engine: SamEngine, predictor: SamPredictor, embedding: Any, orig
     rendered = engine.renderer.render(decoded.low_res_masks, indices, input_size_hw, orig_size_hw, 0, True)
     assert rendered.masks is not None
     worst = CaseResult(case.name, 0.0, 0.0, 0.0, 1.0)
+    all_ious: list[float] = []
     box = None if case.box_xyxy is None else np.asarray(case.box_xyxy, np.float32)
     for index, group in enumerate(groups):
         points = np.asarray([[case.clicks[i].x, case.clicks[i].y] for i in group], np.float32) if group else None
@@ -205,6 +213,7 @@ def _check_case(engine: SamEngine, predictor: SamPredictor, embedding: Any, orig
         iou_err, _ = _relative(decoded.iou_predictions[index, tokens], ref_scores)
         got = rendered.masks[index * len(tokens):(index + 1) * len(tokens)]
         ious = [mask_iou(mask.dense(), expected) for mask, expected in zip(got, ref_masks)]
+        all_ious += ious
         worst = CaseResult(case.name, max(worst.logits_max_abs, abs_err), max(worst.logits_max_rel, rel_err),
                            max(worst.iou_pred_max_abs, iou_err), min(worst.mask_iou_min, *ious))
-    return worst, previous
+    return worst, previous, all_ious

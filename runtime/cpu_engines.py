@@ -20,7 +20,6 @@ from runtime.providers import Role
 
 EngineName = Literal["onnxruntime", "openvino"]
 CpuEngineSetting = Literal["auto", "onnxruntime", "openvino"]
-OpenVinoPrecision = Literal["f32", "bf16", "auto"]
 
 ENGINES: tuple[EngineName, ...] = ("onnxruntime", "openvino")
 #: ``auto``'s choice per graph when OpenVINO is installed (see the module docstring).
@@ -31,20 +30,15 @@ AUTO_CPU_ENGINES: dict[Role, EngineName] = {"encoder": "openvino", "decoder": "o
 class OpenVinoOptions:
     """OpenVINO CPU plugin options.
 
-    ``precision``: ``f32`` keeps parity with PyTorch (the default); ``bf16`` asks for
-    bfloat16 inference on CPUs that support it (AMX or AVX512-BF16, e.g. ml.c7i), about
-    3 significant digits; ``auto`` leaves the choice to OpenVINO, which picks bf16 on such
-    CPUs. A CPU without bf16 silently runs f32; the engine logs the precision in effect.
+    The inference precision is the CPU tier's (``runtime.cpu_precision``, ``SAM_CPU_PRECISION``).
     ``cache_dir``: where OpenVINO keeps compiled models so a restart skips compilation
     (None: no cache). Threads come from ``CpuOptions.intra_op_threads`` (0: all cores).
     """
 
-    precision: OpenVinoPrecision = "f32"
     cache_dir: str | None = None
 
 
 parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice(*get_args(CpuEngineSetting))
-parse_openvino_precision: Callable[[str], OpenVinoPrecision] = choice(*get_args(OpenVinoPrecision))
 
 
 def openvino_available() -> bool:

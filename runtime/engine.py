@@ -34,6 +34,7 @@ from PIL import Image
 
 from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
+from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
@@ -100,6 +101,31 @@ def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...
         raise ModelLoadError(str(exc)) from exc
 
 
+def choose_precision(settings: RuntimeSettings, manifest: Manifest, engines: dict[Role, EngineName],
+                     on_gpu: bool) -> CpuPrecision:
+    """The CPU tier that runs (``runtime.cpu_precision``); f32 on a GPU provider, whose graphs
+    ``SAM_PRECISION`` chooses. A tier this host or model cannot run is a ``ModelLoadError``."""
+    if on_gpu:
+        return "f32"
+    openvino_encoder = engines["encoder"] == "openvino"
+    support = CpuSupport(bf16_cpu=openvino_encoder and openvino_has_bf16(), openvino_encoder=openvino_encoder,
+                         int8_encoder="encoder_int8" in manifest.models)
+    try:
+        return choose_cpu_precision(settings.cpu_precision, support, manifest.parity.get(TIERS_KEY) or {},
+                                    manifest.weights.get("origin") == "random")
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def gpu_precision(manifest: Manifest, settings: RuntimeSettings, provider: ProviderName) -> str:
+    """The encoder's precision on a GPU provider: ``fp16`` (an fp16 graph, or TensorRT's own fp16
+    build) or ``fp32``."""
+    if provider == "tensorrt":
+        return "fp16" if settings.providers.tensorrt.fp16 else "fp32"
+    file = ort_runner.choose_model_file(manifest, "encoder", provider, settings)
+    return next(m.precision for m in manifest.models.values() if m.file == file)
+
+
 class SamEngine:
     """Thread-safe runners of one exported model (see module docstring).
 
@@ -109,12 +135,15 @@ class SamEngine:
     (its working memory grows with the prompts of a run: 64 prompts took 3.9 GB); None: all.
     ``device_plan``: on a GPU, how its memory is split (``runtime.device_memory``). An allocation
     failure in any stage raises ``DeviceMemoryExhausted`` (503 overloaded), never a 500.
+    ``precision``: what the graphs run in, for logs, /stats and answers: the CPU tier (f32,
+    bf16, int8; ``runtime.cpu_precision``) or, on a GPU, fp32 or fp16.
     """
 
     def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner,
                  images: ImagePreprocessor | None = None, renderer: MaskRenderer | None = None,
                  max_prompts: int | None = None, max_points: int | None = None,
-                 prompts_per_run: int | None = None, device_plan: DeviceMemoryPlan | None = None) -> None:
+                 prompts_per_run: int | None = None, device_plan: DeviceMemoryPlan | None = None,
+                 precision: str = "f32") -> None:
         self.manifest = manifest
         self.encoder = encoder
         self.decoder = decoder
@@ -128,6 +157,7 @@ class SamEngine:
         self.max_points = max_points
         self.prompts_per_run = prompts_per_run
         self.device_plan = device_plan
+        self.precision = precision
         self._encoder_lock = threading.Lock()
         #: Encoder runs since start-up, warm-up included (``/stats``).
         self.encoder_runs = 0
@@ -143,14 +173,16 @@ class SamEngine:
         unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
         providers = resolve_providers(settings.providers, available, unloadable)
         engines = choose_engines(settings, providers)
+        tier = choose_precision(settings, manifest, engines, providers[0] in GPU_PROVIDERS)
         device_id = settings.providers.cuda.device_id
         if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
             gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
         encoder: EncoderRunner
         if engines["encoder"] == "openvino":
-            encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings))
+            encoder = openvino_runner.OpenVinoEncoder(
+                openvino_runner.compile_graph(model_dir, manifest, "encoder", settings, tier))
         else:
-            session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings)
+            session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings, tier)
             encoder = ort_runner.OrtEncoder(session, active, device_id)
         # What really runs decides the rest: a GPU build on a host whose GPU cannot start (no device,
         # an old driver) falls back to the CPU, and then the CPU's choices apply to every graph.
@@ -177,9 +209,10 @@ class SamEngine:
             renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
         decoder: DecoderRunner
         if engines["decoder"] == "openvino":
-            decoder = openvino_runner.OpenVinoDecoder(openvino_runner.compile_graph(model_dir, manifest, "decoder", settings))
+            decoder = openvino_runner.OpenVinoDecoder(
+                openvino_runner.compile_graph(model_dir, manifest, "decoder", settings, tier))
         else:
-            session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings)
+            session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings, tier)
             logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS
             decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device,
                                             settings.providers.cpu.memory_arena)
@@ -187,9 +220,9 @@ class SamEngine:
         engine = cls(manifest, encoder, decoder, images, renderer,
                      max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
                      prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run,
-                     device_plan=plan)
-        log.info("model %s from %s: %s (%s)", manifest.model_type, model_dir,
-                 ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()),
+                     device_plan=plan, precision=gpu_precision(manifest, settings, encoder.provider) if on_gpu else tier)
+        log.info("model %s from %s: %s, precision %s (%s)", manifest.model_type, model_dir,
+                 ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()), engine.precision,
                  manifest.weights.get("origin", "unknown weights"))
         return engine
 
@@ -276,6 +309,12 @@ class SamEngine:
             raise ValueError(f"the decoder returned logits {shape_of(low_res)}, expected {expected}")
         return Decoded(low_res if isinstance(low_res, ort.OrtValue) else np.asarray(low_res, np.float32),
                        np.asarray(scores, np.float32))
+
+    def decoder_feeds(self, embedding: NDArray[np.float32], point_coords: NDArray[np.float32],
+                      point_labels: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+        """Every decoder input for B prompts without a mask input, as ``decode`` feeds them (host
+        embedding float32 1x256x64x64, coords BxNx2 in the resized frame, labels BxN)."""
+        return {"image_embeddings": embedding, **self._feeds(embedding, point_coords, point_labels, None, None)}
 
     def _feeds(self, embedding: EmbeddingValue, point_coords: NDArray[np.float32], point_labels: NDArray[np.float32],
                mask_input: NDArray[np.float32] | None, has_mask_input: NDArray[np.float32] | None

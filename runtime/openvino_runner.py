@@ -1,8 +1,8 @@
 """OpenVINO graph runners for CPU: the same ONNX files, compiled by OpenVINO's CPU plugin.
 
 ``compile_graph`` reads the ONNX file (external data included) and compiles it with the
-LATENCY performance hint (one stream using every configured core), the configured
-precision and optional model cache. Each run uses its own infer request (creating one
+LATENCY performance hint (one stream using every configured core), the CPU tier's
+inference precision (``runtime.cpu_precision``) and optional model cache. Each run uses its own infer request (creating one
 costs about 0.05 ms), so concurrent decoder runs are safe; outputs are copied out of the
 request. The ``openvino`` package is imported here only, so the GPU image need not carry it.
 """
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from runtime.cpu_engines import OpenVinoOptions
+from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
 from runtime.providers import ProviderName, Role
@@ -28,11 +29,15 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "openvino"
 
 
-def compile_config(options: OpenVinoOptions, threads: int) -> dict[str, Any]:
-    """The CPU plugin configuration: LATENCY hint, precision, threads (0: all), cache."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if options.precision != "auto":
-        config["INFERENCE_PRECISION_HINT"] = options.precision
+def inference_precision(tier: CpuPrecision) -> str:
+    """OpenVINO's inference precision for a CPU tier: bf16 for ``bf16``, f32 otherwise (an int8
+    graph's quantised layers run int8 either way; the rest stays f32)."""
+    return "bf16" if tier == "bf16" else "f32"
+
+
+def compile_config(options: OpenVinoOptions, threads: int, tier: CpuPrecision = "f32") -> dict[str, Any]:
+    """The CPU plugin configuration: LATENCY hint, the tier's precision, threads (0: all), cache."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision(tier)}
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
     if options.cache_dir:
@@ -40,9 +45,11 @@ def compile_config(options: OpenVinoOptions, threads: int) -> dict[str, Any]:
     return config
 
 
-def compile_graph(model_dir: Path, manifest: Manifest, role: Role, settings: RuntimeSettings) -> Any:
-    """Read and compile one ONNX graph for the CPU; errors become ``ModelLoadError``."""
-    path = Path(model_dir) / manifest.models[role].file
+def compile_graph(model_dir: Path, manifest: Manifest, role: Role, settings: RuntimeSettings,
+                  tier: CpuPrecision = "f32") -> Any:
+    """Read and compile ``role``'s graph of CPU tier ``tier`` (the int8 file for ``int8``);
+    errors, and a precision the CPU plugin did not take, become ``ModelLoadError``."""
+    path = Path(model_dir) / manifest.models[tier_role(manifest, role, tier)].file
     options, threads = settings.openvino, settings.providers.cpu.intra_op_threads
     try:
         import openvino as ov
@@ -51,14 +58,14 @@ def compile_graph(model_dir: Path, manifest: Manifest, role: Role, settings: Run
     core = ov.Core()
     try:
         # Given the path (not a read model), a CACHE_DIR hit skips reading the ONNX file too.
-        compiled = core.compile_model(str(path), "CPU", compile_config(options, threads))
+        compiled = core.compile_model(str(path), "CPU", compile_config(options, threads, tier))
     except Exception as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"OpenVINO cannot load {path}: {reason}") from exc
     precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-    if options.precision == "bf16" and precision != "bf16":
-        log.warning("%s: SAM_OPENVINO_PRECISION=bf16 asked, but this CPU has no bf16 support: running %s",
-                    role, precision)
+    if precision != inference_precision(tier):
+        raise ModelLoadError(f"OpenVINO compiled {path} with {precision} inference, not the {tier} tier's "
+                             f"{inference_precision(tier)}")
     log.info("%s compiled by OpenVINO %s for CPU (precision %s, %s threads)", role, ov.__version__.split("-")[0], precision,
              compiled.get_property("INFERENCE_NUM_THREADS"))
     return compiled

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, PREPOST_ROLES, Manifest
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, check_active, provider_arguments
@@ -88,8 +89,10 @@ def preload_gpu_libraries() -> None:
         log.warning("could not preload CUDA/cuDNN libraries: %s", exc)
 
 
-def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings) -> str:
-    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32).
+def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, settings: RuntimeSettings,
+                      tier: CpuPrecision = "f32") -> str:
+    """Which graph a role runs: fp16 variants only on CUDA (TensorRT builds fp16 from fp32); on CPU
+    the graph of CPU tier ``tier`` (``runtime.cpu_precision``: the int8 file for ``int8``).
 
     On CUDA, ``auto`` runs the fp16 graph when the export has one and warns when it has not
     (fp32 on a T4 is several times slower: export with ``--fp16``); ``fp16`` without one is
@@ -107,6 +110,8 @@ def choose_model_file(manifest: Manifest, role: Role, provider: ProviderName, se
                     "export with --fp16", fp16_role, role)
     if settings.precision == "fp16" and provider == "cpu":
         log.warning("SAM_PRECISION=fp16 is ignored on CPU: fp16 graphs run only on GPU providers")
+    if provider == "cpu":
+        return manifest.models[tier_role(manifest, role, tier)].file
     return manifest.models[role].file
 
 
@@ -130,8 +135,8 @@ def prepost_providers(providers: tuple[ProviderName, ...]) -> tuple[ProviderName
 
 
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
-                 settings: RuntimeSettings) -> tuple[ort.InferenceSession, ProviderName]:
-    """One ONNX Runtime session for ``role`` and the provider it really runs on.
+                 settings: RuntimeSettings, tier: CpuPrecision = "f32") -> tuple[ort.InferenceSession, ProviderName]:
+    """One ONNX Runtime session for ``role`` (on CPU: CPU tier ``tier``'s file) and the provider it really runs on.
 
     The pre/post-processing graphs never go to TensorRT (it rejects antialiased ``Resize``
     and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
@@ -140,7 +145,7 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
         providers = prepost_providers(providers)
         path = Path(model_dir) / manifest.models[role].file
     else:
-        path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings)
+        path = Path(model_dir) / choose_model_file(manifest, role, providers[0], settings, tier)
     try:
         with stdout_to_log(f"{role} session"):
             options = session_options(settings, role, on_gpu=providers[0] in GPU_PROVIDERS)

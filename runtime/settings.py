@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast, get_args
 
-from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine, parse_openvino_precision
+from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
+from runtime.cpu_precision import CpuPrecisionSetting, parse_cpu_precision
 from runtime.device_memory import DeviceMemorySettings
 from runtime.env_values import (
     choice,
@@ -50,6 +51,16 @@ def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
 _precision: Callable[[str], Precision] = choice(*get_args(Precision))
 
 
+def _cpu_precision(environ: Mapping[str, str]) -> CpuPrecisionSetting:
+    """SAM_CPU_PRECISION, or its old name SAM_OPENVINO_PRECISION; both set must agree."""
+    new = read_env(environ, "SAM_CPU_PRECISION", parse_cpu_precision, None)
+    old = read_env(environ, "SAM_OPENVINO_PRECISION", parse_cpu_precision, None)
+    if new is not None and old is not None and new != old:
+        raise ValueError(f"SAM_CPU_PRECISION={new} and its old name SAM_OPENVINO_PRECISION={old} disagree: "
+                         "set SAM_CPU_PRECISION only")
+    return new or old or "auto"
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Everything the engine needs besides the model directory."""
@@ -58,6 +69,8 @@ class RuntimeSettings:
     precision: Precision = env_field("auto", "SAM_PRECISION", _precision)
     cpu_engine: CpuEngineSetting = env_field("auto", "SAM_CPU_ENGINE", parse_cpu_engine)
     cpu_prepost: PrePostSetting = env_field("auto", "SAM_CPU_PREPOST", parse_prepost)
+    #: The CPU tier's precision (``runtime.cpu_precision``); SAM_OPENVINO_PRECISION is its old name.
+    cpu_precision: CpuPrecisionSetting = "auto"
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
     cache_bytes: int | None = env_field(None, "SAM_CACHE_BYTES", positive(parse_bytes))
     device_memory: DeviceMemorySettings = field(default_factory=DeviceMemorySettings)
@@ -148,9 +161,9 @@ class RuntimeSettings:
         )
         openvino_defaults = OpenVinoOptions()
         openvino = OpenVinoOptions(
-            precision=read_env(environ, "SAM_OPENVINO_PRECISION", parse_openvino_precision, openvino_defaults.precision),
             cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, openvino_defaults.cache_dir),
         )
         return cls(providers=providers, openvino=openvino,
                    device_memory=DeviceMemorySettings(**read_fields(DeviceMemorySettings, environ)),
-                   shared_cache=cls._shared_cache(environ), **read_fields(cls, environ))
+                   shared_cache=cls._shared_cache(environ), cpu_precision=_cpu_precision(environ),
+                   **read_fields(cls, environ))

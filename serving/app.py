@@ -78,6 +78,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "provider": service.extractor.engine.provider,
             "engines": service.extractor.engine.engines,
             "encoder_runs": service.extractor.engine.encoder_runs,
+            "precision": service.extractor.engine.precision,
             "cache": asdict(service.extractor.cache.stats()),
             "shared_cache": service.extractor.shared_stats(),
             "open_sessions": service.sessions.count(),

@@ -94,6 +94,8 @@ RESPONSE_SCHEMA: dict[str, Any] = {
         "original_width": {"type": "integer"}, "original_height": {"type": "integer"},
         "clicks": {"type": "array", "items": _CLICK_RESULT},
         "timings_ms": {"type": "object", "additionalProperties": _NUMBER},
+        "precision": {"type": "string", "description": "what the model ran in: f32, bf16 or int8 on CPU "
+                      "(SAM_CPU_PRECISION), fp32 or fp16 on a GPU"},
         "warnings": {"type": "array", "items": {"type": "string"}},
         "per_click_masks_base64": {"type": "array", "items": {"type": "string"}},
         "mask_rle": {**_RLE, "nullable": True, "description": "the mask as COCO RLE (mask_format rle)"},

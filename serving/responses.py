@@ -40,6 +40,8 @@ class Prediction:
     warnings: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     closed_session_id: str | None = None
+    #: The precision the model ran in (``SamEngine.precision``: f32, bf16, int8; fp32/fp16 on a GPU).
+    precision: str = "f32"
 
 
 def negotiate(accept: str | None, default: str) -> str:
@@ -155,6 +157,7 @@ def metadata(prediction: Prediction, images: EncodedImages | None = None) -> dic
             for p in result.prompts
         ],
         "timings_ms": _timings_with_legacy_names(result.timings_ms),
+        "precision": prediction.precision,
         "warnings": list(prediction.warnings),
         **rle,
     }

@@ -125,7 +125,8 @@ class HoldService:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
             warnings += (note,)
-        attributes = f"image_id={result.image_id}&empty={str(result.empty).lower()}"
+        precision = self.extractor.engine.precision
+        attributes = f"image_id={result.image_id}&empty={str(result.empty).lower()}&precision={precision}"
         if self.random_weights:  # the one header SageMaker relays, so mask-only (image/png) answers carry it too
             attributes += "&weights=random"
         headers = {CUSTOM_ATTRIBUTES_HEADER: attributes}
@@ -135,7 +136,8 @@ class HoldService:
         elif session is not None and parsed.close_session:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
-        return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed)
+        return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
+                          precision)
 
 
     @staticmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -69,14 +68,17 @@ def test_openvino_cache_dir_is_filled_and_reused(tiny_model_dir: Path, tmp_path:
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == blobs
 
 
-def test_bf16_on_a_cpu_without_it_warns_and_runs_f32(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_bf16_runs_where_the_cpu_has_it_and_is_a_start_up_error_elsewhere(tiny_model_dir: Path) -> None:
     ov = pytest.importorskip("openvino", reason="the openvino package is not installed")
-    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        pytest.skip("this CPU supports bf16")
-    with caplog.at_level(logging.WARNING):
-        engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(
-            cpu_engine="openvino", openvino=OpenVinoOptions(precision="bf16")))
-    assert "no bf16 support: running f32" in caplog.text
+    settings = RuntimeSettings(cpu_engine="openvino", cpu_precision="bf16")
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(ModelLoadError, match="SAM_CPU_PRECISION=bf16 cannot run: this CPU has no bfloat16"):
+            SamEngine.from_model_dir(tiny_model_dir, settings)
+        return
+    engine = SamEngine.from_model_dir(tiny_model_dir, settings)
+    assert engine.precision == "bf16"
+    compiled = engine.encoder._compiled  # type: ignore[attr-defined]
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "bf16"
     engine.warm_up()
 
 

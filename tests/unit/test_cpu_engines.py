@@ -40,15 +40,14 @@ def test_openvino_asked_but_missing_names_the_fix() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = RuntimeSettings.from_env({"SAM_CPU_ENGINE": " OpenVINO ", "SAM_OPENVINO_PRECISION": "bf16",
-                                         "SAM_OPENVINO_CACHE_DIR": "/tmp/ov-cache"})
+    settings = RuntimeSettings.from_env({"SAM_CPU_ENGINE": " OpenVINO ", "SAM_OPENVINO_CACHE_DIR": "/tmp/ov-cache"})
     assert settings.cpu_engine == "openvino"
-    assert settings.openvino == OpenVinoOptions(precision="bf16", cache_dir="/tmp/ov-cache")
+    assert settings.openvino == OpenVinoOptions(cache_dir="/tmp/ov-cache")
     defaults = RuntimeSettings.from_env({})
-    assert defaults.cpu_engine == "auto" and defaults.openvino == OpenVinoOptions("f32", None)
+    assert defaults.cpu_engine == "auto" and defaults.openvino == OpenVinoOptions(None)
 
 
-@pytest.mark.parametrize("name,value", [("SAM_CPU_ENGINE", "tensorflow"), ("SAM_OPENVINO_PRECISION", "int8")])
+@pytest.mark.parametrize("name,value", [("SAM_CPU_ENGINE", "tensorflow"), ("SAM_OPENVINO_PRECISION", "fp16")])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
         RuntimeSettings.from_env({name: value})
@@ -56,8 +55,10 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 def test_compile_config() -> None:
     assert compile_config(OpenVinoOptions(), 0) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    assert compile_config(OpenVinoOptions("auto", "/c"), 3) == {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 3, "CACHE_DIR": "/c"}
+    assert compile_config(OpenVinoOptions("/c"), 3, "bf16") == {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 3, "CACHE_DIR": "/c"}
+    # int8 graphs keep their float layers in f32
+    assert compile_config(OpenVinoOptions(), 0, "int8")["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 @pytest.mark.parametrize("spinning", [True, False])
