@@ -164,7 +164,8 @@ def test_readme_go_backend_example(tiny_model_dir: Path, phone_photo: bytes, tmp
     points = [(float(x), float(y)) for x, y in (p.split(",") for p in command.split('-points "')[1].split('"')[0].split(";"))]
     mask = decode_mask((root / "out" / "go" / "mask.png").read_bytes())
     assert mask.shape == (4032, 3024) and np.array_equal(mask, in_process_mask(tiny_model_dir, phone_photo, points))
-    assert Image.open(root / "out" / "go" / "result.png").mode == "RGBA"
+    cutout = Image.open(root / "out" / "go" / "result.webp")
+    assert cutout.mode == "RGBA" and cutout.size == (3024, 4032)
     assert (root / "out" / "go" / "follow_up_mask.png").is_file()
 
 def test_readme_shared_cache_example(tiny_model_dir: Path, phone_photo: bytes, tmp_path: Path) -> None:
