@@ -104,6 +104,16 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def tiny_client(tiny_server):  # type: ignore[no-untyped-def]
+    """The Python client of the session's tiny server (no AWS set-up: unsigned test credentials)."""
+    from sagemaker_client import SageMakerSAMClient
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    return SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", tiny_server.url)
+
+
+@pytest.fixture(scope="session")
 def vit_t_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MobileSAM (vit_t) with seeded random weights, exported with parity against MobileSAM."""
     return exported(tmp_path_factory, "vit_t_model", "--model-type", "vit_t", "--random-weights", "--seed", "5")

@@ -23,10 +23,8 @@ POINTS = PHOTO.clicks(3)
 
 
 @pytest.fixture(scope="module")
-def client(tiny_server) -> SageMakerSAMClient:  # type: ignore[no-untyped-def]
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    return SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", tiny_server.url)
+def client(tiny_client: SageMakerSAMClient) -> SageMakerSAMClient:
+    return tiny_client
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ unknown_image_id (the instance that answered never saw the photo), and say so.""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,8 @@ POINTS = PHOTO.clicks(2)
 
 
 @pytest.fixture(scope="module")
-def client(tiny_server) -> SageMakerSAMClient:  # type: ignore[no-untyped-def]
-    """The client of the session's tiny server (no AWS set-up: unsigned requests)."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    return SageMakerSAMClient("sam-climbing-endpoint", "us-east-1", tiny_server.url)
+def client(tiny_client: SageMakerSAMClient) -> SageMakerSAMClient:
+    return tiny_client
 
 
 def _answered_elsewhere(photo: bytes) -> HoldsResult:
