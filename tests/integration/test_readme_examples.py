@@ -125,7 +125,7 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
     serve = block_with(readme, "bash", "python inference.py serve --model-dir models/vit_b --port 8080")
     json_curl = block_with(readme, "bash", "curl", "--data-binary @request.json")
-    raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id")
+    raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id", "timings_ms")
     cli = block_with(readme, "bash", "python sagemaker_client.py", "--endpoint-url http://127.0.0.1:8080")
     snippet = block_with(readme, "python", "SageMakerSAMClient")
     (root / "snippet.py").write_text(snippet)
