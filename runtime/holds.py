@@ -29,6 +29,7 @@ from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, dec
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
+from runtime.prompt_reuse import PromptReuse
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome
 from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier
@@ -191,8 +192,9 @@ class HoldExtractor:
 
     def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
                  image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shared: SharedTier | None = None,
-                 shared_off_reason: str | None = None) -> None:
+                 shared_off_reason: str | None = None, prompt_cache_bytes_per_image: int = 0) -> None:
         self.engine = engine
+        self.prompts = PromptReuse(engine, cache, prompt_cache_bytes_per_image)
         self.cache = cache
         self.max_clicks = max_clicks
         self.image_limits = image_limits
@@ -210,7 +212,7 @@ class HoldExtractor:
         cache = EmbeddingCache(budget)
         shared, off_reason = open_shared_tier(settings.shared_cache, engine)
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans),
-                   shared, off_reason)
+                   shared, off_reason, settings.prompt_cache_bytes_per_image)
 
     def shared_stats(self) -> dict[str, object]:
         """The shared tier's counters and state, or why it is off."""
@@ -299,8 +301,9 @@ class HoldExtractor:
         start = time.perf_counter()
         coords, labels, groups = build_prompts(request.clicks, request.box_xyxy, options.mode)
         model_coords = to_model_coords(coords, entry.orig_size_hw, self.engine.manifest.image_size)
-        decoded = self.engine.decode(entry.embedding, model_coords, labels)
+        decoded, counts = self.prompts.decode(entry, model_coords, labels)
         timings["decoder_ms"] = _ms(start)
+        timings.update(counts)
 
         start = time.perf_counter()
         scores = decoded.iou_predictions

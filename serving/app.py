@@ -81,6 +81,7 @@ def create_app(settings: ServerSettings, state: ServerState, on_startup: Callabl
             "precision": service.extractor.engine.precision,
             "cache": asdict(service.extractor.cache.stats()),
             "shared_cache": service.extractor.shared_stats(),
+            "prompt_cache": service.extractor.prompts.stats(),
             "open_sessions": service.sessions.count(),
             "workers": {**asdict(workers.stats()), "admitted_requests": admission.admitted},
         })
