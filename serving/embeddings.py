@@ -27,6 +27,7 @@ from runtime.errors import AnswerTooLarge
 from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.outputs import EmbeddingDtype
+from runtime.preprocess import point_scales_xy
 from runtime.tensors import to_host
 
 #: Zip members of an answer with the embedding.
@@ -70,7 +71,7 @@ def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDty
         "original_size_hw": [height, width],
         "input_size_hw": [input_h, input_w],
         "input_frame": manifest.image_size,
-        "point_transform": {"scale_x": input_w / width, "scale_y": input_h / height},
+        "point_transform": dict(zip(("scale_x", "scale_y"), point_scales_xy((height, width), manifest.image_size))),
     }
     return EncodedEmbedding(document, array.tobytes())
 

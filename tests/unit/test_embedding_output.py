@@ -78,3 +78,13 @@ def test_openapi_documents_the_embedding() -> None:
     outputs = REQUEST_SCHEMA["properties"]["outputs"]["properties"]
     assert outputs["embedding_dtype"]["enum"] == ["float16", "float32"] and outputs["embedding_dtype"]["default"] == "float16"
     assert "point_transform" in RESPONSE_SCHEMA["properties"]["embedding"]["properties"]
+
+
+def test_point_scales_are_per_axis_where_rounding_makes_them_differ() -> None:
+    """333x1000 resizes to 341x1024: x scales by 1.024, y by 341/333; a swap or a shared scale fails."""
+    from runtime.preprocess import point_scales_xy, to_model_coords
+
+    scale_x, scale_y = point_scales_xy((333, 1000), 1024)
+    assert (scale_x, scale_y) == (1024 / 1000, 341 / 333) and scale_x != scale_y
+    mapped = to_model_coords(np.array([[999.0, 332.0]]), (333, 1000), 1024)[0]
+    assert np.float32(999.0 * scale_x) == mapped[0] and np.float32(332.0 * scale_y) == mapped[1]
