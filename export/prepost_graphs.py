@@ -56,11 +56,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
+from runtime.manifest import (
+    CUTOUT_RESIZE_INPUTS,
+    CUTOUT_RESIZE_OUTPUTS,
+    POSTPROCESS_INPUTS,
+    POSTPROCESS_OUTPUTS,
+    PREPROCESS_INPUTS,
+    PREPROCESS_OUTPUTS,
+)
 
-#: The cut-out resize graph's input and output names.
-CUTOUT_RESIZE_INPUTS = ("image_hwc", "output_size_hw")
-CUTOUT_RESIZE_OUTPUTS = ("rgb_hwc",)
 #: Opset of the pre/post graphs: Resize ``antialias`` and ``axes`` arrived in opset 18.
 PREPOST_OPSET = 18
 #: IR version readable by onnxruntime >= 1.16 and OpenVINO.

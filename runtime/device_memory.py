@@ -96,6 +96,11 @@ class DeviceMemoryPlan:
 CUTOUT_COPY_BYTES_PER_PIXEL = 3
 
 
+#: The largest page-locked host buffer the cut-out keeps between requests: a 12 MP output's pixels
+#: (4032 x 3024 x 3, 36.6 MB). A larger output gets a buffer of its own for that copy.
+CUTOUT_STAGING_KEEP_BYTES = 4032 * 3024 * CUTOUT_COPY_BYTES_PER_PIXEL
+
+
 def cutout_copy_bytes(out_size_hw: tuple[int, int]) -> int:
     """Bytes copied device -> host per cut-out when ``cutout_resize.onnx`` resizes on the device:
     the output's (H', W') pixels x 3, whatever the photo's size."""

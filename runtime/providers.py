@@ -17,8 +17,8 @@ from runtime.errors import ProviderUnavailable
 log = logging.getLogger(__name__)
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
-#: A graph of the export: the model (encoder, decoder) or the pre/post-processing around it.
-Role = Literal["encoder", "decoder", "preprocess", "postprocess"]
+#: A graph of the export: the model (encoder, decoder) or the pre/post-processing and cut-out resize around it.
+Role = Literal["encoder", "decoder", "preprocess", "postprocess", "cutout_resize"]
 
 ORT_NAMES: dict[ProviderName, str] = {
     "tensorrt": "TensorrtExecutionProvider",
