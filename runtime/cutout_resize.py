@@ -15,16 +15,21 @@ placement report) the same runner resizes host photos through the same binding c
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from runtime.cuda_runtime import CudaError
 from runtime.device_memory import cutout_copy_bytes
 from runtime.gpu_jpeg import device_pointer
 from runtime.host_staging import StagingBuffer, host_view
 from runtime.images import LoadedImage
 from runtime.manifest import CUTOUT_RESIZE_INPUTS, CUTOUT_RESIZE_OUTPUTS
 from runtime.providers import GPU_PROVIDERS, ProviderName
+
+log = logging.getLogger(__name__)
 
 #: Largest difference from Pillow's BILINEAR inside the border (pixel levels, per channel).
 MAX_LEVELS_FROM_PILLOW = 1
@@ -51,9 +56,17 @@ class OrtCutoutResizer:
 
     def resize(self, image: LoadedImage, out_size_hw: tuple[int, int]) -> Image.Image | None:
         """``image`` (H x W x 3 uint8 RGB, upright) at ``out_size_hw`` (H', W'), or None when a GPU
-        runner is given a photo on the host (the caller resizes it there)."""
+        runner is given a photo on the host, or no pinned memory can be allocated (the caller
+        resizes on the host then)."""
         if self.provider in GPU_PROVIDERS and image.device is None:
             return None
+        try:
+            return self._resize(image, out_size_hw)
+        except CudaError as exc:  # no pinned memory to be had: the host path copies the photo instead
+            log.warning("cannot stage the cut-out's pixels in pinned memory (%s): resizing on the host", exc)
+            return None
+
+    def _resize(self, image: LoadedImage, out_size_hw: tuple[int, int]) -> Image.Image:
         height, width = out_size_hw
         nbytes = cutout_copy_bytes(out_size_hw)
         with self.staging.held(nbytes) as address:
@@ -63,8 +76,8 @@ class OrtCutoutResizer:
             binding.bind_output(CUTOUT_RESIZE_OUTPUTS[0], "cpu", 0, np.uint8, [height, width, 3], address)
             self._session.run_with_iobinding(binding, self._run_options)
             self.copied_bytes = nbytes
-            # Image.fromarray of a copy: the staging buffer is the next call's.
-            return Image.fromarray(host_view(address, nbytes).reshape(height, width, 3).copy())
+            # Pillow copies RGB pixels into its own 4-byte layout: the staging buffer is free for the next call.
+            return Image.fromarray(host_view(address, nbytes).reshape(height, width, 3))
 
     def _bind_photo(self, binding: ort.IOBinding, image: LoadedImage) -> None:
         """The photo as the graph's input: bound where it lies (device memory, or the host)."""

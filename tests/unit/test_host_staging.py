@@ -67,3 +67,32 @@ def test_sizes_must_be_positive() -> None:
         StagingBuffer(PageableAllocator(), 0)
     with pytest.raises(ValueError, match="nbytes"), StagingBuffer(PageableAllocator(), 10).held(0):
         pass
+
+
+def test_no_pinned_memory_leaves_the_cut_out_to_the_host() -> None:
+    """The real libcudart on a machine without a usable GPU: cudaHostAlloc's failure is a CudaError,
+    the buffer keeps nothing, and the cut-out resizer answers None (the host resizes) instead of a 500."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from export.prepost_graphs import build_cutout_resize
+    from runtime.cuda_runtime import CudaError, CudaRuntime
+    from runtime.cutout_resize import OrtCutoutResizer
+    from runtime.host_staging import PinnedAllocator
+    from runtime.images import LoadedImage
+
+    cuda = CudaRuntime.load(0)
+    if cuda is None:
+        pytest.skip("no libcudart on this machine")
+    try:
+        cuda.free_host(cuda.host_alloc(4096))
+        pytest.skip("this machine has a GPU: pinned memory can be allocated")
+    except CudaError as exc:
+        assert "cuda" in str(exc).lower()
+    staging = StagingBuffer(PinnedAllocator(cuda), keep_bytes=1 << 20)
+    session = ort.InferenceSession(build_cutout_resize().SerializeToString(), providers=["CPUExecutionProvider"])
+    resizer = OrtCutoutResizer(session, "cuda", staging)
+    photo = LoadedImage((30, 40), device=object(), _to_host=lambda _: np.zeros((30, 40, 3), np.uint8))
+    assert resizer.resize(photo, (15, 20)) is None
+    assert staging.capacity_bytes == 0 and staging.allocations == 0 and photo.host is None
+    assert resizer.resize(LoadedImage.from_pil(Image.new("RGB", (40, 30))), (15, 20)) is None  # host photo: host
