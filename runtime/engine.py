@@ -209,7 +209,8 @@ class SamEngine:
         plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
         renderer: MaskRenderer | None = None
         if prepost["postprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings)
+            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings,
+                                                      arena_limit_bytes=gpu_setup.arena_limit(plan, "postprocess", settings))
             renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
         decoder: DecoderRunner
         if engines["decoder"] == "openvino":

@@ -40,6 +40,14 @@ def memory_plan(manifest: Manifest, provider: ProviderName, settings: RuntimeSet
         raise ModelLoadError(str(exc)) from exc
 
 
+def arena_limit(plan: DeviceMemoryPlan | None, role: str, settings: RuntimeSettings) -> int | None:
+    """The cap of ``role``'s CUDA arena under ``plan`` (``device_memory.arena_limits``); None without a
+    plan, with ``SAM_GPU_ARENA_CAPS=false``, or for a role the plan does not bound."""
+    if plan is None or not settings.device_memory.arena_caps:
+        return None
+    return device_memory.arena_limits(plan).get(role)
+
+
 def render_limits(plan: DeviceMemoryPlan | None, settings: RuntimeSettings) -> tuple[int, RenderSlots | None]:
     """(pixels per post-processing run, render slots) under ``plan``; the defaults without one."""
     if plan is None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from runtime.cache import EmbeddingCache
 from runtime.cutout_resize import MAX_BORDER_LEVELS_FROM_PILLOW, MAX_LEVELS_FROM_PILLOW
-from runtime.device_memory import cutout_copy_bytes
+from runtime.device_memory import arena_limits, cutout_copy_bytes
 from runtime.engine import SamEngine
 from runtime.errors import PayloadTooLarge
 from runtime.graph_runners import OrtMaskRenderer
@@ -168,3 +168,13 @@ def test_the_cut_out_is_resized_on_the_device_and_only_its_pixels_come_back(gpu_
         assert difference[1:-1, 1:-1].max() <= MAX_LEVELS_FROM_PILLOW
         assert difference.max() <= MAX_BORDER_LEVELS_FROM_PILLOW
     assert gpu_engine.cutout.staging.allocations == 1  # the second, smaller copy reused the buffer
+
+
+def test_the_renderers_cuda_arena_is_capped_at_the_plans_render_share(gpu_engine: SamEngine) -> None:
+    """The cap reaches the CUDA EP of the post-processing session (ONNX Runtime's own view of its options)."""
+    assert gpu_engine.device_plan is not None and isinstance(gpu_engine.renderer, OrtMaskRenderer)
+    options = gpu_engine.renderer._session.get_provider_options()["CUDAExecutionProvider"]
+    assert options["gpu_mem_limit"] == str(arena_limits(gpu_engine.device_plan)["postprocess"])
+    assert options["arena_extend_strategy"] == "kSameAsRequested"
+    encoder = gpu_engine.encoder._session.get_provider_options()["CUDAExecutionProvider"]  # type: ignore[attr-defined]
+    assert int(encoder["gpu_mem_limit"]) > int(options["gpu_mem_limit"])  # uncapped: ONNX Runtime's maximum
