@@ -6,10 +6,12 @@
 ``benchmarks/gpu_targets.py`` runs it too. The service's own engine (``SamEngine.from_model_dir``)
 opens every graph with ``SAM_ORT_PROFILE_DIR`` set (on CPU with ``SAM_CPU_PREPOST=graph``, so
 the pre/post graphs run as on a GPU), serves one photo with ``masks`` clicks, then
-``concurrency`` threads render ``masks`` full-size masks each at once. The report lists, per
-graph, the nodes ONNX Runtime placed on the CPU EP and every Memcpy node it inserted, and the
+``concurrency`` threads render ``masks`` full-size masks each at once, and the cut-out's pixels
+are resized to half the photo's size by ``cutout_resize.onnx`` (the engine's on a GPU; on CPU one
+opened the same way on the CPU EP). The report lists, per graph, the nodes ONNX Runtime placed on the CPU EP and every Memcpy node it inserted, and the
 device memory in use (the process's resident memory on CPU) before, at its highest sample
-during, and after the concurrent renders. On a GPU provider a compute node on the CPU EP (one whose
+during, and after the concurrent renders, and the bytes the cut-out copied to the host (they must
+be ``cutout_copy_bytes`` of its output size). On a GPU provider a compute node on the CPU EP (one whose
 output is more than ``SHAPE_NODE_MAX_BYTES``: ONNX Runtime keeps small shape arithmetic on the
 CPU on purpose) is a failure.
 """
@@ -32,7 +34,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 
 from benchmarks.arguments import size_wh
+from runtime import gpu_setup
 from runtime.cuda_runtime import CudaError, CudaRuntime
+from runtime.cutout_resize import OrtCutoutResizer
+from runtime.device_memory import cutout_copy_bytes
 from runtime.engine import SamEngine
 from runtime.image_io import ImageLimits
 from runtime.preprocess import to_model_coords
@@ -110,6 +115,17 @@ def concurrent_renders(engine: SamEngine, jpeg: bytes, clicks: list[tuple[float,
             "renders_agree": same}
 
 
+def cutout_copy(resizer: OrtCutoutResizer, engine: SamEngine, jpeg: bytes) -> dict[str, Any]:
+    """The photo decoded as a request decodes it, its cut-out resized to half its size: bytes copied."""
+    image = engine.load_image(jpeg, ImageLimits(max_pixels=200_000_000))
+    out_size_hw = (max(1, image.size_hw[0] // 2), max(1, image.size_hw[1] // 2))
+    resized = resizer.resize(image, out_size_hw)
+    return {"provider": resizer.provider, "decoded_on_device": image.device is not None,
+            "resized": resized is not None, "out_size_hw": list(out_size_hw), "copied_bytes": resizer.copied_bytes,
+            "expected_copy_bytes": cutout_copy_bytes(out_size_hw), "photo_copied_whole": image.host is not None,
+            "buffer": resizer.staging.allocator.kind}
+
+
 def run(model_dir: Path, providers: str, size: tuple[int, int], masks: int, concurrency: int,
         out: Path) -> dict[str, Any]:
     """Profile the GPU path's graphs on ``providers`` (SAM_PROVIDERS) and report placement and memory."""
@@ -120,18 +136,22 @@ def run(model_dir: Path, providers: str, size: tuple[int, int], masks: int, conc
     engine = SamEngine.from_model_dir(model_dir, settings)
     photo = wall_photo(size[0], size[1], seed=900)
     memory = concurrent_renders(engine, photo.jpeg, photo.clicks(masks), concurrency, settings.providers.cuda.device_id)
+    resizer = engine.cutout or gpu_setup.open_cutout_resizer(model_dir, engine.manifest, (engine.provider,), settings)
+    cutout = cutout_copy(resizer, engine, photo.jpeg) if resizer is not None else {"resized": False}
+    runners: list[tuple[str, Any]] = [("preprocess", engine.images), ("encoder", engine.encoder),
+                                      ("decoder", engine.decoder), ("postprocess", engine.renderer)]
     graphs: dict[str, Any] = {}
-    for role, runner in (("preprocess", engine.images), ("encoder", engine.encoder), ("decoder", engine.decoder),
-                         ("postprocess", engine.renderer)):
+    for role, runner in runners + ([("cutout_resize", resizer)] if resizer is not None else []):
         session = getattr(runner, "_session", None)  # the ONNX Runtime session the runner was given
         if session is None:
             graphs[role] = {"engine": runner.engine}
             continue
         events = json.loads(Path(session.end_profiling()).read_text())
         graphs[role] = {"provider": runner.provider, **placement(events, runner.provider in GPU_PROVIDERS)}
-    return {"providers": providers, "on_gpu": engine.on_gpu, "graphs": graphs, "memory": memory,
+    cutout_ok = bool(cutout["resized"]) and cutout["copied_bytes"] == cutout["expected_copy_bytes"]
+    return {"providers": providers, "on_gpu": engine.on_gpu, "graphs": graphs, "memory": memory, "cutout": cutout,
             "ok": engine.on_gpu == (providers != "cpu") and not any(g.get("compute_on_cpu") for g in graphs.values())
-            and memory["renders_agree"]}
+            and memory["renders_agree"] and cutout_ok}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -149,8 +169,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", (f"{m['renders']} concurrent renders of {m['masks_per_render']} masks at {m['size_hw'][1]}x"
                    f"{m['size_hw'][0]}: {m['measured']} {m['before_bytes'] / 2**20:.0f} MiB before, "
                    f"{m['peak_bytes'] / 2**20:.0f} MiB at the highest sample, {m['after_bytes'] / 2**20:.0f} MiB "
-                   f"after; renders agree: {m['renders_agree']}"), ""]
+                   f"after; renders agree: {m['renders_agree']}"), "", _cutout_line(report["cutout"]), ""]
     return "\n".join(lines)
+
+
+def _cutout_line(cutout: dict[str, Any]) -> str:
+    if not cutout["resized"]:
+        return "Cut-out: not resized by cutout_resize.onnx (no such graph, or the photo was not on the device)"
+    height, width = cutout["out_size_hw"]
+    return (f"Cut-out: cutout_resize.onnx on {cutout['provider']} to {width}x{height}, photo decoded on the device: "
+            f"{cutout['decoded_on_device']}, {cutout['copied_bytes']} bytes copied into {cutout['buffer']} host memory "
+            f"(expected {cutout['expected_copy_bytes']}), whole photo copied: {cutout['photo_copied_whole']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

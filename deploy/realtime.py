@@ -14,6 +14,7 @@ from deploy.container import Job, container_environment
 from deploy.images import resolve_image
 from deploy.run import Run
 from deploy.scaling import apply_scaling, planned_scaling, resource_id, scaling_suspended
+from deploy.startup import variant_startup_window
 from deploy.variants import Variant
 from deploy.waits import NotInService, logs_of, wait_for_endpoint
 
@@ -64,7 +65,8 @@ def production_variant(run: Run, variant: Variant) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "VariantName": variant.name, "ModelName": model or f"{run.settings.model_name}-DRYRUN",
         "InstanceType": variant.instance_type, "InitialInstanceCount": variant.initial_instance_count,
-        "ContainerStartupHealthCheckTimeoutInSeconds": run.settings.startup_health_timeout_s}
+        "ContainerStartupHealthCheckTimeoutInSeconds":
+            variant_startup_window(run.settings.startup_health_timeout_s, variant).timeout_s}
     if variant.ami_version != "none":
         entry["InferenceAmiVersion"] = variant.ami_version
     if variant.key:
@@ -97,6 +99,9 @@ def cmd_config(run: Run) -> None:
     else:
         summary = f"{run.settings.base.instance_type}, {run.settings.base.host_summary()}"
     info(f"endpoint config {name} ({run.settings.deploy_mode}, {summary})")
+    for variant in run.settings.variants:
+        window = variant_startup_window(run.settings.startup_health_timeout_s, variant)
+        info(f"start-up health check of variant {variant.name}: {window.timeout_s} s ({window.reason})")
 
 
 def cmd_endpoint(run: Run) -> None:

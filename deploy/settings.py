@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from deploy import hosts
+from deploy.startup import STARTUP_HEALTH_TIMEOUT_RANGE_S
 from deploy.values import SettingsError, choice, id_list, integer, number, text
 from deploy.variants import PER_VARIANT_DEFAULTS, Variant, variant_from_env, variants_from_env
 
@@ -74,7 +75,7 @@ class Settings:
     async_output_prefix: str
     sns_success_topic: str
     sns_error_topic: str
-    startup_health_timeout_s: int
+    startup_health_timeout_s: int | None  # None: by variant (deploy/startup.py)
     wait_timeout_s: float
     poll_s: float
     sam_max_body_bytes: str
@@ -152,6 +153,12 @@ def _topic(environ: Mapping[str, str], name: str) -> str:
     return topic
 
 
+def _startup_health_timeout(environ: Mapping[str, str]) -> int | None:
+    """STARTUP_HEALTH_TIMEOUT_S, within SageMaker's range; None when not set (chosen per variant)."""
+    raw = text(environ, "STARTUP_HEALTH_TIMEOUT_S")
+    return integer("STARTUP_HEALTH_TIMEOUT_S", raw, *STARTUP_HEALTH_TIMEOUT_RANGE_S) if raw else None
+
+
 def settings_from_env(environ: Mapping[str, str], region: str) -> Settings:
     """The run's settings; ``region`` is the AWS chain's (AWS_REGION, AWS_DEFAULT_REGION, profile)."""
     mode = choice("DEPLOY_MODE", text(environ, "DEPLOY_MODE", "realtime"), DEPLOY_MODES)
@@ -172,8 +179,7 @@ def settings_from_env(environ: Mapping[str, str], region: str) -> Settings:
                                                  text(environ, "ASYNC_TARGET_BACKLOG_PER_INSTANCE", "5"), 0, low_open=True),
         async_output_prefix=text(environ, "ASYNC_OUTPUT_PREFIX", "sam-climbing/async").strip("/"),
         sns_success_topic=_topic(environ, "SNS_SUCCESS_TOPIC"), sns_error_topic=_topic(environ, "SNS_ERROR_TOPIC"),
-        startup_health_timeout_s=integer("STARTUP_HEALTH_TIMEOUT_S", text(environ, "STARTUP_HEALTH_TIMEOUT_S", "600"),
-                                         60, 3600),
+        startup_health_timeout_s=_startup_health_timeout(environ),
         wait_timeout_s=number("WAIT_TIMEOUT_S", text(environ, "WAIT_TIMEOUT_S", "1800"), 0, low_open=True),
         poll_s=number("POLL_S", text(environ, "POLL_S", "15"), 0, 600, low_open=True),
         sam_max_body_bytes=text(environ, "SAM_MAX_BODY_BYTES"),

@@ -1,5 +1,5 @@
 """Export a SAM checkpoint to verified ONNX models: encoder.onnx, decoder.onnx, the pre/post-processing
-graphs preprocess.onnx and postprocess.onnx, and manifest.json.
+graphs preprocess.onnx and postprocess.onnx, the cut-out's resize cutout_resize.onnx, and manifest.json.
 
     python export/export_sam.py --model-type vit_b --output models/vit_b
     python export/export_sam.py --model-type vit_b --checkpoint sam_vit_b_01ec64.pth --output models/vit_b
@@ -172,6 +172,8 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
         prepost_graphs.build_postprocess(manifest.image_size, int(sam.prompt_encoder.mask_input_size[0]),
                                          manifest.num_mask_tokens, manifest.mask_threshold),
         output / "postprocess.onnx", "postprocess", "fp32")
+    models["cutout_resize"] = exporters.save_model(prepost_graphs.build_cutout_resize(), output / "cutout_resize.onnx",
+                                                   "cutout_resize", "fp32")
     if int8:
         models.update(_int8_models(manifest, output, calibration, external_data))
     parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, model_type, output, manifest, fp16)

@@ -56,11 +56,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
+from runtime.manifest import (
+    CUTOUT_RESIZE_INPUTS,
+    CUTOUT_RESIZE_OUTPUTS,
+    POSTPROCESS_INPUTS,
+    POSTPROCESS_OUTPUTS,
+    PREPROCESS_INPUTS,
+    PREPROCESS_OUTPUTS,
+)
 
-#: The cut-out resize graph's input and output names.
-CUTOUT_RESIZE_INPUTS = ("image_hwc", "output_size_hw")
-CUTOUT_RESIZE_OUTPUTS = ("rgb_hwc",)
 #: Opset of the pre/post graphs: Resize ``antialias`` and ``axes`` arrived in opset 18.
 PREPOST_OPSET = 18
 #: IR version readable by onnxruntime >= 1.16 and OpenVINO.
@@ -192,12 +196,10 @@ def _first_last(any_along: str, length_source: str, axis: int, prefix: str) -> l
     ]
 
 
-def build_postprocess(image_size: int, low_res_size: int, num_mask_tokens: int,
-                      mask_threshold: float) -> onnx.ModelProto:
-    """The post-processing graph (see the module docstring)."""
-    logits, indices, size_hw, out_hw, min_area = POSTPROCESS_INPUTS
-    union, masks, areas, boxes, kept = POSTPROCESS_OUTPUTS
-    nodes = [
+def _masks_at_output_size(logits: str, indices: str, size_hw: str, out_hw: str) -> list[onnx.NodeProto]:
+    """The chosen masks' logits -> int32 0/1 ``masks_i32`` (M, H', W'): SAM's two bilinear steps
+    (to the S x S frame, crop (h, w), to (H', W')) and the threshold."""
+    return [
         helper.make_node("Reshape", [logits, "flat_shape"], ["flat"]),
         helper.make_node("Gather", ["flat", indices], ["picked"], axis=0),
         helper.make_node("Unsqueeze", ["picked", "axis_1"], ["picked_4d"]),
@@ -209,11 +211,24 @@ def build_postprocess(image_size: int, low_res_size: int, num_mask_tokens: int,
         helper.make_node("Squeeze", ["full", "axis_1"], ["full_3d"]),
         helper.make_node("Greater", ["full_3d", "threshold"], ["masks_bool"]),
         helper.make_node("Cast", ["masks_bool"], ["masks_i32"], to=TensorProto.INT32),
+    ]
+
+
+def _areas_and_kept(areas: str, min_area: str, kept: str) -> list[onnx.NodeProto]:
+    """``masks_i32`` -> int64 ``areas`` (M,) and bool ``kept`` (M,): area >= ``min_area``, or ``min_area`` <= 0."""
+    return [
         helper.make_node("ReduceSum", ["masks_i32", "axes_12"], ["areas_i32"], keepdims=0),
         helper.make_node("Cast", ["areas_i32"], [areas], to=TensorProto.INT64),
         helper.make_node("GreaterOrEqual", [areas, min_area], ["large_enough"]),
         helper.make_node("LessOrEqual", [min_area, "zero_i64"], ["no_filter"]),
         helper.make_node("Or", ["large_enough", "no_filter"], [kept]),
+    ]
+
+
+def _packed_union_and_masks(kept: str, union: str, masks: str) -> list[onnx.NodeProto]:
+    """``masks_i32`` and ``kept`` -> uint8 ``union`` (H', ceil(W'/8)), the OR of the kept masks, and
+    uint8 ``masks`` (M, H', ceil(W'/8)), every mask; rows bit-packed MSB first."""
+    return [
         helper.make_node("Cast", [kept], ["kept_i32"], to=TensorProto.INT32),
         helper.make_node("Unsqueeze", ["kept_i32", "axes_12"], ["kept_3d"]),
         helper.make_node("Mul", ["masks_i32", "kept_3d"], ["kept_masks"]),
@@ -221,13 +236,23 @@ def build_postprocess(image_size: int, low_res_size: int, num_mask_tokens: int,
         *_pack_rows("masks_i32", masks, "masks_"),
         *_pack_rows("union_i32", "union_3d", "union_"),
         helper.make_node("Squeeze", ["union_3d", "axis_0"], [union]),
+    ]
+
+
+def _boxes(boxes: str) -> list[onnx.NodeProto]:
+    """``masks_i32`` -> int64 ``boxes`` (M, 4): (x0, y0, x1, y1), first column/row and last + 1."""
+    return [
         helper.make_node("ReduceMax", ["masks_i32", "axis_2"], ["any_row"], keepdims=0),  # (M, H')
         helper.make_node("ReduceMax", ["masks_i32", "axis_1"], ["any_col"], keepdims=0),  # (M, W')
         *_first_last("any_row", "masks_i32", 1, "rows_"),
         *_first_last("any_col", "masks_i32", 2, "cols_"),
         helper.make_node("Concat", ["cols_first", "rows_first", "cols_end", "rows_end"], [boxes], axis=1),
     ]
-    initializers = [
+
+
+def _postprocess_constants(image_size: int, low_res_size: int, mask_threshold: float) -> list[onnx.TensorProto]:
+    """The initializers the post-processing graph's nodes read."""
+    return [
         _const("flat_shape", [-1, low_res_size, low_res_size], np.int64),
         _const("axis_0", [0], np.int64),
         _const("axis_1", [1], np.int64),
@@ -246,16 +271,37 @@ def build_postprocess(image_size: int, low_res_size: int, num_mask_tokens: int,
         _const("zeros_5", [0] * 5, np.int64),
         _const("bit_weights", [128, 64, 32, 16, 8, 4, 2, 1], np.int32),
     ]
-    return _model(
-        nodes, "sam_postprocess",
-        [helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["num_prompts", num_mask_tokens, low_res_size, low_res_size]),
-         helper.make_tensor_value_info(indices, TensorProto.INT64, ["num_masks"]),
-         helper.make_tensor_value_info(size_hw, TensorProto.INT64, [2]),
-         helper.make_tensor_value_info(out_hw, TensorProto.INT64, [2]),
-         helper.make_tensor_value_info(min_area, TensorProto.INT64, [])],
-        [helper.make_tensor_value_info(union, TensorProto.UINT8, ["height", "packed_width"]),
-         helper.make_tensor_value_info(masks, TensorProto.UINT8, ["num_masks", "height", "packed_width"]),
-         helper.make_tensor_value_info(areas, TensorProto.INT64, ["num_masks"]),
-         helper.make_tensor_value_info(boxes, TensorProto.INT64, ["num_masks", 4]),
-         helper.make_tensor_value_info(kept, TensorProto.BOOL, ["num_masks"])],
-        initializers)
+
+
+def _postprocess_signature(low_res_size: int, num_mask_tokens: int
+                           ) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """The post-processing graph's inputs and outputs (see the module docstring)."""
+    logits, indices, size_hw, out_hw, min_area = POSTPROCESS_INPUTS
+    union, masks, areas, boxes, kept = POSTPROCESS_OUTPUTS
+    inputs = [
+        helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["num_prompts", num_mask_tokens, low_res_size,
+                                                                  low_res_size]),
+        helper.make_tensor_value_info(indices, TensorProto.INT64, ["num_masks"]),
+        helper.make_tensor_value_info(size_hw, TensorProto.INT64, [2]),
+        helper.make_tensor_value_info(out_hw, TensorProto.INT64, [2]),
+        helper.make_tensor_value_info(min_area, TensorProto.INT64, [])]
+    outputs = [
+        helper.make_tensor_value_info(union, TensorProto.UINT8, ["height", "packed_width"]),
+        helper.make_tensor_value_info(masks, TensorProto.UINT8, ["num_masks", "height", "packed_width"]),
+        helper.make_tensor_value_info(areas, TensorProto.INT64, ["num_masks"]),
+        helper.make_tensor_value_info(boxes, TensorProto.INT64, ["num_masks", 4]),
+        helper.make_tensor_value_info(kept, TensorProto.BOOL, ["num_masks"])]
+    return inputs, outputs
+
+
+def build_postprocess(image_size: int, low_res_size: int, num_mask_tokens: int,
+                      mask_threshold: float) -> onnx.ModelProto:
+    """The post-processing graph (see the module docstring), in named steps: render the chosen
+    masks, their areas and kept flags, the packed union and masks, the boxes."""
+    logits, indices, size_hw, out_hw, min_area = POSTPROCESS_INPUTS
+    union, masks, areas, boxes, kept = POSTPROCESS_OUTPUTS
+    nodes = [*_masks_at_output_size(logits, indices, size_hw, out_hw), *_areas_and_kept(areas, min_area, kept),
+             *_packed_union_and_masks(kept, union, masks), *_boxes(boxes)]
+    inputs, outputs = _postprocess_signature(low_res_size, num_mask_tokens)
+    return _model(nodes, "sam_postprocess", inputs, outputs,
+                  _postprocess_constants(image_size, low_res_size, mask_threshold))

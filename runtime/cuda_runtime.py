@@ -18,8 +18,13 @@ class CudaError(RuntimeError):
     """A CUDA runtime call returned an error code."""
 
 
+#: ``cudaHostAlloc`` flags: ``cudaHostAllocDefault`` (page-locked, usable by the device's copies).
+CUDA_HOST_ALLOC_DEFAULT = 0
+
+
 class CudaRuntime:
-    """``cudaSetDevice``, ``cudaStreamSynchronize`` and ``cudaMemGetInfo`` on one device."""
+    """``cudaSetDevice``, ``cudaStreamSynchronize``, ``cudaMemGetInfo`` and page-locked host memory
+    (``cudaHostAlloc`` / ``cudaFreeHost``) on one device."""
 
     def __init__(self, library: Any, device_id: int) -> None:
         self._library = library
@@ -55,3 +60,22 @@ class CudaRuntime:
         self._check("cudaSetDevice", self._library.cudaSetDevice(self.device_id))
         self._check("cudaMemGetInfo", self._library.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)))
         return int(free.value), int(total.value)
+
+    def host_alloc(self, nbytes: int) -> int:
+        """The address of ``nbytes`` of new page-locked (pinned) host memory; ``free_host`` frees it."""
+        library = self._library
+        library.cudaHostAlloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_uint]
+        library.cudaHostAlloc.restype = ctypes.c_int
+        address = ctypes.c_void_p()
+        self._check("cudaSetDevice", library.cudaSetDevice(self.device_id))
+        self._check(f"cudaHostAlloc of {nbytes} bytes",
+                    library.cudaHostAlloc(ctypes.byref(address), nbytes, CUDA_HOST_ALLOC_DEFAULT))
+        if not address.value:
+            raise CudaError(f"cudaHostAlloc of {nbytes} bytes on CUDA device {self.device_id} gave no memory")
+        return int(address.value)
+
+    def free_host(self, address: int) -> None:
+        """Free page-locked host memory that ``host_alloc`` gave."""
+        self._library.cudaFreeHost.argtypes = [ctypes.c_void_p]
+        self._library.cudaFreeHost.restype = ctypes.c_int
+        self._check("cudaFreeHost", self._library.cudaFreeHost(ctypes.c_void_p(address)))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runtime.cuda_runtime import CudaError, CudaRuntime
-from runtime.env_values import env_field, parse_bytes, parse_fraction, positive, positive_float
+from runtime.env_values import env_field, parse_bool, parse_bytes, parse_fraction, positive, positive_float
 from runtime.errors import DeviceMemoryExhausted
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,14 @@ OUT_OF_MEMORY_PATTERNS = re.compile(
 @dataclass(frozen=True)
 class DeviceMemorySettings:
     """``SAM_GPU_MEMORY_FRACTION`` / ``SAM_GPU_MEMORY_BYTES``: the budget; ``SAM_GPU_RENDER_SLOTS``:
-    renders at once at most; ``SAM_GPU_RENDER_WAIT_S``: how long a render waits for a slot."""
+    renders at once at most; ``SAM_GPU_RENDER_WAIT_S``: how long a render waits for a slot;
+    ``SAM_GPU_ARENA_CAPS``: cap the sessions' CUDA arenas at their planned shares (``arena_limits``)."""
 
     fraction: float = env_field(0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction)
     budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes))
     max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int))
     render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float)
+    arena_caps: bool = env_field(True, "SAM_GPU_ARENA_CAPS", parse_bool)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:
@@ -96,6 +98,11 @@ class DeviceMemoryPlan:
 CUTOUT_COPY_BYTES_PER_PIXEL = 3
 
 
+#: The largest page-locked host buffer the cut-out keeps between requests: a 12 MP output's pixels
+#: (4032 x 3024 x 3, 36.6 MB). A larger output gets a buffer of its own for that copy.
+CUTOUT_STAGING_KEEP_BYTES = 4032 * 3024 * CUTOUT_COPY_BYTES_PER_PIXEL
+
+
 def cutout_copy_bytes(out_size_hw: tuple[int, int]) -> int:
     """Bytes copied device -> host per cut-out when ``cutout_resize.onnx`` resizes on the device:
     the output's (H', W') pixels x 3, whatever the photo's size."""
@@ -129,6 +136,22 @@ def plan_device_memory(total_bytes: int, settings: DeviceMemorySettings, reserve
     slots = max(1, min(settings.max_render_slots, render_share // (run_pixels * RENDER_BYTES_PER_PIXEL)))
     cache = min(cache_bytes_wanted, working - slots * run_pixels * RENDER_BYTES_PER_PIXEL)
     return DeviceMemoryPlan(total_bytes, budget, reserved_bytes, slots, run_pixels, cache)
+
+
+def arena_limits(plan: DeviceMemoryPlan) -> dict[str, int]:
+    """The CUDA arena cap (bytes) of each session whose peak ``plan`` bounds, by role.
+
+    The post-processing graph's: its runs hold at most ``render_run_bytes`` each and at most
+    ``render_slots`` run at once, so its arena never needs more than their product; capped
+    there, a render beyond the plan fails as an out-of-memory (503 ``overloaded``) instead of
+    taking the embedding cache's share. The encoder and decoder are not capped: their share
+    (``reserved_bytes``) is an estimate from the graph files, and the decoder's working memory
+    grows with the prompts of a run (64 prompts took 3.9 GB on the CPU EP), so a cap there would
+    turn the estimate's error into refused requests until a GPU run measures the real peak. The
+    pre-processing and cut-out graphs hold a photo's copies only during a run and hand them back
+    (arena shrinkage).
+    """
+    return {"postprocess": plan.render_slots * plan.render_run_bytes}
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -35,6 +35,7 @@ from PIL import Image
 from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
 from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
+from runtime.cutout_resize import OrtCutoutResizer
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.gpu_jpeg import GpuJpegDecoder
@@ -137,13 +138,15 @@ class SamEngine:
     failure in any stage raises ``DeviceMemoryExhausted`` (503 overloaded), never a 500.
     ``precision``: what the graphs run in, for logs, /stats and answers: the CPU tier (f32,
     bf16, int8; ``runtime.cpu_precision``) or, on a GPU, fp32 or fp16.
+    ``cutout``: on a GPU, ``cutout_resize.onnx``, which resizes a device-decoded photo to the
+    cut-out's size before it is copied to the host (``runtime.cutout_resize``); None: the host resizes.
     """
 
     def __init__(self, manifest: Manifest, encoder: EncoderRunner, decoder: DecoderRunner,
                  images: ImagePreprocessor | None = None, renderer: MaskRenderer | None = None,
                  max_prompts: int | None = None, max_points: int | None = None,
                  prompts_per_run: int | None = None, device_plan: DeviceMemoryPlan | None = None,
-                 precision: str = "f32") -> None:
+                 precision: str = "f32", cutout: OrtCutoutResizer | None = None) -> None:
         self.manifest = manifest
         self.encoder = encoder
         self.decoder = decoder
@@ -158,6 +161,7 @@ class SamEngine:
         self.prompts_per_run = prompts_per_run
         self.device_plan = device_plan
         self.precision = precision
+        self.cutout = cutout
         self._encoder_lock = threading.Lock()
         #: Encoder runs since start-up, warm-up included (``/stats``).
         self.encoder_runs = 0
@@ -205,7 +209,8 @@ class SamEngine:
         plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
         renderer: MaskRenderer | None = None
         if prepost["postprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings)
+            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings,
+                                                      arena_limit_bytes=gpu_setup.arena_limit(plan, "postprocess", settings))
             renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
         decoder: DecoderRunner
         if engines["decoder"] == "openvino":
@@ -217,10 +222,12 @@ class SamEngine:
             decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device,
                                             settings.providers.cpu.memory_arena)
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
+        cutout = gpu_setup.open_cutout_resizer(model_dir, manifest, providers, settings) if on_gpu else None
         engine = cls(manifest, encoder, decoder, images, renderer,
                      max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
                      prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run,
-                     device_plan=plan, precision=gpu_precision(manifest, settings, encoder.provider) if on_gpu else tier)
+                     device_plan=plan, precision=gpu_precision(manifest, settings, encoder.provider) if on_gpu else tier,
+                     cutout=cutout)
         log.info("model %s from %s: %s, precision %s (%s)", manifest.model_type, model_dir,
                  ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()), engine.precision,
                  manifest.weights.get("origin", "unknown weights"))
@@ -248,6 +255,15 @@ class SamEngine:
         ``probed``: ``probe_image(data, limits)``'s answer when the caller has it (not repeated).
         """
         return self.images.load(data, limits, probed)
+
+    def at_output_size(self, image: LoadedImage | None, out_size_hw: tuple[int, int]) -> LoadedImage | None:
+        """The decoded photo at the cut-out's (H', W'), resized on the device when it was decoded there
+        (``cutout``), so only those pixels come to the host; otherwise ``image`` itself (the host resizes)."""
+        if self.cutout is None or image is None:
+            return image
+        with out_of_memory_is_overload("the cut-out resize"):
+            resized = self.cutout.resize(image, out_size_hw)
+        return image if resized is None else LoadedImage.from_pil(resized)
 
     def prepare(self, image: LoadedImage | Image.Image) -> PreparedImage:
         """Upright RGB image -> encoder input (SamPredictor's resize, normalize, pad)."""

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from runtime import device_memory, ort_runner, trt_cache
 from runtime.cuda_runtime import CudaRuntime
-from runtime.device_memory import DeviceMemoryPlan, RenderSlots
+from runtime.cutout_resize import OrtCutoutResizer
+from runtime.device_memory import CUTOUT_STAGING_KEEP_BYTES, DeviceMemoryPlan, RenderSlots
 from runtime.errors import ModelLoadError
+from runtime.graph_runners import device_arena_shrinkage
+from runtime.host_staging import HostAllocator, PageableAllocator, PinnedAllocator, StagingBuffer
 from runtime.manifest import Manifest
-from runtime.providers import ProviderName
+from runtime.providers import GPU_PROVIDERS, ProviderName
 from runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,14 @@ def memory_plan(manifest: Manifest, provider: ProviderName, settings: RuntimeSet
         raise ModelLoadError(str(exc)) from exc
 
 
+def arena_limit(plan: DeviceMemoryPlan | None, role: str, settings: RuntimeSettings) -> int | None:
+    """The cap of ``role``'s CUDA arena under ``plan`` (``device_memory.arena_limits``); None without a
+    plan, with ``SAM_GPU_ARENA_CAPS=false``, or for a role the plan does not bound."""
+    if plan is None or not settings.device_memory.arena_caps:
+        return None
+    return device_memory.arena_limits(plan).get(role)
+
+
 def render_limits(plan: DeviceMemoryPlan | None, settings: RuntimeSettings) -> tuple[int, RenderSlots | None]:
     """(pixels per post-processing run, render slots) under ``plan``; the defaults without one."""
     if plan is None:
@@ -50,3 +61,19 @@ def seed_tensorrt_engines(model_dir: Path, cache_dir: Path) -> None:
         trt_cache.seed_engine_cache(model_dir, cache_dir)
     except OSError as exc:  # an unwritable cache: TensorRT builds (or fails) and says so itself
         log.warning("cannot prepare the TensorRT engine cache %s: %s", cache_dir, exc)
+
+
+def open_cutout_resizer(model_dir: Path, manifest: Manifest, providers: tuple[ProviderName, ...],
+                        settings: RuntimeSettings) -> OrtCutoutResizer | None:
+    """``cutout_resize.onnx`` on ``providers`` (the CUDA EP in TensorRT's place), copying into a
+    reused pinned buffer on a GPU (pageable on the CPU EP); None when the export has no such graph."""
+    if "cutout_resize" not in manifest.models:
+        log.info("%s has no cutout_resize graph (an older export): the cut-out is resized on the CPU", model_dir)
+        return None
+    session, active = ort_runner.open_session(model_dir, manifest, "cutout_resize", providers, settings)
+    device_id = settings.providers.cuda.device_id
+    cuda = CudaRuntime.load(device_id) if active in GPU_PROVIDERS else None
+    allocator: HostAllocator = PinnedAllocator(cuda) if cuda is not None else PageableAllocator()
+    log.info("the cut-out is resized by cutout_resize.onnx on %s, copied into %s host memory", active, allocator.kind)
+    return OrtCutoutResizer(session, active, StagingBuffer(allocator, CUTOUT_STAGING_KEEP_BYTES), device_id,
+                            device_arena_shrinkage(active, device_id))

@@ -317,6 +317,7 @@ class HoldExtractor:
         rgb: Image.Image | None = None
         if request.need_pixels:
             start = time.perf_counter()
+            image = self.engine.at_output_size(image, out_size)  # resized on the device when decoded there
             rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
             if (rgb.height, rgb.width) != out_size:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)

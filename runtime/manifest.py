@@ -43,11 +43,18 @@ PREPROCESS_OUTPUTS = (ENCODER_INPUT,)
 #: Mx4, kept bool [M].
 POSTPROCESS_INPUTS = ("low_res_masks", "mask_indices", "input_size_hw", "output_size_hw", "min_area")
 POSTPROCESS_OUTPUTS = ("union_packed", "masks_packed", "areas", "boxes_xyxy", "kept")
+#: Cut-out resize graph: image_hwc uint8 HxWx3 (upright RGB), output_size_hw int64 [2] (H', W')
+#: -> rgb_hwc uint8 H'xW'x3, the cut-out's pixels at the output size.
+CUTOUT_RESIZE_INPUTS = ("image_hwc", "output_size_hw")
+CUTOUT_RESIZE_OUTPUTS = ("rgb_hwc",)
 
 MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16", "encoder_int8", "decoder_int8", "preprocess",
-               "postprocess")
-#: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize).
+               "postprocess", "cutout_resize")
+#: The pre/post graphs a request runs through (exports before them have neither).
 PREPOST_ROLES = ("preprocess", "postprocess")
+#: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize):
+#: the pre/post graphs and the cut-out's resize (exports before it lack only that one).
+AROUND_MODEL_ROLES = (*PREPOST_ROLES, "cutout_resize")
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,8 @@ def load_manifest(model_dir: Path, verify_checksums: bool = True) -> Manifest:
         _check_signature(manifest.models["preprocess"], PREPROCESS_INPUTS, PREPROCESS_OUTPUTS)
     if "postprocess" in manifest.models:
         _check_signature(manifest.models["postprocess"], POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS)
+    if "cutout_resize" in manifest.models:
+        _check_signature(manifest.models["cutout_resize"], CUTOUT_RESIZE_INPUTS, CUTOUT_RESIZE_OUTPUTS)
     low_res = manifest.models["decoder"].outputs[0].shape
     if len(low_res) != 4 or low_res[1] != manifest.num_mask_tokens:
         raise ModelLoadError(f"decoder low_res_masks shape {list(low_res)} does not have the manifest's "

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
-from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, PREPOST_ROLES, Manifest
+from runtime.manifest import AROUND_MODEL_ROLES, ENCODER_INPUT, ENCODER_OUTPUT, Manifest
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role, check_active, provider_arguments
 from runtime.settings import RuntimeSettings
 from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue
@@ -135,13 +135,15 @@ def prepost_providers(providers: tuple[ProviderName, ...]) -> tuple[ProviderName
 
 
 def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tuple[ProviderName, ...],
-                 settings: RuntimeSettings, tier: CpuPrecision = "f32") -> tuple[ort.InferenceSession, ProviderName]:
+                 settings: RuntimeSettings, tier: CpuPrecision = "f32",
+                 arena_limit_bytes: int | None = None) -> tuple[ort.InferenceSession, ProviderName]:
     """One ONNX Runtime session for ``role`` (on CPU: CPU tier ``tier``'s file) and the provider it really runs on.
+    ``arena_limit_bytes``: the cap of its CUDA arena (``runtime.device_memory.arena_limits``), if any.
 
     The pre/post-processing graphs never go to TensorRT (it rejects antialiased ``Resize``
     and shape inputs): they run on the CUDA EP beside a TensorRT encoder and decoder.
     """
-    if role in PREPOST_ROLES:
+    if role in AROUND_MODEL_ROLES:
         providers = prepost_providers(providers)
         path = Path(model_dir) / manifest.models[role].file
     else:
@@ -150,11 +152,12 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
         with stdout_to_log(f"{role} session"):
             options = session_options(settings, role, on_gpu=providers[0] in GPU_PROVIDERS)
             session = ort.InferenceSession(str(path), options,
-                                           providers=provider_arguments(settings.providers, providers, role))
+                                           providers=provider_arguments(settings.providers, providers, role,
+                                                                        arena_limit_bytes))
     except Exception as exc:
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {exc}") from exc
     active = check_active(role, session.get_providers(), providers, settings.providers)
-    if role not in PREPOST_ROLES:
+    if role not in AROUND_MODEL_ROLES:
         log.info("%s runs %s (%s) on %s", role, path.name, graph_precision(manifest, path.name, active, settings), active)
     return session, active
 

@@ -17,8 +17,8 @@ from runtime.errors import ProviderUnavailable
 log = logging.getLogger(__name__)
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
-#: A graph of the export: the model (encoder, decoder) or the pre/post-processing around it.
-Role = Literal["encoder", "decoder", "preprocess", "postprocess"]
+#: A graph of the export: the model (encoder, decoder) or the pre/post-processing and cut-out resize around it.
+Role = Literal["encoder", "decoder", "preprocess", "postprocess", "cutout_resize"]
 
 ORT_NAMES: dict[ProviderName, str] = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -104,15 +104,18 @@ class CudaOptions:
     arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kSameAsRequested"
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
 
-    def provider_options(self) -> dict[str, str]:
+    def provider_options(self, arena_limit_bytes: int | None = None) -> dict[str, str]:
+        """The CUDA EP option dictionary. ``arena_limit_bytes``: this session's planned arena cap
+        (``runtime.device_memory.arena_limits``); with ``SAM_CUDA_MEM_LIMIT`` too, the smaller one."""
         options = {
             "device_id": str(self.device_id),
             "arena_extend_strategy": self.arena_extend_strategy,
             "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
             "do_copy_in_default_stream": "1",
         }
-        if self.gpu_mem_limit_bytes is not None:
-            options["gpu_mem_limit"] = str(self.gpu_mem_limit_bytes)
+        limits = [limit for limit in (self.gpu_mem_limit_bytes, arena_limit_bytes) if limit is not None]
+        if limits:
+            options["gpu_mem_limit"] = str(min(limits))
         return options
 
 
@@ -187,14 +190,16 @@ def resolve_providers(config: ProviderConfig, available: Sequence[str],
     return tuple(chosen)
 
 
-def provider_arguments(config: ProviderConfig, providers: Sequence[ProviderName], role: Role) -> list[tuple[str, dict[str, str]]]:
-    """The ``providers=`` argument of ``InferenceSession`` for one graph."""
+def provider_arguments(config: ProviderConfig, providers: Sequence[ProviderName], role: Role,
+                       arena_limit_bytes: int | None = None) -> list[tuple[str, dict[str, str]]]:
+    """The ``providers=`` argument of ``InferenceSession`` for one graph (``arena_limit_bytes``: its
+    CUDA arena's cap, see ``CudaOptions.provider_options``)."""
     arguments: list[tuple[str, dict[str, str]]] = []
     for name in providers:
         if name == "tensorrt":
             arguments.append((ORT_NAMES[name], config.tensorrt.provider_options(role, config.cuda.device_id)))
         elif name == "cuda":
-            arguments.append((ORT_NAMES[name], config.cuda.provider_options()))
+            arguments.append((ORT_NAMES[name], config.cuda.provider_options(arena_limit_bytes)))
         else:
             arguments.append((ORT_NAMES[name], {}))
     return arguments

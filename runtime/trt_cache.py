@@ -42,3 +42,10 @@ def seed_engine_cache(model_dir: Path, cache_dir: Path) -> int:
                     "the deployment's start-up health-check timeout must allow it). Ship them in %s/ to skip this",
                     cache_dir, shipped)
     return copied
+
+
+def shipped_engines(model_dir: Path) -> list[Path]:
+    """The prebuilt TensorRT engines (``*.engine``) a model directory ships in ``trt-cache/``."""
+    shipped = Path(model_dir) / SHIPPED_ENGINES_DIR
+    return sorted(path for path in shipped.iterdir() if path.is_file() and path.suffix == ".engine") \
+        if shipped.is_dir() else []

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from runtime.cache import EmbeddingCache
+from runtime.cutout_resize import MAX_BORDER_LEVELS_FROM_PILLOW, MAX_LEVELS_FROM_PILLOW
+from runtime.device_memory import arena_limits, cutout_copy_bytes
 from runtime.engine import SamEngine
 from runtime.errors import PayloadTooLarge
 from runtime.graph_runners import OrtMaskRenderer
@@ -67,6 +69,10 @@ def test_graph_compute_runs_on_the_cuda_ep(tiny_model_dir: Path, tmp_path: Path)
         assert pre[op] == {"CUDAExecutionProvider"}, (op, pre[op])
     for op in ("Gather", "Resize", "Greater", "ReduceSum", "ReduceMax", "Mul", "Pad", "Cast"):
         assert post[op] == {"CUDAExecutionProvider"}, (op, post[op])
+    cutout = _profiled_providers(tiny_model_dir / "cutout_resize.onnx", {
+        "image_hwc": synthetic_image((3024, 4032), 1), "output_size_hw": np.array([1512, 2016], np.int64)}, tmp_path)
+    for op in ("Cast", "Resize", "Round", "Clip"):
+        assert cutout[op] == {"CUDAExecutionProvider"}, (op, cutout[op])
 
 
 def test_cuda_graphs_equal_the_cpu_ep(gpu_engine: SamEngine, tiny_model_dir: Path) -> None:
@@ -139,3 +145,36 @@ def test_limits_hold_before_any_device_work() -> None:
     assert probe_image(data).upright_size_hw == (400, 500)
     with pytest.raises(PayloadTooLarge):
         probe_image(data, ImageLimits(max_pixels=1000))
+
+
+def test_the_cut_out_is_resized_on_the_device_and_only_its_pixels_come_back(gpu_engine: SamEngine) -> None:
+    """Defect 5: the nvJPEG-decoded photo is resized by cutout_resize.onnx on the CUDA EP; only the
+    output's pixels are copied, into one reused pinned buffer; they are the CPU path's within the bound."""
+    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu12) is not installed")
+    assert gpu_engine.cutout is not None and gpu_engine.cutout.provider == "cuda"
+    assert gpu_engine.cutout.staging.allocator.kind == "pinned"
+    data = encode(synthetic_image((1200, 1600), 8), "JPEG", quality=95)
+    loaded = gpu_engine.load_image(data, ImageLimits())
+    assert loaded.device is not None
+    for out_hw in ((600, 800), (450, 600)):
+        resized = gpu_engine.at_output_size(loaded, out_hw)
+        assert resized is not None and resized.host is not None and resized.size_hw == out_hw
+        assert loaded.host is None  # the whole photo never came to the host
+        assert gpu_engine.cutout.copied_bytes == cutout_copy_bytes(out_hw)
+        # The CPU path on the same decoded pixels (copied now, after the check above): Pillow's BILINEAR.
+        want = loaded.rgb().resize((out_hw[1], out_hw[0]), Image.Resampling.BILINEAR)
+        loaded.host = None
+        difference = np.abs(np.asarray(resized.rgb(), np.int64) - np.asarray(want, np.int64))
+        assert difference[1:-1, 1:-1].max() <= MAX_LEVELS_FROM_PILLOW
+        assert difference.max() <= MAX_BORDER_LEVELS_FROM_PILLOW
+    assert gpu_engine.cutout.staging.allocations == 1  # the second, smaller copy reused the buffer
+
+
+def test_the_renderers_cuda_arena_is_capped_at_the_plans_render_share(gpu_engine: SamEngine) -> None:
+    """The cap reaches the CUDA EP of the post-processing session (ONNX Runtime's own view of its options)."""
+    assert gpu_engine.device_plan is not None and isinstance(gpu_engine.renderer, OrtMaskRenderer)
+    options = gpu_engine.renderer._session.get_provider_options()["CUDAExecutionProvider"]
+    assert options["gpu_mem_limit"] == str(arena_limits(gpu_engine.device_plan)["postprocess"])
+    assert options["arena_extend_strategy"] == "kSameAsRequested"
+    encoder = gpu_engine.encoder._session.get_provider_options()["CUDAExecutionProvider"]  # type: ignore[attr-defined]
+    assert int(encoder["gpu_mem_limit"]) > int(options["gpu_mem_limit"])  # uncapped: ONNX Runtime's maximum

@@ -63,7 +63,10 @@ def test_gpu_targets_script_runs_on_cpu(tmp_path: Path) -> None:
     assert all(value > 0 for value in report["p50_ms"].values())
     assert "## Placement (ONNX Runtime profiler, SAM_PROVIDERS=cpu)" in result.stdout  # the placement report
     assert report["placement"]["ok"] and set(report["placement"]["graphs"]) == {"preprocess", "encoder", "decoder",
-                                                                                 "postprocess"}
+                                                                                 "postprocess", "cutout_resize"}
+    cutout = report["placement"]["cutout"]  # the cut-out's resize graph, run as the GPU path runs it
+    assert cutout["resized"] and cutout["copied_bytes"] == cutout["expected_copy_bytes"] == 240 * 320 * 3
+    assert "Cut-out: cutout_resize.onnx on cpu to 320x240" in result.stdout
     assert report["placement"]["memory"]["renders"] == 8 and report["placement"]["memory"]["masks_per_render"] == 10
 
 

@@ -21,7 +21,7 @@ def test_the_placement_report_runs_on_cpu_and_its_gpu_check_can_fail(tiny_model_
     assert "## Placement (ONNX Runtime profiler, SAM_PROVIDERS=cpu)" in result.stdout
     report = json.loads((tmp_path / "placement.json").read_text())
     graphs = report["graphs"]
-    assert set(graphs) == {"preprocess", "encoder", "decoder", "postprocess"}
+    assert set(graphs) == {"preprocess", "encoder", "decoder", "postprocess", "cutout_resize"}
     for role, graph in graphs.items():
         assert graph["provider"] == "cpu" and graph["nodes"] > 5, role
         assert sum(graph["cpu_ep_ops"].values()) >= graph["nodes"] - len(graph["memcpy_nodes"]), role
@@ -30,6 +30,10 @@ def test_the_placement_report_runs_on_cpu_and_its_gpu_check_can_fail(tiny_model_
     memory = report["memory"]
     assert memory["renders"] == 2 and memory["masks_per_render"] == 3 and memory["renders_agree"]
     assert memory["size_hw"] == [240, 320] and memory["before_bytes"] > 0
+    cutout = report["cutout"]
+    assert graphs["cutout_resize"]["cpu_ep_ops"]["Resize"] == 1
+    assert cutout["resized"] and cutout["out_size_hw"] == [120, 160] and cutout["copied_bytes"] == 120 * 160 * 3
+    assert "Cut-out: cutout_resize.onnx on cpu to 160x120" in result.stdout
 
     # The same profile read as a GPU run's: the CPU EP's compute nodes are reported, its shape nodes not.
     profile = json.loads(next((tmp_path / "ort-profiles").glob("postprocess*.json")).read_text())
