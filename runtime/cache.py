@@ -40,7 +40,10 @@ class CachedImage:
 
     ``embedding``: float32 1x256x64x64, a numpy array (CPU) or an ``OrtValue`` on the GPU.
     ``orig_size_hw``: upright original (H, W), pixels. ``input_size_hw``: resized (h, w).
-    ``image_bytes``: the uploaded file, to rebuild the cut-out image for follow-up clicks.
+    ``image_bytes``: the uploaded file (the shared tier stores it for other instances).
+    ``upright_pixels``: ``runtime.pixel_store.pack_rgb`` of the upright decoded image
+    (``orig_size_hw``), so a follow-up's cut-out needs no re-decode; ``None`` when not kept
+    (an entry from the shared tier: its file is decoded once, bounded by the upload rules).
     """
 
     image_id: str
@@ -49,10 +52,13 @@ class CachedImage:
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
     image_bytes: bytes
+    upright_pixels: bytes | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.embedding_bytes + len(self.image_bytes)
+        """What the entry holds: embedding, file and kept pixels, in bytes."""
+        pixels = 0 if self.upright_pixels is None else len(self.upright_pixels)
+        return self.embedding_bytes + len(self.image_bytes) + pixels
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
+from runtime.pixel_store import pack_rgb, unpack_rgb
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
@@ -241,6 +242,7 @@ class HoldExtractor:
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
+            pixels = pack_rgb(image.rgb())
             if keep_image:
                 decoded.append(image)
             del image
@@ -249,7 +251,7 @@ class HoldExtractor:
             embedding = self.engine.encode(prepared)
             timings["encoder_ms"] = _ms(start)
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
-                               embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
+                               embedding.orig_size_hw, embedding.input_size_hw, image_bytes, pixels)
 
         image_id = image_id_for(image_bytes)
         outcome: list[Outcome | None] = []
@@ -314,12 +316,18 @@ class HoldExtractor:
         rgb: Image.Image | None = None
         if request.need_pixels:
             start = time.perf_counter()
-            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
+            rgb = image.rgb() if image is not None else self._follow_up_pixels(entry)
             if (rgb.height, rgb.width) != out_size:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
         return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, rendered.union, prompts, rgb,
                           rendered.masks, timings, shared)
+
+    def _follow_up_pixels(self, entry: CachedImage) -> Image.Image:
+        """The upright RGB image (``entry.orig_size_hw``) of a cached entry: its kept pixels, else its file decoded."""
+        if entry.upright_pixels is not None:
+            return unpack_rgb(entry.upright_pixels, entry.orig_size_hw)
+        return decode_image(entry.image_bytes, limits=self.image_limits)
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:
