@@ -23,12 +23,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
-from runtime.pixel_store import pack_rgb, unpack_rgb
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
+from runtime.pixel_store import pack_rgb, unpack_rgb
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome

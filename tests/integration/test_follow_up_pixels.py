@@ -17,8 +17,8 @@ from PIL import Image
 from runtime import holds
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
-from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.file_structure import MAX_FILE_BYTES_PER_PIXEL, MAX_FILE_OVERHEAD_BYTES
+from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode
