@@ -13,11 +13,12 @@ import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
 from runtime.errors import CapacityExhausted, UnknownImageId
+from runtime.prompt_cache import PromptStore
 from runtime.tensors import EmbeddingValue
 
 #: Length of an image id: hex digits of the SHA-256 of the uploaded image file (128 bits).
@@ -44,6 +45,7 @@ class CachedImage:
     ``upright_pixels``: ``runtime.pixel_store.pack_rgb`` of the upright decoded image
     (``orig_size_hw``), so a follow-up's cut-out needs no re-decode; ``None`` when not kept
     (an entry from the shared tier: its file is decoded once, bounded by the upload rules).
+    ``prompts``: this image's decoded prompts (``runtime.prompt_cache``), charged to ``nbytes``.
     """
 
     image_id: str
@@ -53,12 +55,13 @@ class CachedImage:
     input_size_hw: tuple[int, int]
     image_bytes: bytes
     upright_pixels: bytes | None = None
+    prompts: PromptStore = field(default_factory=PromptStore, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
-        """What the entry holds: embedding, file and kept pixels, in bytes."""
+        """What the entry holds: embedding, file, kept pixels and decoded prompts, in bytes."""
         pixels = 0 if self.upright_pixels is None else len(self.upright_pixels)
-        return self.embedding_bytes + len(self.image_bytes) + pixels
+        return self.embedding_bytes + len(self.image_bytes) + pixels + self.prompts.nbytes
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,15 @@ class EmbeddingCache:
                 self._pinned[image_id] = (entry, count - 1)
             else:
                 del self._pinned[image_id]
+
+    def recharge(self, entry: CachedImage) -> None:
+        """Re-weigh ``entry`` after its prompt store changed (LRU may evict others to make room);
+        an entry that no longer fits the budget drops its prompts instead."""
+        with self._lock:
+            if entry.nbytes > self.max_bytes:
+                entry.prompts.clear()
+            if self._lru.get(entry.image_id) is entry:
+                self._lru[entry.image_id] = entry
 
     def release_oldest(self, fraction: float) -> int:
         """Evict least recently used entries (pins stay) until at most ``1 - fraction`` of the bytes
