@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.cache import CachedImage, EmbeddingCache, image_id_for
+from runtime.cache import CachedImage, EmbeddingCache, image_id_for, local_copy
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
@@ -212,6 +213,10 @@ class HoldExtractor:
         self.image_limits = image_limits
         self.shared = shared
         self.shared_off_reason = shared_off_reason
+        #: Image files decoded since start-up (``/stats`` ``image_decodes``): each upload encoded here,
+        #: and each follow-up cut-out from a shared-tier entry's file; never one from kept pixels.
+        self.image_decodes = 0
+        self._decodes_lock = threading.Lock()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
@@ -251,6 +256,7 @@ class HoldExtractor:
 
         def compute() -> CachedImage:
             start = time.perf_counter()
+            self._count_decode()
             image = self.engine.load_image(image_bytes, self.image_limits, probed)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
@@ -268,7 +274,8 @@ class HoldExtractor:
 
         image_id = image_id_for(image_bytes)
         outcome: list[Outcome | None] = []
-        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
+        published = behind_tier(self.shared, image_id, compute, outcome)
+        entry, hit = self.cache.get_or_compute(image_id, lambda: local_copy(published()))
         shared = outcome[0] if outcome else None
         return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
@@ -352,7 +359,12 @@ class HoldExtractor:
         """The upright RGB image (``entry.orig_size_hw``) of a cached entry: its kept pixels, else its file decoded."""
         if entry.upright_pixels is not None:
             return unpack_rgb(entry.upright_pixels, entry.orig_size_hw)
+        self._count_decode()
         return decode_image(entry.image_bytes, limits=self.image_limits)
+
+    def _count_decode(self) -> None:
+        with self._decodes_lock:
+            self.image_decodes += 1
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:

@@ -14,6 +14,11 @@ from PIL import Image
 RGB_BYTES_PER_PIXEL = 3
 
 
+def kept_pixel_bytes(size_hw: tuple[int, int]) -> int:
+    """Bytes of the kept pixels of an upright (H, W) image: H * W * 3."""
+    return size_hw[0] * size_hw[1] * RGB_BYTES_PER_PIXEL
+
+
 def pack_rgb(image: Image.Image) -> bytes:
     """An RGB image as H x W x 3 uint8 bytes, row-major (the entry knows H, W)."""
     if image.mode != "RGB":
@@ -24,7 +29,7 @@ def pack_rgb(image: Image.Image) -> bytes:
 def unpack_rgb(packed: bytes, size_hw: tuple[int, int]) -> Image.Image:
     """The RGB image ``pack_rgb`` made, of (H, W) = ``size_hw`` pixels; ``ValueError`` if it is not whole."""
     height, width = size_hw
-    expected = height * width * RGB_BYTES_PER_PIXEL
+    expected = kept_pixel_bytes(size_hw)
     if len(packed) != expected:
         raise ValueError(f"kept pixels are {len(packed)} bytes, expected {expected}")
     return Image.frombytes("RGB", (width, height), packed)

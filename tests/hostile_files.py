@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from runtime.file_structure import MAX_FILE_BYTES_PER_PIXEL, MAX_FILE_OVERHEAD_BYTES
+
 SIZE_WH = (64, 48)
 
 
@@ -56,6 +58,18 @@ def png_with_ancillary_chunks(units: int) -> bytes:
 def png_with_trailing_bytes(padding_bytes: int) -> bytes:
     """A valid PNG followed by ``padding_bytes`` zero bytes after IEND."""
     return _saved("PNG") + bytes(padding_bytes)
+
+
+def padded_to_the_size_limit(data: bytes, size_wh: tuple[int, int] = SIZE_WH) -> bytes:
+    """``data`` (an image of ``size_wh`` pixels) followed by zero bytes up to the largest file
+    those pixels justify (``runtime.file_structure``'s file-size rule): accepted, but as costly as allowed."""
+    allowed = MAX_FILE_OVERHEAD_BYTES + MAX_FILE_BYTES_PER_PIXEL * size_wh[0] * size_wh[1]
+    return data + bytes(allowed - len(data))
+
+
+def png_padded_to_the_size_limit() -> bytes:
+    """The 64x48 PNG padded after IEND to the size limit (2 MiB + 8 bytes a pixel)."""
+    return padded_to_the_size_limit(_saved("PNG"))
 
 
 def gif_with_comment_sub_blocks(units: int) -> bytes:

@@ -256,3 +256,21 @@ def test_padded_uploads_neither_evict_the_cache_nor_pin_the_session_budget(serve
     session = _post_zip(server, other, **{"X-Amzn-SageMaker-Session-Id": "NEW_SESSION"})
     assert session.status_code == 200, (answers, session.text[:300])
     assert answers == [413] * 8
+
+
+def test_a_follow_up_on_a_file_padded_to_the_size_limit_decodes_nothing(server: LocalEndpoint) -> None:
+    """A 138-byte follow-up by image_id re-decoded its padded file for the cut-out (4.0 s at 8 MB
+    of padding); now the entry's kept pixels answer it: ``/stats`` ``image_decodes`` does not move,
+    and the cut-out is the first answer's."""
+    padded = bombs.png_padded_to_the_size_limit()
+    first = _post_zip(server, bombs.zipped_request(padded, CLICK), Accept="application/json")
+    assert first.status_code == 200, first.text[:300]
+    decodes = httpx.get(server.url + "/stats", timeout=10).json()["image_decodes"]
+    body = json.dumps({"image_id": first.json()["image_id"], "points": CLICK}).encode()
+    assert len(body) < 150
+    follow_up = httpx.post(server.url + "/invocations", content=body, timeout=60,
+                           headers={"Content-Type": "application/json"})
+    assert follow_up.status_code == 200 and follow_up.json()["cache_hit"], follow_up.text[:300]
+    assert follow_up.json()["result_image_base64"] == first.json()["result_image_base64"]
+    assert httpx.get(server.url + "/stats", timeout=10).json()["image_decodes"] == decodes
+
