@@ -23,6 +23,7 @@ from runtime.file_structure import (
     MAX_PNG_CHUNKS,
     MAX_TIFF_IFD_ENTRIES,
     MAX_TIFF_TAG_VALUES,
+    MAX_WEBP_CHUNKS,
 )
 from runtime.outputs import MAX_PER_CLICK_MASK_BYTES, WEBP_MAX_PIXELS, WEBP_MAX_SIDE
 from runtime.pixel_store import kept_pixel_bytes
@@ -101,6 +102,10 @@ def limits(settings: ServerSettings) -> list[Limit]:
         Limit("GIF extension sub-blocks before the first image", str(MAX_GIF_SUB_BLOCKS), "", "413 payload_too_large"),
         Limit("TIFF first-directory entries; values of one multi-byte tag (strips, tiles)",
               f"{MAX_TIFF_IFD_ENTRIES}; {MAX_TIFF_TAG_VALUES}", "", "413 payload_too_large"),
+        Limit("WebP chunks (an animation's frames and their parts included)", str(MAX_WEBP_CHUNKS), "",
+              "413 payload_too_large"),
+        Limit("WebP canvas (VP8X), before libwebp allocates it", "the image pixel limit", _var("max_image_pixels"),
+              "413 payload_too_large"),
         Limit("run-length-encoded BMP pixel data", _bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
         Limit("image file size (padding, trailing data)",
               f"{_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
