@@ -13,12 +13,14 @@ import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cachetools import LRUCache
 
 from runtime.errors import CapacityExhausted, UnknownImageId
+from runtime.pixel_store import kept_pixel_bytes
 from runtime.prompt_cache import PromptStore
+from runtime.shared_entry import EMBEDDING_BYTES
 from runtime.tensors import EmbeddingValue
 
 #: Length of an image id: hex digits of the SHA-256 of the uploaded image file (128 bits).
@@ -41,7 +43,12 @@ class CachedImage:
 
     ``embedding``: float32 1x256x64x64, a numpy array (CPU) or an ``OrtValue`` on the GPU.
     ``orig_size_hw``: upright original (H, W), pixels. ``input_size_hw``: resized (h, w).
-    ``image_bytes``: the uploaded file, to rebuild the cut-out image for follow-up clicks.
+    ``image_bytes``: the uploaded file, held only while something reads it: an entry made here
+    holds it until the shared tier's write is queued (``local_copy`` then drops it: ``b""``);
+    an entry read from the shared tier keeps it, as its follow-ups' cut-outs decode it.
+    ``upright_pixels``: ``runtime.pixel_store.pack_rgb`` of the upright decoded image
+    (``orig_size_hw``, H*W*3 bytes), so a follow-up's cut-out needs no re-decode; ``None`` when
+    not kept (an entry from the shared tier: its file is decoded, bounded by the upload rules).
     ``prompts``: this image's decoded prompts (``runtime.prompt_cache``), charged to ``nbytes``.
     """
 
@@ -51,11 +58,29 @@ class CachedImage:
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
     image_bytes: bytes
+    upright_pixels: bytes | None = None
     prompts: PromptStore = field(default_factory=PromptStore, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
-        return self.embedding_bytes + len(self.image_bytes) + self.prompts.nbytes
+        """What the entry holds: embedding, file, kept pixels and decoded prompts, in bytes."""
+        pixels = 0 if self.upright_pixels is None else len(self.upright_pixels)
+        return self.embedding_bytes + len(self.image_bytes) + pixels + self.prompts.nbytes
+
+
+def entry_bytes_for(size_hw: tuple[int, int], prompt_bytes: int = 0, embedding_bytes: int = EMBEDDING_BYTES) -> int:
+    """The charge of an entry made here for an upright (H, W) photo (``CachedImage.nbytes`` once
+    ``local_copy`` dropped its file): embedding + kept pixels (H*W*3) + ``prompt_bytes`` of prompts."""
+    return embedding_bytes + kept_pixel_bytes(size_hw) + prompt_bytes
+
+
+def local_copy(entry: CachedImage) -> CachedImage:
+    """What the local cache keeps of a new ``entry``: without the file once the upright pixels are
+    kept, as nothing here reads it then (the shared tier's write, queued when the entry was made,
+    holds the full entry until it is stored), so the file is neither held nor charged."""
+    if entry.upright_pixels is None or not entry.image_bytes:
+        return entry
+    return replace(entry, image_bytes=b"")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ refuses a file over a limit with ``PayloadTooLarge`` (413) before Pillow opens i
 - GIF: extension sub-blocks before the first image (a comment of one-byte sub-blocks).
 - TIFF: first-IFD entries, and the values of any multi-byte tag (strip/tile offsets).
 - BMP: run-length-encoded pixel data (Pillow's RLE decoder is Python, one escape per step).
+- WebP: RIFF chunks, an animation frame's own chunks included (libwebp's demuxer keeps a record
+  of each), chunk sizes against the file, and the VP8X canvas against the pixel limit (libwebp
+  allocates two canvases when Pillow opens the file) (``runtime.webp_structure``).
+- MPO (multi-picture JPEG): nothing more to bound. Pillow reads the MP index from one APP2
+  segment (at most 64 KiB: 4,092 frame entries, ~10 ms) and decodes only the first frame; the
+  offsets of the others are never followed, so offsets outside the file cost nothing.
 
 The file's size against its pixels is checked after the header (``check_file_size``): a
 file far larger than its pixels can justify is padding or trailing data.
@@ -20,8 +26,9 @@ from __future__ import annotations
 
 import struct
 
-from runtime.errors import PayloadTooLarge
+from runtime.errors import InvalidImage, PayloadTooLarge
 from runtime.jpeg_structure import count_jpeg_structure
+from runtime.webp_structure import count_webp_structure, is_webp
 
 #: Marker segments (tables, scans, metadata) a JPEG may have: real files have tens.
 MAX_JPEG_SEGMENTS = 4096
@@ -37,6 +44,9 @@ MAX_TIFF_IFD_ENTRIES = 1024
 MAX_TIFF_TAG_VALUES = 16384
 #: Run-length-encoded BMP pixel data: Pillow decodes it one escape per Python step (1 MiB: ~0.25 s).
 MAX_BMP_RLE_BYTES = 1 << 20
+#: RIFF chunks of a WebP, an animation frame's own chunks included: a still has at most 6
+#: (VP8X, ICCP, ALPH, VP8 or VP8L, EXIF, XMP); an animation has one to three a frame.
+MAX_WEBP_CHUNKS = 4096
 #: A file may hold this much besides its pixels (EXIF, ICC profile, XMP, thumbnails, an MPO preview) ...
 MAX_FILE_OVERHEAD_BYTES = 2 << 20
 #: ... plus this many bytes per pixel (16-bit RGBA stored uncompressed).
@@ -46,11 +56,12 @@ _TIFF_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8,
                     18: 8}
 
 
-def check_file_structure(data: bytes, max_jpeg_scans: int) -> None:
+def check_file_structure(data: bytes, max_jpeg_scans: int, max_pixels: int) -> None:
     """Refuse (``PayloadTooLarge``) a file whose structure exceeds a unit limit; others pass.
 
     The format is told by the file's signature; malformed structure is left to Pillow to
-    report (the walkers stop quietly at truncation).
+    report (the walkers stop quietly at truncation), except a WebP chunk that runs past the end
+    of the file (``InvalidImage``: libwebp would otherwise wait for data that never comes).
     """
     if data[:2] == b"\xff\xd8":
         _check_jpeg(data, max_jpeg_scans)
@@ -62,6 +73,16 @@ def check_file_structure(data: bytes, max_jpeg_scans: int) -> None:
         _check_tiff(data)
     elif data[:2] == b"BM":
         _check_bmp(data)
+    elif is_webp(data):
+        _check_webp(data, max_pixels)
+
+
+def check_pixel_count(size_wh: tuple[int, int], max_pixels: int, what: str = "image") -> None:
+    """Refuse (``PayloadTooLarge``) an image of (W, H) pixels over ``max_pixels``."""
+    width, height = size_wh
+    if width * height > max_pixels:
+        raise PayloadTooLarge(f"the {what} has {width}x{height} = {width * height} pixels, more than the limit "
+                              f"of {max_pixels}")
 
 
 def check_file_size(size_bytes: int, size_wh: tuple[int, int]) -> None:
@@ -140,6 +161,15 @@ def _check_tiff(data: bytes) -> None:
         if _TIFF_TYPE_BYTES.get(kind, 1) > 1 and count > MAX_TIFF_TAG_VALUES:
             raise PayloadTooLarge(f"TIFF tag {tag} has {count} values, more than the limit of {MAX_TIFF_TAG_VALUES} "
                                   "(too many strips or tiles); re-encode it")
+
+
+def _check_webp(data: bytes, max_pixels: int) -> None:
+    structure = count_webp_structure(data, stop_after_chunks=MAX_WEBP_CHUNKS)
+    if structure.overrun is not None:
+        raise InvalidImage(f"the WebP is truncated or malformed: {structure.overrun}")
+    _refuse_over("WebP chunks (an animation's frames and their parts included)", structure.chunks, MAX_WEBP_CHUNKS)
+    if structure.canvas_wh is not None:
+        check_pixel_count(structure.canvas_wh, max_pixels, "WebP canvas")
 
 
 def _check_bmp(data: bytes) -> None:

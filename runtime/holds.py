@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,12 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.cache import CachedImage, EmbeddingCache, image_id_for
+from runtime.cache import CachedImage, EmbeddingCache, image_id_for, local_copy
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
+from runtime.pixel_store import pack_rgb, unpack_rgb
 from runtime.preprocess import check_resizable, to_model_coords
 from runtime.prompt_reuse import PromptReuse
 from runtime.settings import RuntimeSettings
@@ -211,6 +213,10 @@ class HoldExtractor:
         self.image_limits = image_limits
         self.shared = shared
         self.shared_off_reason = shared_off_reason
+        #: Image files decoded since start-up (``/stats`` ``image_decodes``): each upload encoded here,
+        #: and each follow-up cut-out from a shared-tier entry's file; never one from kept pixels.
+        self.image_decodes = 0
+        self._decodes_lock = threading.Lock()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> HoldExtractor:
@@ -250,10 +256,12 @@ class HoldExtractor:
 
         def compute() -> CachedImage:
             start = time.perf_counter()
+            self._count_decode()
             image = self.engine.load_image(image_bytes, self.image_limits, probed)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
+            pixels = pack_rgb(image.rgb())
             if keep_image:
                 decoded.append(image)
             del image
@@ -262,11 +270,12 @@ class HoldExtractor:
             embedding = self.engine.encode(prepared)
             timings["encoder_ms"] = _ms(start)
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
-                               embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
+                               embedding.orig_size_hw, embedding.input_size_hw, image_bytes, pixels)
 
         image_id = image_id_for(image_bytes)
         outcome: list[Outcome | None] = []
-        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
+        published = behind_tier(self.shared, image_id, compute, outcome)
+        entry, hit = self.cache.get_or_compute(image_id, lambda: local_copy(published()))
         shared = outcome[0] if outcome else None
         return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
@@ -318,7 +327,7 @@ class HoldExtractor:
         if request.need_pixels:
             start = time.perf_counter()
             image = self.engine.at_output_size(image, out_size)  # resized on the device when decoded there
-            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
+            rgb = image.rgb() if image is not None else self._follow_up_pixels(entry)
             if (rgb.height, rgb.width) != out_size:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)
@@ -346,6 +355,17 @@ class HoldExtractor:
                                 bool(rendered.kept[i]), rendered.boxes_xyxy[i]) for i, group in enumerate(groups)]
         timings["postprocess_ms"] = _ms(start)
         return rendered.union, prompts, rendered.masks
+
+    def _follow_up_pixels(self, entry: CachedImage) -> Image.Image:
+        """The upright RGB image (``entry.orig_size_hw``) of a cached entry: its kept pixels, else its file decoded."""
+        if entry.upright_pixels is not None:
+            return unpack_rgb(entry.upright_pixels, entry.orig_size_hw)
+        self._count_decode()
+        return decode_image(entry.image_bytes, limits=self.image_limits)
+
+    def _count_decode(self) -> None:
+        with self._decodes_lock:
+            self.image_decodes += 1
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:

@@ -7,7 +7,8 @@ CMYK and 16-bit images are converted to RGB (16-bit samples are scaled by 1/257,
 the high byte, as OpenCV does).
 
 Before Pillow opens a file, its structural units are bounded (``runtime.file_structure``:
-JPEG scans, segments and fill bytes, PNG chunks, GIF sub-blocks, TIFF tags, BMP RLE data), so
+JPEG scans, segments and fill bytes, PNG chunks, GIF sub-blocks, TIFF tags, BMP RLE data, WebP
+chunks and canvas; an MPO's frames after the first are never read), so
 a file's cost follows its pixels, not how it is built. Then the header is checked against
 ``ImageLimits``: the pixel count (decompression bombs), and the file's size against what its
 pixels justify (padding, trailing data). ``probe_image`` hands the opened file to
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from runtime.errors import InvalidImage, PayloadTooLarge
-from runtime.file_structure import check_file_size, check_file_structure
+from runtime.file_structure import check_file_size, check_file_structure, check_pixel_count
 
 #: Pillow format names; JPEG also opens MPO (multi-picture JPEG) files.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -127,7 +128,7 @@ def _open(data: bytes, limits: ImageLimits, walk_structure: bool = True) -> Imag
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
     if walk_structure:
-        check_file_structure(data, limits.max_jpeg_scans)
+        check_file_structure(data, limits.max_jpeg_scans, limits.max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -143,10 +144,7 @@ def _open(data: bytes, limits: ImageLimits, walk_structure: bool = True) -> Imag
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidImage(f"the image has an invalid size {width}x{height}")
-    if width * height > limits.max_pixels:
-        raise PayloadTooLarge(
-            f"the image has {width}x{height} = {width * height} pixels, more than the limit of {limits.max_pixels}"
-        )
+    check_pixel_count((width, height), limits.max_pixels)
     check_file_size(len(data), (width, height))
     return image
 

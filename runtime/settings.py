@@ -32,8 +32,8 @@ from runtime.shared_store import SharedStoreSettings
 
 Precision = Literal["auto", "fp32", "fp16"]
 
-#: Embedding cache budgets when SAM_CACHE_BYTES is unset. An entry is a 4 MiB fp32
-#: embedding plus the compressed upload (a few MiB for a phone JPEG).
+#: Embedding cache budgets when SAM_CACHE_BYTES is unset. An entry is a 4 MiB fp32 embedding
+#: plus the upright RGB pixels (36 MB at 12 MP) and decoded prompts (``runtime.cache.entry_bytes_for``).
 DEFAULT_CACHE_BYTES_GPU = 2 << 30  # ml.g4dn.xlarge: 16 GiB host RAM, 16 GiB T4
 DEFAULT_CACHE_BYTES_CPU = 1 << 30  # ml.m5.large: 8 GiB host RAM
 

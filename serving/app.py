@@ -120,6 +120,7 @@ class _Endpoints:
             "provider": engine.provider,
             "engines": engine.engines,
             "encoder_runs": engine.encoder_runs,
+            "image_decodes": service.extractor.image_decodes,
             "precision": engine.precision,
             "cache": asdict(service.extractor.cache.stats()),
             "shared_cache": service.extractor.shared_stats(),

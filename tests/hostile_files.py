@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from runtime.file_structure import MAX_FILE_BYTES_PER_PIXEL, MAX_FILE_OVERHEAD_BYTES
+
 SIZE_WH = (64, 48)
 
 
@@ -58,6 +60,18 @@ def png_with_trailing_bytes(padding_bytes: int) -> bytes:
     return _saved("PNG") + bytes(padding_bytes)
 
 
+def padded_to_the_size_limit(data: bytes, size_wh: tuple[int, int] = SIZE_WH) -> bytes:
+    """``data`` (an image of ``size_wh`` pixels) followed by zero bytes up to the largest file
+    those pixels justify (``runtime.file_structure``'s file-size rule): accepted, but as costly as allowed."""
+    allowed = MAX_FILE_OVERHEAD_BYTES + MAX_FILE_BYTES_PER_PIXEL * size_wh[0] * size_wh[1]
+    return data + bytes(allowed - len(data))
+
+
+def png_padded_to_the_size_limit() -> bytes:
+    """The 64x48 PNG padded after IEND to the size limit (2 MiB + 8 bytes a pixel)."""
+    return padded_to_the_size_limit(_saved("PNG"))
+
+
 def gif_with_comment_sub_blocks(units: int) -> bytes:
     """A GIF whose comment extension before the image has ``units`` one-byte sub-blocks."""
     data = _saved("GIF")
@@ -96,6 +110,52 @@ def bmp_with_rle_escapes(units: int) -> bytes:
     offset = 14 + 40 + len(palette)
     dib = struct.pack("<IiiHHIIiiII", 40, SIZE_WH[0], SIZE_WH[1], 1, 8, 1, len(payload), 2835, 2835, 256, 0)
     return b"BM" + struct.pack("<IHHI", offset + len(payload), 0, 0, offset) + dib + palette + payload
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+
+
+def _webp(chunks: bytes) -> bytes:
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
+
+
+def _vp8x(flags: int, canvas_wh: tuple[int, int]) -> bytes:
+    """A VP8X chunk: feature ``flags`` (0x02: animation) and the canvas (W, H)."""
+    width, height = canvas_wh
+    return _riff_chunk(b"VP8X", bytes((flags, 0, 0, 0)) + (width - 1).to_bytes(3, "little")
+                       + (height - 1).to_bytes(3, "little"))
+
+
+def _vp8l_flat(size_wh: tuple[int, int]) -> bytes:
+    """The VP8L chunk of a lossless WebP of one colour (a few hundred bytes even at 12 MP)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size_wh, (90, 120, 30)).save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()[12:]
+
+
+def webp_with_unknown_chunks(units: int, size_wh: tuple[int, int] = SIZE_WH) -> bytes:
+    """A one-colour VP8X WebP of ``size_wh`` with ``units`` empty unknown chunks (8 bytes each)."""
+    return _webp(_vp8x(0, size_wh) + _riff_chunk(b"XYZW", b"") * units + _vp8l_flat(size_wh))
+
+
+def webp_with_animation_frames(units: int, canvas_wh: tuple[int, int] = SIZE_WH) -> bytes:
+    """An animated WebP of a ``canvas_wh`` canvas and ``units`` frames of 1x1 pixel (ANMF chunks)."""
+    header = bytes(12) + (0).to_bytes(3, "little") + b"\0"  # x, y, width - 1, height - 1 (all 0), duration 0, flags
+    frame = _riff_chunk(b"ANMF", header[:12] + (1).to_bytes(3, "little") + b"\0" + _vp8l_flat((1, 1)))
+    return _webp(_vp8x(0x02, canvas_wh) + _riff_chunk(b"ANIM", bytes(6)) + frame * units)
+
+
+def mpo_with_frames_outside_the_file(units: int) -> bytes:
+    """The 64x48 JPEG as an MPO whose MP index lists ``units`` frames, all but the first at an
+    offset far past the end of the file (the index is one APP2 segment: at most 4,092 frames)."""
+    frames = struct.pack("<LLLHH", 0x030000, 1000, 0, 0, 0) + struct.pack("<LLLHH", 0, 1000, 0xFFFFFF00, 0, 0) * (units - 1)
+    entries_at = 8 + 2 + 12 * 3 + 4
+    ifd = struct.pack("<H", 3) + struct.pack("<HHI", 0xB000, 7, 4) + b"0100"  # MP format version
+    ifd += struct.pack("<HHII", 0xB001, 4, 1, units) + struct.pack("<HHII", 0xB002, 7, len(frames), entries_at)
+    payload = b"MPF\0II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + frames
+    data = _saved("JPEG")
+    return data[:2] + b"\xff\xe2" + struct.pack(">H", 2 + len(payload)) + payload + data[2:]
 
 
 def zipped_request(image: bytes, points: list[dict[str, float]], **options: object) -> bytes:

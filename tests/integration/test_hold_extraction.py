@@ -248,9 +248,9 @@ def test_a_new_jpeg_is_walked_once(extractor: HoldExtractor, monkeypatch: pytest
     walks: list[int] = []
     real_walk = image_io.check_file_structure
 
-    def counting_walk(data: bytes, max_jpeg_scans: int) -> None:
+    def counting_walk(data: bytes, max_jpeg_scans: int, max_pixels: int) -> None:
         walks.append(len(data))
-        real_walk(data, max_jpeg_scans)
+        real_walk(data, max_jpeg_scans, max_pixels)
 
     monkeypatch.setattr(image_io, "check_file_structure", counting_walk)
     data = encode(synthetic_image((480, 640), seed=12), "JPEG")

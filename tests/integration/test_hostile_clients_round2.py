@@ -40,6 +40,9 @@ BOMBS: list[tuple[str, Callable[[], bytes]]] = [
     ("gif_comment_sub_blocks", lambda: bombs.gif_with_comment_sub_blocks(8_000_000)),
     ("tiff_strip_offsets", lambda: bombs.tiff_with_strips(4_000_000)),
     ("bmp_rle_escapes", lambda: bombs.bmp_with_rle_escapes(15_000_000)),
+    # one-colour 12 MP canvases (the file-size rule allows 98 MB): libwebp's demuxer kept a record per chunk
+    ("webp_unknown_chunks", lambda: bombs.webp_with_unknown_chunks(8_000_000, (4000, 3000))),
+    ("webp_animation_frames", lambda: bombs.webp_with_animation_frames(500_000, (4000, 3000))),
 ]
 
 
@@ -256,3 +259,34 @@ def test_padded_uploads_neither_evict_the_cache_nor_pin_the_session_budget(serve
     session = _post_zip(server, other, **{"X-Amzn-SageMaker-Session-Id": "NEW_SESSION"})
     assert session.status_code == 200, (answers, session.text[:300])
     assert answers == [413] * 8
+
+
+def test_a_follow_up_on_a_file_padded_to_the_size_limit_decodes_nothing(server: LocalEndpoint) -> None:
+    """A 138-byte follow-up by image_id re-decoded its padded file for the cut-out (4.0 s at 8 MB
+    of padding); now the entry's kept pixels answer it: ``/stats`` ``image_decodes`` does not move,
+    and the cut-out is the first answer's."""
+    padded = bombs.png_padded_to_the_size_limit()
+    first = _post_zip(server, bombs.zipped_request(padded, CLICK), Accept="application/json")
+    assert first.status_code == 200, first.text[:300]
+    decodes = httpx.get(server.url + "/stats", timeout=10).json()["image_decodes"]
+    body = json.dumps({"image_id": first.json()["image_id"], "points": CLICK}).encode()
+    assert len(body) < 150
+    follow_up = httpx.post(server.url + "/invocations", content=body, timeout=60,
+                           headers={"Content-Type": "application/json"})
+    assert follow_up.status_code == 200 and follow_up.json()["cache_hit"], follow_up.text[:300]
+    assert follow_up.json()["result_image_base64"] == first.json()["result_image_base64"]
+    assert httpx.get(server.url + "/stats", timeout=10).json()["image_decodes"] == decodes
+
+
+def test_an_mpo_whose_frames_lie_outside_the_file_costs_its_first_frame(server: LocalEndpoint) -> None:
+    """Main already bounded this (Pillow decodes only the first frame; the MP index is one 64 KiB
+    segment): the answer is the plain JPEG's, at the cost of a 64x48 request."""
+    plain = _post_zip(server, bombs.zipped_request(bombs.jpeg_with_fill_bytes(0), CLICK), Accept="application/json")
+    body = bombs.zipped_request(bombs.mpo_with_frames_outside_the_file(4092), CLICK)
+    assert len(body) < WIRE_LIMIT_BYTES
+    with PingWatch(server.url):
+        answer, cpu_s, memory = _cost(server, lambda: _post_zip(server, body, Accept="application/json"))
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["mask_image_base64"] == plain.json()["mask_image_base64"]
+    assert answer.json()["result_image_base64"] == plain.json()["result_image_base64"]
+    assert cpu_s < CPU_BUDGET_S and memory < MEMORY_BUDGET_BYTES, (cpu_s, memory >> 20)

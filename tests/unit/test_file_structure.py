@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from runtime import file_structure as fs
-from runtime.errors import PayloadTooLarge
-from runtime.image_io import decode_image, probe_image
+from runtime.errors import InvalidImage, PayloadTooLarge
+from runtime.image_io import ImageLimits, decode_image, probe_image
 from runtime.jpeg_structure import count_jpeg_structure
+from runtime.webp_structure import WebPStructure, count_webp_structure
 from tests import hostile_files as bombs
 
 #: (builder, units just within its limit, units far over it, words of the refusal).
@@ -22,6 +23,8 @@ CASES: list[tuple[Callable[[int], bytes], int, int, str]] = [
     (bombs.gif_with_comment_sub_blocks, fs.MAX_GIF_SUB_BLOCKS, 4_000_000, "GIF extension sub-blocks"),
     (bombs.tiff_with_strips, 1, 1_000_000, "TIFF tag 273"),
     (bombs.bmp_with_rle_escapes, 200_000, 4_000_000, "run-length-encoded"),
+    (bombs.webp_with_unknown_chunks, fs.MAX_WEBP_CHUNKS - 2, 1_000_000, "WebP chunks"),  # + VP8X and VP8L
+    (bombs.webp_with_animation_frames, (fs.MAX_WEBP_CHUNKS - 2) // 2, 500_000, "WebP chunks"),  # 2 chunks a frame
 ]
 
 
@@ -68,3 +71,45 @@ def test_a_probed_upload_is_parsed_once() -> None:
     header = probe_image(data)
     assert np.array_equal(np.asarray(decode_image(data, probed=header)), np.asarray(decode_image(data)))
     assert header.opened.take() is None  # handed over: the header no longer holds the image
+
+
+def test_a_webp_canvas_over_the_pixel_limit_is_refused_before_libwebp_allocates_it() -> None:
+    """The VP8X canvas is read by the walk; Pillow's own check came after libwebp's decoder had
+    allocated two canvases of W x H x 4 bytes (and, below 2x Pillow's limit, did not stop it)."""
+    animation = bombs.webp_with_animation_frames(1, (10_000, 10_000))  # one 1x1 frame on a 100 MP canvas
+    with pytest.raises(PayloadTooLarge, match="WebP canvas has 10000x10000 = 100000000 pixels"):
+        fs.check_file_structure(animation, max_jpeg_scans=100, max_pixels=64_000_000)
+    with pytest.raises(PayloadTooLarge, match="WebP canvas has 64x48"):  # the limit is the configured one
+        probe_image(bombs.webp_with_unknown_chunks(0), ImageLimits(max_pixels=3000))
+    assert probe_image(bombs.webp_with_unknown_chunks(0), ImageLimits(max_pixels=3072)).stored_size_wh == (64, 48)
+
+
+def test_a_webp_chunk_past_the_end_of_the_file_is_a_clear_400() -> None:
+    whole = bombs.webp_with_unknown_chunks(1)
+    lying = whole[:16] + (1 << 30).to_bytes(4, "little") + whole[20:]  # the VP8X chunk claims 1 GiB
+    with pytest.raises(InvalidImage, match="chunk b'VP8X' at byte 12 declares 1073741824 bytes, past the end of the file"):
+        probe_image(lying)
+    with pytest.raises(InvalidImage, match="the RIFF header declares"):
+        probe_image(whole[:-1])
+    assert count_webp_structure(whole, 100) == WebPStructure(3, (64, 48), None)
+
+
+def test_an_mpo_decodes_its_first_frame_and_never_follows_the_other_offsets() -> None:
+    """Main already bounded this (Pillow reads the MP index from one 64 KiB segment and decodes
+    only the first frame): 4,092 frames at offsets outside the file cost milliseconds."""
+    mpo = bombs.mpo_with_frames_outside_the_file(4092)
+    started = time.process_time()
+    header = probe_image(mpo)
+    decoded = decode_image(mpo, probed=header)
+    assert time.process_time() - started < 0.2
+    assert header.format == "MPO"
+    assert np.array_equal(np.asarray(decoded), np.asarray(decode_image(bombs.jpeg_with_fill_bytes(0))))
+
+
+def test_an_animation_frame_counts_with_its_own_chunks() -> None:
+    """An ANMF frame is one chunk holding others (here a VP8L): 2 a frame, so one frame past
+    (MAX_WEBP_CHUNKS - VP8X - ANIM) / 2 is refused."""
+    frames = (fs.MAX_WEBP_CHUNKS - 2) // 2
+    assert count_webp_structure(bombs.webp_with_animation_frames(frames), fs.MAX_WEBP_CHUNKS).chunks == fs.MAX_WEBP_CHUNKS
+    with pytest.raises(PayloadTooLarge, match="WebP chunks"):
+        probe_image(bombs.webp_with_animation_frames(frames + 1))
