@@ -61,8 +61,12 @@ _EMBEDDING = {
     "description": "the image embedding and what a decoder needs to use it; a point (x, y) in upright original "
                    "pixels is (x * scale_x, y * scale_y) in the input_frame (ResizeLongestSide.apply_coords)",
     "properties": {
-        "model_id": {"type": "string", "description": "hex SHA-256 of '<model_type>:<encoder sha256 in the manifest>'"},
+        "model_id": {"type": "string", "description": "the checkpoint the decoder pairs with: hex SHA-256 of "
+                     "'<model_type>:checkpoint:<checkpoint sha256>' (manifest weights.sha256), or, without one, "
+                     "'<model_type>:decoder:<decoder.onnx sha256>'"},
         "model_type": {"type": "string"},
+        "encoder_variant": {"type": "string", "description": "which encoder made it (fp32, fp16, bf16, int8); "
+                            "informational: every variant of one checkpoint shares the model_id"},
         "dtype": {"type": "string", "enum": list(EMBEDDING_DTYPES)},
         "shape": {"type": "array", "items": {"type": "integer"}, "description": "e.g. [1, 256, 64, 64]"},
         "data_base64": {"type": "string", "format": "byte", "description": "the raw little-endian array, C order "

@@ -139,7 +139,7 @@ class HoldService:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
         dtype = parsed.outputs.embedding_dtype
-        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype)
+        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype, precision)
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
                           precision, embedding)
 
