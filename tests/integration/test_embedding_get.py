@@ -116,3 +116,12 @@ def test_mask_only_answer_cannot_carry_the_embedding(tiny_server) -> None:  # ty
 def test_unknown_embedding_dtype_is_refused(tiny_server) -> None:  # type: ignore[no-untyped-def]
     response = _post(tiny_server, _request(POINTS, embedding=True, embedding_dtype="bfloat16"))
     assert response.status_code == 400 and "embedding_dtype" in response.text
+
+
+def test_the_embedding_alone_builds_no_cutout(tiny_server) -> None:  # type: ignore[no-untyped-def]
+    """No points and no result_format: none is implied, so no cut-out pixels are made or sent."""
+    response = _post(tiny_server, {"image_base64": base64.b64encode(JPEG).decode(), "outputs": {"embedding": True}})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["result_image_base64"] is None and "cutout_pixels_ms" not in data["timings_ms"]
+    assert data["embedding"]["dtype"] == "float16"
