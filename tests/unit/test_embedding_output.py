@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_float32_in_json_fits_alone_but_not_beside_large_files() -> None:
     check_embedding_fits(SHAPE, "float32", False, 1 << 20, LIMIT)  # zip: raw 4 MiB + 1 MiB
 
 
-def _manifest(encoder_sha256: str = "ab" * 32, weights: dict[str, object] | None = None) -> Manifest:
+def _manifest(encoder_sha256: str = "ab" * 32, weights: Mapping[str, object] | None = None) -> Manifest:
     spec = {"name": "x", "dtype": "float32", "shape": list(SHAPE)}
     encoder = {"file": "e.onnx", "precision": "fp32", "size_bytes": 1, "sha256": encoder_sha256, "inputs": [spec],
                "outputs": [spec]}
@@ -59,7 +60,7 @@ def _manifest(encoder_sha256: str = "ab" * 32, weights: dict[str, object] | None
     return Manifest.from_json({"format_version": 1, "model_type": "vit_t", "image_size": 1024,
                                "pixel_mean": [0, 0, 0], "pixel_std": [1, 1, 1], "mask_threshold": 0.0,
                                "num_mask_tokens": 4, "models": {"encoder": encoder, "decoder": decoder},
-                               "weights": weights or {"origin": "random", "seed": 3}})
+                               "weights": dict(weights or {}) or {"origin": "random", "seed": 3}})
 
 
 def test_model_id_names_the_checkpoint_not_the_encoder_file() -> None:
