@@ -173,4 +173,7 @@ def _point_transform(value: Any, key: str) -> tuple[float, float]:
     if not isinstance(value, dict) or not all(
             isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) for k in ("scale_x", "scale_y")):
         raise InvalidEmbedding(f"embedding.{key} must be {{\"scale_x\": number, \"scale_y\": number}}")
-    return float(value["scale_x"]), float(value["scale_y"])
+    try:
+        return float(value["scale_x"]), float(value["scale_y"])
+    except OverflowError as exc:  # an integer of 309+ digits
+        raise InvalidEmbedding(f"embedding.{key} holds a number far too large to be a scale") from exc

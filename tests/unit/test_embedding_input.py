@@ -80,6 +80,7 @@ def test_another_models_embedding_is_refused_naming_both_ids() -> None:
     ({"input_size_hw": [341, 1000]}, "resizes to [341, 1024]"),
     ({"input_frame": 512}, "this model's frame is 1024"),
     ({"point_transform": {"scale_x": 341 / 333, "scale_y": 1.024}}, "does not match original_size_hw"),
+    ({"point_transform": {"scale_x": 10**400, "scale_y": 1}}, "far too large"),
     ({"model_id": 5}, "model_id must be a string"),
     ({"data_base64": None}, "base64 string"),
 ])

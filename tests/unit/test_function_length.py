@@ -22,7 +22,6 @@ STILL_LONG = frozenset({
     ("export/prepost_graphs.py", "build_postprocess"),
     ("rehearsal/control_plane.py", "create_app"),
     ("rehearsal/data_plane.py", "create_app"),
-    ("holds_client/cli.py", "_run"),
     ("runtime/engine.py", "from_model_dir"),
     ("serving/limits.py", "limits"),
 })
