@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from holds_client import (
+    Embedding,
     EndpointError,
     HoldsResult,
     Outputs,
@@ -32,7 +33,7 @@ from holds_client import (
 )
 from holds_client.cli import main
 
-__all__ = ["EndpointError", "HoldsResult", "Outputs", "Prompt", "SageMakerSAMClient", "build_zip", "main", "parse_box",
+__all__ = ["Embedding", "EndpointError", "HoldsResult", "Outputs", "Prompt", "SageMakerSAMClient", "build_zip", "main", "parse_box",
            "parse_labels", "parse_points", "parse_response", "raw_attributes", "request_file", "verify"]
 
 if __name__ == "__main__":

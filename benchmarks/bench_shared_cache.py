@@ -72,7 +72,7 @@ def one_repeat(seed: int, a: HoldExtractor, b: HoldExtractor, c: HoldExtractor) 
               "other_instance_reencode_ms": _ms(lambda: c.extract(with_photo)),
               "local_hit_with_tier_ms": _ms(lambda: b.extract(by_id)),
               "local_hit_without_tier_ms": _ms(lambda: c.extract(by_id))}
-    entry = b.cache.get(first.image_id)
+    entry = b.cache.get(str(first.image_id))
     sample["miss_overhead_ms"] = _ms(lambda: b.shared.encode_once(uuid.uuid4().hex[:32], lambda: entry))  # type: ignore[union-attr]
     b.shared.flush()
     return sample

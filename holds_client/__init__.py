@@ -5,7 +5,8 @@
 
 from holds_client.checks import verify
 from holds_client.client import EndpointError, HoldsResult, SageMakerSAMClient, parse_response, request_file
+from holds_client.embedding import Embedding
 from holds_client.prompts import Outputs, Prompt, build_zip, parse_box, parse_labels, parse_points, raw_attributes
 
-__all__ = ["EndpointError", "HoldsResult", "Outputs", "Prompt", "SageMakerSAMClient", "build_zip", "parse_box",
+__all__ = ["Embedding", "EndpointError", "HoldsResult", "Outputs", "Prompt", "SageMakerSAMClient", "build_zip", "parse_box",
            "parse_labels", "parse_points", "parse_response", "raw_attributes", "request_file", "verify"]

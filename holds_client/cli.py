@@ -10,14 +10,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from holds_client.checks import centre, mask_is_empty, verify
-from holds_client.client import ACCEPT_TYPES, EndpointError, SageMakerSAMClient, request_file
-from holds_client.prompts import Outputs, RequestFormat, parse_box, parse_labels, parse_points
+from holds_client.client import ACCEPT_TYPES, EndpointError, HoldsResult, SageMakerSAMClient, request_file
+from holds_client.embedding import EMBEDDING_DTYPES, Embedding
+from holds_client.prompts import Outputs, Point, RequestFormat, parse_box, parse_labels, parse_points
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "--test-image (that photo), resent once if the endpoint answers 404 "
                                           "unknown_image_id")
     photo.add_argument("--session-id", help="an open session: clicks only, no upload")
+    photo.add_argument("--embedding", type=Path, metavar="FILE.npz",
+                       help="the photo's embedding saved by --save-embedding, sent instead of the photo: no upload, "
+                            "no cut-out (result format none), no session")
     prompt = parser.add_argument_group("prompt")
     prompt.add_argument("--points", type=_arg(parse_points),
                         help="clicks 'x,y;x,y' in upright photo pixels (default: the photo's centre)")
@@ -87,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--png-level", type=int, choices=range(10), metavar="0-9", help="PNG compression level")
     out.add_argument("--accept", choices=list(ACCEPT_TYPES), help="answer as json, zip, or png (the mask alone)")
     out.add_argument("--out-dir", type=Path, default=Path("out"))
+    _add_request_flags(parser)
+    return parser
+
+
+def _add_request_flags(parser: argparse.ArgumentParser) -> None:
+    """The "requests" (body format, follow-ups, sessions, async, files) and "checks" groups."""
     flow = parser.add_argument_group("requests")
     flow.add_argument("--format", choices=["auto", "json", "zip", "raw"], default="auto",
                       help="request body: auto (JSON, or the raw file when base64 would pass 6 MiB; zip with --async), "
@@ -103,10 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--save-request", type=Path, metavar="FILE",
                       help="write the request for --test-image to FILE (--format zip, the default here, or json) and send "
                            "nothing: a batch transform input")
+    flow.add_argument("--save-embedding", type=Path, metavar="FILE.npz",
+                      help="ask for --test-image's embedding alone and write it to FILE (numpy .npz: the array and "
+                           "its metadata); taps then go with --embedding FILE, or to the decoder on a device")
+    flow.add_argument("--embedding-dtype", choices=list(EMBEDDING_DTYPES), default="float16",
+                      help="the --save-embedding array: float16 (2 MiB, default) or float32 (4 MiB)")
     check = parser.add_argument_group("checks")
     check.add_argument("--expect-holds", action="store_true", help="exit 1 when the mask is empty")
     check.add_argument("--verify", action="store_true", help="exit 1 when the answer is inconsistent with the photo")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,80 +134,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = SageMakerSAMClient(args.endpoint_name, args.region, args.endpoint_url)
         if args.health:
-            report = client.health()
-            print(json.dumps(report))
-            if not report["healthy"]:
-                what = report.get("status") or f"HTTP {report.get('http_status')}"
-                print(f"error: {args.endpoint_url or args.endpoint_name} is not healthy ({what})", file=sys.stderr)
-                return 1
-            return 0
+            return _health(client, args)
+        if args.save_embedding is not None:
+            return _save_embedding(client, args, parser)
         return _run(client, args, parser)
     except (EndpointError, ValueError, OSError, BotoCoreError, ClientError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
 
 
+def _health(client: SageMakerSAMClient, args: argparse.Namespace) -> int:
+    """``--health``: print the report; 1 when the endpoint is not healthy."""
+    report = client.health()
+    print(json.dumps(report))
+    if not report["healthy"]:
+        what = report.get("status") or f"HTTP {report.get('http_status')}"
+        print(f"error: {args.endpoint_url or args.endpoint_name} is not healthy ({what})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _save_embedding(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--save-embedding``: ask for --test-image's embedding alone and write it (numpy .npz)."""
+    if args.test_image is None or args.image_id or args.session_id or args.embedding:
+        parser.error("--save-embedding needs --test-image (the photo whose embedding is saved) and no other photo flag")
+    embedding = client.get_embedding(args.test_image.read_bytes(), args.embedding_dtype, fmt=args.format,
+                                     target_variant=args.target_variant)
+    path = embedding.to_npz(args.save_embedding)
+    print(json.dumps({"embedding": str(path), "bytes": path.stat().st_size, **{
+        key: embedding.metadata.get(key) for key in ("model_id", "dtype", "shape", "image_id", "original_size_hw")}},
+                     indent=2))
+    return 0
+
+
+@dataclass(frozen=True)
+class _Photo:
+    """Where a request's photo comes from: the file (``image``), a saved ``embedding``, or neither (an
+    --image-id / --session-id follow-up); ``resend``: --image-id with its photo, resent if unknown."""
+
+    image: bytes | None
+    embedding: Embedding | None
+    resend: bool
+
+
 def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    resend = args.image_id is not None and args.test_image is not None  # a follow-up that can resend its photo
-    sources = [flag for flag, value in (("--test-image", None if resend else args.test_image),
-                                        ("--image-id", args.image_id), ("--session-id", args.session_id))
-               if value is not None]
-    if len(sources) != 1:
-        parser.error("give exactly one of --test-image, --image-id, --session-id" +
-                     (f" (got {', '.join(sources)})" if sources else ""))
-    if args.use_async and not (args.test_image and args.bucket and not resend):
-        parser.error("--async needs --test-image and --bucket (and no --image-id)")
-    if args.use_async and args.target_variant:
-        parser.error("--target-variant is for real-time requests (InvokeEndpointAsync has no TargetVariant)")
-    if args.close_session and not args.session_id:
-        parser.error("--close-session closes the --session-id session")
-    image = args.test_image.read_bytes() if args.test_image else None
-    points = args.points or ([] if args.box is not None or image is None else [centre(image)])
-    if not points and args.box is None:
-        parser.error("--points or --box is needed with --image-id / --session-id")
+    photo = _photo(args, parser)
+    points = _points(args, photo, parser)
     options: dict[str, Any] = {"box": args.box, "mode": args.mode, "multimask": args.multimask,
                                "min_area": args.min_area}
     outputs = Outputs(args.result_format, args.mask_format, args.max_side, args.per_click_masks, args.png_level)
-    report: dict[str, Any] = {}
-    if args.use_async:
-        assert image is not None
-        result = client.extract_async(image, points, args.bucket, args.labels, outputs=outputs, fmt=args.format,
-                                      accept=args.accept, prefix=args.prefix, timeout_s=args.timeout_s, **options)
-        report["async_s"] = round(result.latency_s, 3)
-    elif image is not None and not resend:
-        result = client.extract(image, points, args.labels, outputs=outputs, fmt=args.format, accept=args.accept,
-                                open_session=bool(args.follow_up) or args.keep_session,
-                                target_variant=args.target_variant, **options)
-        report["first_request_s"] = round(result.latency_s, 3)
-    else:
-        result = client.follow_up(points, args.labels, image_id=args.image_id, session_id=args.session_id,
-                                  outputs=outputs, accept=args.accept, close_session=args.close_session,
-                                  target_variant=args.target_variant, photo=image, **options)
-        report["request_s"] = round(result.latency_s, 3)
-        if result.resent_photo:
-            report["resent_photo"] = True
-    if result.variant is not None:
-        report["variant"] = result.variant
-    report.update({"image_id": result.image_id, "cache_hit": result.metadata.get("cache_hit"),
-                   "empty": result.metadata.get("empty"), "server_timings_ms": result.metadata.get("timings_ms")})
+    result, report = _first_request(client, args, photo, points, options, outputs)
     written = result.save(args.out_dir)
     warnings = result.warnings
     if args.follow_up:
-        if args.use_async:
-            assert image is not None
-            follow = client.extract_async(image, args.follow_up, args.bucket, args.follow_up_labels, outputs=outputs,
-                                          fmt=args.format, accept=args.accept, prefix=args.prefix,
-                                          timeout_s=args.timeout_s, **options)
-        else:
-            follow = client.follow_up_of(result, args.follow_up, args.follow_up_labels, outputs=outputs,
-                                         accept=args.accept, close_session=not args.keep_session, **options)
+        follow, follow_report = _follow_up_request(client, args, photo, result, options, outputs)
         written += follow.save(args.out_dir, "follow_up_")
-        report.update({"follow_up_s": round(follow.latency_s, 3), "follow_up_cache_hit": follow.metadata.get("cache_hit"),
-                       "server_follow_up_ms": follow.metadata.get("timings_ms")})
-        if follow.variant is not None:
-            report["follow_up_variant"] = follow.variant
-        if follow.resent_photo:
-            report["follow_up_resent_photo"] = True
+        report.update(follow_report)
         warnings += [w for w in follow.warnings if w not in warnings]
     if args.keep_session and result.session_id:
         report["session_id"] = result.session_id
@@ -200,6 +197,97 @@ def _run(client: SageMakerSAMClient, args: argparse.Namespace, parser: argparse.
     print(json.dumps(report, indent=2))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return _checks(args, result, photo.image)
+
+
+def _photo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> _Photo:
+    """Check that exactly one photo source is given and that the flags fit it; read it."""
+    resend = args.image_id is not None and args.test_image is not None  # a follow-up that can resend its photo
+    sources = [flag for flag, value in (("--test-image", None if resend else args.test_image),
+                                        ("--image-id", args.image_id), ("--session-id", args.session_id),
+                                        ("--embedding", args.embedding)) if value is not None]
+    if len(sources) != 1:
+        parser.error("give exactly one of --test-image, --image-id, --session-id, --embedding" +
+                     (f" (got {', '.join(sources)})" if sources else ""))
+    if args.use_async and not (args.test_image and args.bucket and not resend):
+        parser.error("--async needs --test-image and --bucket (and no --image-id)")
+    if args.use_async and args.target_variant:
+        parser.error("--target-variant is for real-time requests (InvokeEndpointAsync has no TargetVariant)")
+    if args.close_session and not args.session_id:
+        parser.error("--close-session closes the --session-id session")
+    if args.embedding is not None and args.keep_session:
+        parser.error("--keep-session needs a photo: the endpoint keeps no brought embedding")
+    image = args.test_image.read_bytes() if args.test_image else None
+    return _Photo(image, Embedding.from_npz(args.embedding) if args.embedding else None, resend)
+
+
+def _points(args: argparse.Namespace, photo: _Photo, parser: argparse.ArgumentParser) -> list[Point]:
+    """--points, else the photo's centre (of the file, or of the embedding's original size)."""
+    if args.points or args.box is not None:
+        return list(args.points or [])
+    if photo.image is not None:
+        return [centre(photo.image)]
+    if photo.embedding is not None:
+        height, width = photo.embedding.original_size_hw
+        return [(width / 2, height / 2)]
+    parser.error("--points or --box is needed with --image-id / --session-id")
+
+
+def _first_request(client: SageMakerSAMClient, args: argparse.Namespace, photo: _Photo, points: list[Point],
+                   options: dict[str, Any], outputs: Outputs) -> tuple[HoldsResult, dict[str, Any]]:
+    """The first request (async, a photo, an embedding, or a follow-up by id/session) and its report."""
+    report: dict[str, Any] = {}
+    if args.use_async:
+        assert photo.image is not None
+        result = client.extract_async(photo.image, points, args.bucket, args.labels, outputs=outputs, fmt=args.format,
+                                      accept=args.accept, prefix=args.prefix, timeout_s=args.timeout_s, **options)
+        report["async_s"] = round(result.latency_s, 3)
+    elif photo.embedding is not None or (photo.image is not None and not photo.resend):
+        result = client.extract(photo.image if photo.embedding is None else None, points, args.labels, outputs=outputs,
+                                fmt=args.format, accept=args.accept, embedding=photo.embedding,
+                                open_session=(bool(args.follow_up) or args.keep_session) and photo.embedding is None,
+                                target_variant=args.target_variant, **options)
+        report["first_request_s"] = round(result.latency_s, 3)
+    else:
+        result = client.follow_up(points, args.labels, image_id=args.image_id, session_id=args.session_id,
+                                  outputs=outputs, accept=args.accept, close_session=args.close_session,
+                                  target_variant=args.target_variant, photo=photo.image, **options)
+        report["request_s"] = round(result.latency_s, 3)
+        if result.resent_photo:
+            report["resent_photo"] = True
+    if result.variant is not None:
+        report["variant"] = result.variant
+    report.update({"image_id": result.image_id, "cache_hit": result.metadata.get("cache_hit"),
+                   "empty": result.metadata.get("empty"), "server_timings_ms": result.metadata.get("timings_ms")})
+    return result, report
+
+
+def _follow_up_request(client: SageMakerSAMClient, args: argparse.Namespace, photo: _Photo, first: HoldsResult,
+                       options: dict[str, Any], outputs: Outputs) -> tuple[HoldsResult, dict[str, Any]]:
+    """``--follow-up``: the clicks sent afterwards on the same photo (or embedding), and their report."""
+    if args.use_async:
+        assert photo.image is not None
+        follow = client.extract_async(photo.image, args.follow_up, args.bucket, args.follow_up_labels, outputs=outputs,
+                                      fmt=args.format, accept=args.accept, prefix=args.prefix,
+                                      timeout_s=args.timeout_s, **options)
+    elif photo.embedding is not None:
+        follow = client.extract(None, args.follow_up, args.follow_up_labels, outputs=outputs, fmt=args.format,
+                                accept=args.accept, embedding=photo.embedding, target_variant=args.target_variant,
+                                **options)
+    else:
+        follow = client.follow_up_of(first, args.follow_up, args.follow_up_labels, outputs=outputs,
+                                     accept=args.accept, close_session=not args.keep_session, **options)
+    report = {"follow_up_s": round(follow.latency_s, 3), "follow_up_cache_hit": follow.metadata.get("cache_hit"),
+              "server_follow_up_ms": follow.metadata.get("timings_ms")}
+    if follow.variant is not None:
+        report["follow_up_variant"] = follow.variant
+    if follow.resent_photo:
+        report["follow_up_resent_photo"] = True
+    return follow, report
+
+
+def _checks(args: argparse.Namespace, result: HoldsResult, image: bytes | None) -> int:
+    """--verify and --expect-holds: 1 (with one line on stderr) when the answer fails them."""
     if args.verify and image is not None:
         problems = verify(result, image)
         if problems:

@@ -24,7 +24,7 @@ import urllib.request
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
+from holds_client.embedding import EMBEDDING_BIN, EMBEDDING_JSON, Embedding, embedding_request
 from holds_client.prompts import (
     RAW_TYPES,
     BoxXyxy,
@@ -91,6 +92,8 @@ class HoldsResult:
     photo: bytes | None = field(default=None, repr=False)
     #: A follow-up by ``image_id`` that the endpoint no longer knew, answered by sending the photo again.
     resent_photo: bool = False
+    #: The photo's embedding, when ``Outputs(embedding=True)`` asked for it.
+    embedding: Embedding | None = field(default=None, repr=False)
 
     @property
     def image_id(self) -> str | None:
@@ -158,20 +161,28 @@ class SageMakerSAMClient:
         return self._client("sagemaker-runtime")
 
     # ---- real-time -------------------------------------------------------------------------
-    def extract(self, image: bytes, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
+    def extract(self, image: bytes | None, points: Sequence[Point] = (), labels: Sequence[int] | None = None,
                 box: BoxXyxy | None = None, *, mode: PromptMode = "per_click", multimask: bool = False,
                 min_area: int = 0, outputs: Outputs | Mapping[str, Any] | None = None, fmt: RequestFormat = "auto",
-                accept: str | None = None, open_session: bool = False, target_variant: str | None = None) -> HoldsResult:
-        """Send a photo and its prompt; ``open_session`` starts a stateful session.
+                accept: str | None = None, open_session: bool = False, target_variant: str | None = None,
+                embedding: Embedding | None = None) -> HoldsResult:
+        """Send a photo (or, with ``image=None``, an ``embedding``) and its prompt; ``open_session``
+        starts a stateful session.
 
         ``fmt``: ``json`` (base64 in JSON), ``zip`` (the old contract), ``raw`` (the image file
         as the body, the prompt in the custom attributes) or ``auto`` (JSON while it fits the
         6 MiB request limit, else raw). ``accept``: ``json``, ``zip`` or ``png`` (mask only).
         ``target_variant``: the production variant that must answer (default: SageMaker picks
-        one by the variants' weights).
+        one by the variants' weights). ``embedding``: one ``get_embedding`` returned, sent instead
+        of the photo (``json`` or ``zip``; no cut-out: ``result_format`` is ``none``; no session).
         """
         prompt = make_prompt(points, labels, box, mode, multimask, min_area)
         wanted = make_outputs(outputs)
+        if (image is None) == (embedding is None):
+            raise ValueError("send a photo or an embedding: exactly one of them")
+        if embedding is not None:
+            return self._extract_with(embedding, prompt, wanted, fmt, accept, target_variant)
+        assert image is not None
         if fmt == "auto":
             fmt = self._auto_format(image, prompt, wanted)
         body, content_type, attributes = _request_body(image, prompt, wanted, fmt)
@@ -180,6 +191,26 @@ class SageMakerSAMClient:
                               target_variant=target_variant)
         result.photo = image
         return result
+
+    def get_embedding(self, image: bytes, dtype: str = "float16", *, fmt: RequestFormat = "auto",
+                      target_variant: str | None = None) -> Embedding:
+        """The photo's image embedding (``float16``, 2 MiB, or ``float32``) with what a decoder needs to
+        use it; asked alone (no prompt, no cut-out, no mask) and answered as a zip (the raw array)."""
+        wanted = Outputs(result_format="none", mask_format="none", embedding=True, embedding_dtype=dtype)
+        result = self.extract(image, (), outputs=wanted, fmt=fmt, accept="zip", target_variant=target_variant)
+        if result.embedding is None:
+            raise EndpointError("the endpoint's answer carries no embedding (an endpoint older than the embeddings API?)")
+        return result.embedding
+
+    def _extract_with(self, embedding: Embedding, prompt: Prompt, outputs: Outputs, fmt: RequestFormat,
+                      accept: str | None, target_variant: str | None) -> HoldsResult:
+        """``extract`` with a brought embedding: JSON while it fits the request limit (``auto``), else zip."""
+        document = {**prompt.to_json(), "outputs": replace(outputs, result_format="none").to_json()}
+        if fmt == "auto":
+            fmt = "json" if 4 * math.ceil(embedding.array.nbytes / 3) + 8192 <= self.max_request_bytes else "zip"
+        body, content_type = embedding_request(embedding, document, fmt)
+        return self._invoke(body, content_type, accept or ("zip" if fmt == "zip" else None), None,
+                            target_variant=target_variant)
 
     def follow_up(self, points: Sequence[Point] = (), labels: Sequence[int] | None = None, box: BoxXyxy | None = None,
                   *, image_id: str | None = None, session_id: str | None = None, mode: PromptMode = "per_click",
@@ -390,17 +421,21 @@ def parse_response(payload: bytes, content_type: str, latency_s: float) -> Holds
             data = json.loads(payload)
             images = {k: base64.b64decode(data[k]) if data.get(k) else None
                       for k in ("result_image_base64", "mask_image_base64")}
-            meta = {k: v for k, v in data.items() if not k.endswith("_base64")}
+            meta = {k: v for k, v in data.items() if not k.endswith("_base64") and k != "embedding"}
             clicks = [base64.b64decode(m) for m in data.get("per_click_masks_base64") or []]
+            wire = data.get("embedding")
+            embedding = None if wire is None else Embedding.from_wire(wire, base64.b64decode(wire["data_base64"]))
             return HoldsResult(images["result_image_base64"], images["mask_image_base64"], meta, latency_s,
-                               per_click_masks=clicks)
+                               per_click_masks=clicks, embedding=embedding)
         if media == "application/zip":
             with zipfile.ZipFile(io.BytesIO(payload)) as archive:
                 names = set(archive.namelist())
                 meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+                embedding = None if EMBEDDING_JSON not in names else Embedding.from_wire(
+                    json.loads(archive.read(EMBEDDING_JSON)), archive.read(EMBEDDING_BIN))
                 return HoldsResult(archive.read("result_image.bin") if "result_image.bin" in names else None,
                                    archive.read("mask_image.bin") if "mask_image.bin" in names else None,
-                                   meta, latency_s)
+                                   meta, latency_s, embedding=embedding)
     except (ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise EndpointError(f"the endpoint's {media} answer cannot be decoded: {exc}") from exc
     if media == "image/png":

@@ -73,13 +73,17 @@ class Prompt:
 class Outputs:
     """What the answer carries. The defaults (WebP cut-out, 1-bit PNG mask) fit a 12 MP photo's
     answer into SageMaker's 6 MiB real-time limit; ``result_format="png"`` is the old contract
-    (about 8-13 MB for 12 MP). ``max_side`` scales both outputs so the longest side fits."""
+    (about 8-13 MB for 12 MP). ``max_side`` scales both outputs so the longest side fits.
+    ``embedding``: the answer also carries the photo's embedding in ``embedding_dtype`` (the
+    endpoint's default, float16, when None)."""
 
     result_format: ResultFormat = "webp"
     mask_format: MaskFormat = "png1"
     max_side: int | None = None
     per_click_masks: bool = False
     png_level: int | None = None
+    embedding: bool = False
+    embedding_dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.result_format not in ("png", "webp", "none"):
@@ -90,6 +94,8 @@ class Outputs:
             raise ValueError("max_side must be >= 1")
         if self.png_level is not None and not 0 <= self.png_level <= 9:
             raise ValueError("png_level must be within 0..9")
+        if self.embedding_dtype not in (None, "float16", "float32"):
+            raise ValueError(f"embedding_dtype must be float16 or float32, not {self.embedding_dtype!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None and value is not False}

@@ -43,6 +43,18 @@ class OutputTooLarge(BadRequest):
     code = "output_too_large"
 
 
+class InvalidEmbedding(BadRequest):
+    """A brought embedding (``embedding`` instead of a photo) with a wrong dtype, shape, data, values or sizes."""
+
+    code = "invalid_embedding"
+
+
+class EmbeddingModelMismatch(BadRequest):
+    """A brought embedding made by another model: its model_id is not this model's."""
+
+    code = "embedding_model_mismatch"
+
+
 class UnknownImageId(ServiceError):
     """An ``image_id`` that was never issued, or whose embedding has been evicted."""
 

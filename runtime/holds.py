@@ -61,8 +61,22 @@ class ExtractOptions:
 
 
 @dataclass(frozen=True)
+class GivenEmbedding:
+    """An embedding the client brought instead of a photo: decoded without the encoder, never cached.
+
+    ``array``: float32 1x256x64x64 (``Manifest.embedding_shape``), C order, on the host.
+    ``orig_size_hw``: the upright original (H, W) it was made from; ``input_size_hw``: the resized (h, w).
+    """
+
+    array: NDArray[np.float32]
+    orig_size_hw: tuple[int, int]
+    input_size_hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class ExtractRequest:
-    """Exactly one of ``image_bytes`` (an image file) and ``image_id`` (a cached image)."""
+    """Exactly one of ``image_bytes`` (an image file), ``image_id`` (a cached image) and ``embedding``
+    (a brought embedding: no pixels, so ``need_pixels`` must be False)."""
 
     clicks: tuple[Click, ...]
     image_bytes: bytes | None = None
@@ -75,6 +89,7 @@ class ExtractRequest:
     output_check: Callable[[tuple[int, int]], None] | None = None
     #: No clicks and no box is a valid request (one that asks for the embedding alone): nothing is decoded.
     prompts_optional: bool = False
+    embedding: GivenEmbedding | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,10 @@ class PromptResult:
 @dataclass
 class HoldResult:
     """The answer. ``union``: the hold mask at ``out_size_hw``; ``masks``: each prompt's mask (when
-    asked for); ``rgb``: the photo at that size (when pixels are needed)."""
+    asked for); ``rgb``: the photo at that size (when pixels are needed). ``image_id``: None for a
+    brought embedding (it is never cached, so it has no id)."""
 
-    image_id: str
+    image_id: str | None
     cache_hit: bool
     orig_size_hw: tuple[int, int]
     out_size_hw: tuple[int, int]
@@ -298,12 +314,31 @@ class HoldExtractor:
             raise
 
     def _extract(self, request: ExtractRequest) -> HoldResult:
-        if (request.image_bytes is None) == (request.image_id is None):
-            raise BadRequest("send either an image or an image_id, not both and not neither")
+        sources = [request.image_bytes is not None, request.image_id is not None, request.embedding is not None]
+        if sum(sources) != 1:
+            raise BadRequest("send exactly one of an image, an image_id and an embedding")
         check_clicks(request.clicks, request.box_xyxy, self.max_clicks, request.prompts_optional)
-        timings: dict[str, float] = {}
-        image: LoadedImage | None = None
-        options = request.options
+        entry, hit, image, timings, shared = self._entry(request)
+        out_size = output_size_hw(entry.orig_size_hw, request.options.max_output_side)
+        if request.clicks or request.box_xyxy is not None:
+            union, prompts, masks = self._decode(request, entry, out_size, timings)
+        else:  # the embedding alone was asked for
+            union, prompts, masks = BitMask.empty(out_size), [], None
+        rgb: Image.Image | None = None
+        if request.need_pixels:
+            start = time.perf_counter()
+            image = self.engine.at_output_size(image, out_size)  # resized on the device when decoded there
+            rgb = image.rgb() if image is not None else self._follow_up_pixels(entry)
+            if (rgb.height, rgb.width) != out_size:
+                rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
+            timings["cutout_pixels_ms"] = _ms(start)
+        return HoldResult(entry.image_id or None, hit, entry.orig_size_hw, out_size, union, prompts, rgb, masks,
+                          timings, shared, entry.embedding, entry.input_size_hw)
+
+    def _entry(self, request: ExtractRequest
+               ) -> tuple[CachedImage, bool, LoadedImage | None, dict[str, float], Outcome | None]:
+        """The request's image as a cache entry, checked against the request (see ``embed`` for the tuple).
+        A brought embedding becomes a transient entry with an empty ``image_id``: it is never cached."""
         if request.image_bytes is not None:
             header = probe_image(request.image_bytes, self.image_limits)
             size_hw = header.upright_size_hw
@@ -313,26 +348,18 @@ class HoldExtractor:
                                                             probed=header)
             if entry.orig_size_hw != size_hw:  # the header did not tell the orientation (a late PNG eXIf chunk)
                 self._check_request(request, entry.orig_size_hw)
-        else:
-            (entry, shared), hit = self.cached(str(request.image_id)), True
-            self._check_request(request, entry.orig_size_hw)
-        out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
-
-        if request.clicks or request.box_xyxy is not None:
-            union, prompts, masks = self._decode(request, entry, out_size, timings)
-        else:  # the embedding alone was asked for
-            union, prompts, masks = BitMask.empty(out_size), [], None
-
-        rgb: Image.Image | None = None
-        if request.need_pixels:
-            start = time.perf_counter()
-            image = self.engine.at_output_size(image, out_size)  # resized on the device when decoded there
-            rgb = image.rgb() if image is not None else self._follow_up_pixels(entry)
-            if (rgb.height, rgb.width) != out_size:
-                rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
-            timings["cutout_pixels_ms"] = _ms(start)
-        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts, rgb, masks, timings,
-                          shared, entry.embedding, entry.input_size_hw)
+            return entry, hit, image, timings, shared
+        if request.embedding is not None:
+            if request.need_pixels:
+                raise BadRequest("a brought embedding has no pixels: no cut-out can be made (result_format none)")
+            given = request.embedding
+            self._check_request(request, given.orig_size_hw)
+            entry = CachedImage("", self.engine.embedding_from_host(given.array), given.array.nbytes,
+                                given.orig_size_hw, given.input_size_hw, b"")
+            return entry, False, None, {}, None
+        (entry, shared), hit = self.cached(str(request.image_id)), True
+        self._check_request(request, entry.orig_size_hw)
+        return entry, hit, None, {}, shared
 
     def _decode(self, request: ExtractRequest, entry: CachedImage, out_size: tuple[int, int],
                 timings: dict[str, float]) -> tuple[BitMask, list[PromptResult], list[BitMask] | None]:
@@ -342,7 +369,10 @@ class HoldExtractor:
         start = time.perf_counter()
         coords, labels, groups = build_prompts(request.clicks, request.box_xyxy, options.mode)
         model_coords = to_model_coords(coords, entry.orig_size_hw, self.engine.manifest.image_size)
-        decoded, counts = self.prompts.decode(entry, model_coords, labels)
+        if request.embedding is None:
+            decoded, counts = self.prompts.decode(entry, model_coords, labels)
+        else:  # a brought embedding has no cache entry to keep decoded prompts with
+            decoded, counts = self.engine.decode(entry.embedding, model_coords, labels), {}
         timings["decoder_ms"] = _ms(start)
         timings.update(counts)
 

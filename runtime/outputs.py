@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,7 @@ ResultFormat = Literal["png", "webp", "none"]
 MaskFormat = Literal["png", "png1", "rle", "none"]
 #: The dtypes an embedding travels in (``outputs.embedding_dtype``); float16 is the default (2 MiB for 1x256x64x64).
 EmbeddingDtype = Literal["float16", "float32"]
+EMBEDDING_DTYPES: tuple[EmbeddingDtype, ...] = get_args(EmbeddingDtype)
 #: Mask formats that are image files (PNG bytes).
 IMAGE_MASK_FORMATS = ("png", "png1")
 

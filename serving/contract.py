@@ -10,10 +10,15 @@ JSON (``application/json``), the old contract plus compatible extensions::
                  "embedding": false, "embedding_dtype": "float16" | "float32"}}
 
 ``outputs.embedding: true`` adds the image embedding to the answer (``serving.embeddings``); the
-request may then carry no points at all (nothing is decoded).
+request may then carry no points at all (nothing is decoded, and no cut-out is made unless
+``result_format`` asks for one). ``"embedding": {...}`` (that answer's object) instead of
+``image_base64``/``image_id`` brings an embedding (``serving.embedding_input``): it has no pixels,
+so ``result_format`` is ``none`` by default and png/webp are refused.
 
 Zip (``application/zip``): ``image.bin`` (the image file) and ``points.json`` (the JSON
-object above without ``image_base64``). Raw images (``image/jpeg``, ``image/png``,
+object above without ``image_base64``), or, to bring an embedding, ``embedding.json`` (the object
+without ``data_base64``) and ``embedding.bin`` (the raw little-endian array) instead of
+``image.bin``. Raw images (``image/jpeg``, ``image/png``,
 ``image/webp``): the body is the image file; points and options travel in
 ``X-Amzn-SageMaker-Custom-Attributes`` as ``key=value`` pairs joined by ``&``, e.g.
 ``points=120,340;560.5,80&labels=1,0&result_format=webp``.
@@ -39,7 +44,8 @@ from urllib.parse import parse_qsl
 
 from runtime.errors import BadRequest, InvalidPoints, PayloadTooLarge
 from runtime.holds import Click, ExtractOptions, PromptMode
-from runtime.outputs import EmbeddingDtype, MaskFormat, OutputOptions, ResultFormat
+from runtime.outputs import EMBEDDING_DTYPES, EmbeddingDtype, MaskFormat, OutputOptions, ResultFormat
+from serving.embedding_input import EmbeddingWire, parse_embedding_object
 from serving.errors import UnsupportedMediaType
 
 JSON = "application/json"
@@ -47,8 +53,8 @@ ZIP = "application/zip"
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 CONTENT_TYPES = (JSON, ZIP, *RAW_IMAGE_TYPES)
 
-KNOWN_FIELDS = frozenset({"image_base64", "image_id", "points", "box", "mode", "multimask", "min_area",
-                          "close_session", "outputs"})
+KNOWN_FIELDS = frozenset({"image_base64", "image_id", "embedding", "points", "box", "mode", "multimask",
+                          "min_area", "close_session", "outputs"})
 OUTPUT_FIELDS = frozenset({"result_format", "mask_format", "max_side", "per_click_masks", "png_level", "embedding",
                            "embedding_dtype"})
 ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min_area", "close_session", "image_id",
@@ -71,7 +77,6 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 MASK_FORMATS: tuple[MaskFormat, ...] = get_args(MaskFormat)
 RESULT_FORMATS: tuple[ResultFormat, ...] = get_args(ResultFormat)
 PROMPT_MODES: tuple[PromptMode, ...] = get_args(PromptMode)
-EMBEDDING_DTYPES: tuple[EmbeddingDtype, ...] = get_args(EmbeddingDtype)
 #: ``outputs.embedding_dtype`` when not given: 2 MiB for 1x256x64x64, within every contract's answer limit.
 DEFAULT_EMBEDDING_DTYPE: EmbeddingDtype = "float16"
 #: The request options' defaults (the parsers and the OpenAPI document read them).
@@ -83,7 +88,8 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 class ParsedRequest:
     """A decoded invocation, before sessions are resolved.
 
-    ``image_bytes`` / ``image_id`` may both be None when a session supplies the image.
+    ``image_bytes`` / ``image_id`` may both be None when a session supplies the image, or when
+    ``embedding`` (a brought embedding, not yet checked against the model) stands in for it.
     ``default_accept``: the response type when the client states none.
     """
 
@@ -96,6 +102,7 @@ class ParsedRequest:
     close_session: bool
     default_accept: str
     warnings: tuple[str, ...] = ()
+    embedding: EmbeddingWire | None = None
 
 
 def media_type(content_type: str | None) -> str:
@@ -124,7 +131,8 @@ def parse_json(body: bytes | str) -> ParsedRequest:
     image_bytes = None
     if document.get("image_base64") is not None:
         image_bytes = decode_base64(document["image_base64"], "image_base64")
-    return _from_document(document, image_bytes, default_accept=JSON)
+    brought = None if document.get("embedding") is None else parse_embedding_object(document["embedding"])
+    return _from_document(document, image_bytes, default_accept=JSON, brought=brought)
 
 
 def parse_zip(body: bytes, max_entries: int, max_member_bytes: int) -> ParsedRequest:
@@ -139,15 +147,24 @@ def parse_zip(body: bytes, max_entries: int, max_member_bytes: int) -> ParsedReq
     if len(members) > max_entries:
         raise PayloadTooLarge(f"the zip archive has {len(members)} entries; at most {max_entries} are allowed")
     names = {member.filename for member in members}
-    missing = [name for name in ("image.bin", "points.json") if name not in names]
+    image_members = ("image.bin",) if "embedding.json" not in names else ("embedding.json", "embedding.bin")
+    missing = [name for name in (*image_members, "points.json") if name not in names]
     if missing:
-        raise BadRequest(f"the zip archive lacks {' and '.join(missing)} (it must hold image.bin and points.json)")
-    image = _read_member(archive, "image.bin", max_member_bytes)
+        raise BadRequest(f"the zip archive lacks {' and '.join(missing)} (it must hold points.json and image.bin, "
+                         "or points.json, embedding.json and embedding.bin)")
+    if "embedding.json" in names and "image.bin" in names:
+        raise BadRequest("the zip archive holds both image.bin and embedding.json: send one of them")
     points = _read_member(archive, "points.json", MAX_POINTS_JSON_BYTES)
     document = load_json_object(points, "points.json")
-    if "image_base64" in document:
-        raise BadRequest("points.json must not carry image_base64: the image is image.bin")
-    return _from_document(document, image, default_accept=ZIP)
+    for field_name, member in (("image_base64", "image.bin"), ("embedding", "embedding.json")):
+        if field_name in document:
+            raise BadRequest(f"points.json must not carry {field_name}: a zip request carries it as {member}")
+    if "embedding.json" not in names:
+        return _from_document(document, _read_member(archive, "image.bin", max_member_bytes), default_accept=ZIP)
+    embedding_document = load_json_object(_read_member(archive, "embedding.json", MAX_POINTS_JSON_BYTES),
+                                          "embedding.json")
+    brought = parse_embedding_object(embedding_document, _read_member(archive, "embedding.bin", max_member_bytes))
+    return _from_document(document, None, default_accept=ZIP, brought=brought)
 
 
 def parse_raw_image(body: bytes, custom_attributes: str | None) -> ParsedRequest:
@@ -242,7 +259,8 @@ def decode_base64(value: Any, field: str) -> bytes:
     return data
 
 
-def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, default_accept: str) -> ParsedRequest:
+def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, default_accept: str,
+                   brought: tuple[EmbeddingWire, tuple[str, ...]] | None = None) -> ParsedRequest:
     warnings = tuple(f"unknown field {key!r} ignored" for key in sorted(set(document) - KNOWN_FIELDS))
     image_id = document.get("image_id")
     if image_id is not None:
@@ -250,6 +268,8 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
             raise BadRequest("image_id must be the 32 lowercase hex characters returned by an earlier response")
         if image_bytes is not None:
             raise BadRequest("send either image_base64 or image_id, not both")
+    if brought is not None and (image_bytes is not None or image_id is not None):
+        raise BadRequest("send one of an image, an image_id and an embedding, not several")
     points = document.get("points", [])
     if not isinstance(points, list):
         raise InvalidPoints(f"points must be a list of {{\"x\": .., \"y\": ..}} objects, not {_type_name(points)}")
@@ -278,7 +298,22 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
         max_output_side=max_side,
         per_click_masks=_boolean(outputs_doc.get("per_click_masks", EXTRACT_DEFAULTS.per_click_masks), "outputs.per_click_masks"),
     )
-    result_format = outputs_doc.get("result_format", OUTPUT_DEFAULTS.result_format)
+    embedding_dtype = _embedding_dtype(outputs_doc)
+    no_cutout = brought is not None or (embedding_dtype is not None and not clicks and box_xyxy is None)
+    outputs = _output_options(outputs_doc, embedding_dtype, "none" if no_cutout else OUTPUT_DEFAULTS.result_format)
+    if brought is not None and outputs.result_format != "none":
+        raise BadRequest(f"outputs.result_format {outputs.result_format!r} needs the photo's pixels, and a brought "
+                         "embedding has none: use result_format none (the default with an embedding)")
+    return ParsedRequest(clicks, image_bytes, image_id, box_xyxy, options, outputs,
+                         _boolean(document.get("close_session", False), "close_session"), default_accept,
+                         warnings + (brought[1] if brought else ()), brought[0] if brought else None)
+
+
+def _output_options(outputs_doc: Mapping[str, Any], embedding_dtype: EmbeddingDtype | None,
+                    default_result_format: ResultFormat) -> OutputOptions:
+    """``outputs``' formats and PNG level; ``default_result_format`` when it names no result_format
+    (``none`` where there are no pixels or nothing to cut out: a brought embedding, the embedding alone)."""
+    result_format = outputs_doc.get("result_format", default_result_format)
     mask_format = outputs_doc.get("mask_format", OUTPUT_DEFAULTS.mask_format)
     if result_format not in RESULT_FORMATS:
         raise BadRequest(f"outputs.result_format must be one of {', '.join(RESULT_FORMATS)}, not {result_format!r}")
@@ -287,10 +322,8 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
     png_level = _integer(outputs_doc.get("png_level", OUTPUT_DEFAULTS.png_level), "outputs.png_level", minimum=0)
     if png_level > 9:
         raise BadRequest("outputs.png_level must be within 0..9")
-    outputs = OutputOptions(result_format=result_format, mask_format=mask_format, png_level=png_level,
-                            embedding_dtype=_embedding_dtype(outputs_doc))
-    return ParsedRequest(clicks, image_bytes, image_id, box_xyxy, options, outputs,
-                         _boolean(document.get("close_session", False), "close_session"), default_accept, warnings)
+    return OutputOptions(result_format=result_format, mask_format=mask_format, png_level=png_level,
+                         embedding_dtype=embedding_dtype)
 
 
 def _embedding_dtype(outputs_doc: Mapping[str, Any]) -> EmbeddingDtype | None:

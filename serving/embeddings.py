@@ -5,7 +5,7 @@ answer carries the same object without ``data_base64`` as ``embedding.json`` and
 array as ``embedding.bin`` (C order, little-endian); an ``image/png`` answer (the mask alone)
 cannot carry it: 406 ``not_acceptable``. The object::
 
-    {"model_id": "<hex>", "model_type": "vit_t", "dtype": "float16", "shape": [1, 256, 64, 64],
+    {"model_id": "<hex>", "model_type": "vit_t", "encoder_variant": "fp32", "dtype": "float16", "shape": [1, 256, 64, 64],
      "image_id": "...", "original_size_hw": [H, W], "input_size_hw": [h, w], "input_frame": 1024,
      "point_transform": {"scale_x": w / W, "scale_y": h / H}}
 
@@ -35,10 +35,33 @@ EMBEDDING_JSON_MEMBER, EMBEDDING_BIN_MEMBER = "embedding.json", "embedding.bin"
 
 
 def model_id(manifest: Manifest) -> str:
-    """The identity of the encoder that makes this model's embeddings: hex SHA-256 of
-    ``"<model_type>:<the encoder file's sha256 as the manifest records it>"``."""
-    text = f"{manifest.model_type}:{manifest.models['encoder'].sha256}"
+    """The identity of the checkpoint whose decoder consumes this model's embeddings: hex SHA-256 of
+    ``"<model_type>:<checkpoint_identity(manifest)>"``.
+
+    Every tier exported from one checkpoint (fp32, fp16 or int8 encoder; GPU or CPU) shares it, so an
+    embedding made by one is accepted by another; which encoder file ran is ``encoder_variant``.
+    """
+    text = f"{manifest.model_type}:{checkpoint_identity(manifest)}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def checkpoint_identity(manifest: Manifest) -> str:
+    """``checkpoint:<sha256>``: the checkpoint file's SHA-256 that the export records (manifest
+    ``weights.sha256``, for ``--checkpoint`` and official weights); a model without one (seeded random
+    weights, a test decoder) is named by what consumes the embedding: ``decoder:<decoder.onnx's sha256>``."""
+    checkpoint_sha256 = manifest.weights.get("sha256")
+    if isinstance(checkpoint_sha256, str) and checkpoint_sha256:
+        return f"checkpoint:{checkpoint_sha256}"
+    return f"decoder:{manifest.models['decoder'].sha256}"
+
+
+#: ``SamEngine.precision`` (CPU tier f32/bf16/int8, GPU fp32/fp16) -> the embedding's ``encoder_variant``.
+_ENCODER_VARIANTS = {"f32": "fp32", "fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8"}
+
+
+def encoder_variant(precision: str) -> str:
+    """Which encoder made an embedding (informational: fp32, fp16, bf16, int8), from the engine's precision."""
+    return _ENCODER_VARIANTS.get(precision, precision)
 
 
 @dataclass(frozen=True)
@@ -55,8 +78,10 @@ def embedding_bytes(shape: tuple[int, ...], dtype: EmbeddingDtype) -> int:
     return math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype) -> EncodedEmbedding:
-    """``result``'s embedding (float32 1x256x64x64, host or device) as ``dtype`` with its wire object."""
+def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype,
+                     precision: str = "f32") -> EncodedEmbedding:
+    """``result``'s embedding (float32 1x256x64x64, host or device) as ``dtype`` with its wire object;
+    ``precision``: the engine's (``SamEngine.precision``), named in ``encoder_variant``."""
     if result.embedding is None or result.input_size_hw is None:
         raise ValueError("the result carries no embedding")
     array = np.ascontiguousarray(to_host(result.embedding), dtype=np.dtype(dtype).newbyteorder("<"))
@@ -65,6 +90,7 @@ def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDty
     document: dict[str, Any] = {
         "model_id": model_id(manifest),
         "model_type": manifest.model_type,
+        "encoder_variant": encoder_variant(precision),
         "dtype": dtype,
         "shape": [int(d) for d in array.shape],
         "image_id": result.image_id,

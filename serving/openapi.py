@@ -41,7 +41,9 @@ _POINT = {
 _OUTPUTS = {
     "type": "object",
     "properties": {
-        "result_format": {"type": "string", "enum": list(RESULT_FORMATS), "default": OUTPUT_DEFAULTS.result_format},
+        "result_format": {"type": "string", "enum": list(RESULT_FORMATS), "default": OUTPUT_DEFAULTS.result_format,
+                          "description": "none by default with a brought embedding or when only the embedding is "
+                                         "asked for (no points, no box)"},
         "mask_format": {"type": "string", "enum": list(MASK_FORMATS), "default": OUTPUT_DEFAULTS.mask_format,
                         "description": "png (8-bit), png1 (1-bit), rle (COCO compressed RLE in mask_rle), none"},
         "max_side": {"type": "integer", "minimum": 1, "description": "scale outputs so the longest side fits"},
@@ -61,8 +63,12 @@ _EMBEDDING = {
     "description": "the image embedding and what a decoder needs to use it; a point (x, y) in upright original "
                    "pixels is (x * scale_x, y * scale_y) in the input_frame (ResizeLongestSide.apply_coords)",
     "properties": {
-        "model_id": {"type": "string", "description": "hex SHA-256 of '<model_type>:<encoder sha256 in the manifest>'"},
+        "model_id": {"type": "string", "description": "the checkpoint the decoder pairs with: hex SHA-256 of "
+                     "'<model_type>:checkpoint:<checkpoint sha256>' (manifest weights.sha256), or, without one, "
+                     "'<model_type>:decoder:<decoder.onnx sha256>'"},
         "model_type": {"type": "string"},
+        "encoder_variant": {"type": "string", "description": "which encoder made it (fp32, fp16, bf16, int8); "
+                            "informational: every variant of one checkpoint shares the model_id"},
         "dtype": {"type": "string", "enum": list(EMBEDDING_DTYPES)},
         "shape": {"type": "array", "items": {"type": "integer"}, "description": "e.g. [1, 256, 64, 64]"},
         "data_base64": {"type": "string", "format": "byte", "description": "the raw little-endian array, C order "
@@ -74,12 +80,25 @@ _EMBEDDING = {
         "point_transform": {"type": "object", "properties": {"scale_x": _NUMBER, "scale_y": _NUMBER}},
     },
 }
+_BROUGHT_EMBEDDING = {
+    **_EMBEDDING,
+    "required": ["model_id", "dtype", "shape", "original_size_hw", "data_base64"],
+    "description": "an embedding an outputs.embedding answer returned, instead of a photo: decoded without the "
+                   "encoder and never cached (the answer's image_id is null; no session). model_id must be this "
+                   "model's (400 embedding_model_mismatch), shape this model's, data_base64 exactly the shape's bytes "
+                   "of dtype; input_size_hw, input_frame and point_transform, when given, must follow from "
+                   "original_size_hw (400 invalid_embedding). No pixels: result_format is none by default, png/webp "
+                   "a 400. Zip requests carry it as embedding.json (without data_base64) + embedding.bin instead of "
+                   "image.bin",
+}
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "Send image_base64 (a new photo), or image_id (a photo sent before), or neither with a session id.",
+    "description": "Send image_base64 (a new photo), or image_id (a photo sent before), or embedding (a photo's "
+                   "embedding), or none of them with a session id.",
     "properties": {
         "image_base64": {"type": "string", "format": "byte", "description": "the image file (JPEG, PNG, WebP, ...)"},
         "image_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "from an earlier response"},
+        "embedding": _BROUGHT_EMBEDDING,
         "points": {"type": "array", "items": _POINT},
         "box": {"type": "array", "items": _NUMBER, "minItems": 4, "maxItems": 4, "description": "[x0, y0, x1, y1]"},
         "mode": {"type": "string", "enum": list(PROMPT_MODES), "default": EXTRACT_DEFAULTS.mode},
@@ -114,7 +133,7 @@ RESPONSE_SCHEMA: dict[str, Any] = {
     "properties": {
         "result_image_base64": {"type": "string", "nullable": True, "description": "RGBA cut-out (alpha 255 holds, 25 elsewhere)"},
         "mask_image_base64": {"type": "string", "nullable": True, "description": "mask, 255 on holds"},
-        "image_id": {"type": "string"},
+        "image_id": {"type": "string", "nullable": True, "description": "null for a brought embedding (never cached)"},
         "cache_hit": {"type": "boolean"},
         "empty": {"type": "boolean", "description": "true when no hold pixel remains"},
         "width": {"type": "integer"}, "height": {"type": "integer"},

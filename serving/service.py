@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import BadRequest
-from runtime.holds import ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
+from runtime.holds import ExtractOptions, ExtractRequest, GivenEmbedding, HoldExtractor, build_prompts
 from runtime.outputs import check_output_size, check_per_click_masks
 from serving.answer_size import check_answer_estimate, check_answer_size, least_answer_bytes
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
+from serving.embedding_input import decode_embedding
 from serving.embeddings import check_embedding_fits, encode_embedding
 from serving.responses import JSON, PNG, Prediction, check_carries_embedding, encode_prediction, negotiate
 from serving.sessions import NEW_SESSION, SessionStore, check_session_header
@@ -94,13 +95,15 @@ class HoldService:
     def predict(self, invocation: Invocation) -> Prediction:
         """predict_fn: resolve the session, extract holds, open/close sessions.
 
-        The image comes from the request (``image_base64``/the body, or ``image_id``); only a
+        The image comes from the request (``image_base64``/the body, ``image_id``, or a brought
+        ``embedding``, which takes no session); only a
         request with neither uses the session's image. A request that names an image and a
         session gets a warning when they differ (the session stays bound to its own image).
         """
         parsed = invocation.parsed
         header = invocation.session_header
         warnings = parsed.warnings
+        given = self._given_embedding(parsed, header)
         if header == NEW_SESSION and parsed.close_session:
             raise BadRequest("close_session cannot be combined with X-Amzn-SageMaker-Session-Id: NEW_SESSION")
         session = self.sessions.get(header) if header and header != NEW_SESSION else None
@@ -111,7 +114,7 @@ class HoldService:
             return Prediction(None, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings),
                               {CLOSED_SESSION_HEADER: session.session_id}, session.session_id)
         image_id = parsed.image_id
-        if parsed.image_bytes is None and image_id is None:
+        if parsed.image_bytes is None and image_id is None and given is None:
             if session is None:
                 raise BadRequest("the request has no image: send the image, an image_id, or a session id")
             image_id = session.image_id
@@ -122,27 +125,38 @@ class HoldService:
         result = self.extractor.extract(ExtractRequest(
             parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, options, need_pixels,
             output_check=lambda size_hw: self._check_outputs(size_hw, invocation, options, need_pixels),
-            prompts_optional=parsed.outputs.embedding_dtype is not None))
+            prompts_optional=parsed.outputs.embedding_dtype is not None, embedding=given))
         if session is not None and result.image_id != session.image_id:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
             warnings += (note,)
         precision = self.extractor.engine.precision
-        attributes = f"image_id={result.image_id}&empty={str(result.empty).lower()}&precision={precision}"
+        attributes = "" if result.image_id is None else f"image_id={result.image_id}&"
+        attributes += f"empty={str(result.empty).lower()}&precision={precision}"
         if self.random_weights:  # the one header SageMaker relays, so mask-only (image/png) answers carry it too
             attributes += "&weights=random"
         headers = {CUSTOM_ATTRIBUTES_HEADER: attributes}
         closed = None
-        if header == NEW_SESSION:
+        if header == NEW_SESSION and result.image_id is not None:
             headers[NEW_SESSION_HEADER] = self.sessions.open(result.image_id).header_value()
         elif session is not None and parsed.close_session:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
         dtype = parsed.outputs.embedding_dtype
-        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype)
+        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype, precision)
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
                           precision, embedding)
 
+
+    def _given_embedding(self, parsed: ParsedRequest, session_header: str | None) -> GivenEmbedding | None:
+        """The request's brought embedding, checked against this model and decoded (None when it brings none).
+        It is never cached, so it cannot open, use or close a session."""
+        if parsed.embedding is None:
+            return None
+        if session_header is not None or parsed.close_session:
+            raise BadRequest("a brought embedding is not kept by the endpoint, so it cannot open, use or close a "
+                             "session: send it without X-Amzn-SageMaker-Session-Id and close_session")
+        return decode_embedding(parsed.embedding, self.extractor.engine.manifest, self.extractor.image_limits)
 
     def _check_outputs(self, size_hw: tuple[int, int], invocation: Invocation, options: ExtractOptions,
                        need_pixels: bool) -> None:

@@ -161,7 +161,7 @@ def test_health_of_a_local_endpoint(tiny_server, tmp_path: Path) -> None:  # typ
     (["--points", "10,10", "--region", "us-east-1"], False, 1, "no AWS credentials found"),
     (["--health", "--region", "us-east-1"], False, 1, "no AWS credentials found"),
     (["--image-id", "0" * 32, "--session-id", "abc", "--points", "1,1"], True, 2,
-     "exactly one of --test-image, --image-id, --session-id (got --image-id, --session-id)"),
+     "exactly one of --test-image, --image-id, --session-id, --embedding (got --image-id, --session-id)"),
 ])
 def test_every_failure_is_one_clear_line(tiny_server, photo_file: Path, tmp_path: Path, args: list[str], local: bool,  # type: ignore[no-untyped-def]
                                          status: int, fragment: str) -> None:

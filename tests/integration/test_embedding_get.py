@@ -36,7 +36,9 @@ def reference(tiny_model_dir: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, 
 
 def _expected_model_id(model_dir: Path) -> str:
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    return hashlib.sha256(f"{manifest['model_type']}:{manifest['models']['encoder']['sha256']}".encode()).hexdigest()
+    # Random weights record no checkpoint hash: the decoder that consumes the embedding names the model.
+    return hashlib.sha256(f"{manifest['model_type']}:decoder:{manifest['models']['decoder']['sha256']}".encode()
+                          ).hexdigest()
 
 
 def _post(server, document: dict, accept: str = "application/json") -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -57,7 +59,7 @@ def test_json_answer_carries_the_float16_embedding_by_default(tiny_server, tiny_
     assert wire["dtype"] == "float16" and wire["shape"] == list(embedding32.shape)
     array = np.frombuffer(base64.b64decode(wire["data_base64"]), "<f2").reshape(wire["shape"])
     assert array.tobytes() == embedding32.astype("<f2").tobytes()
-    assert wire["model_id"] == _expected_model_id(tiny_model_dir)
+    assert wire["model_id"] == _expected_model_id(tiny_model_dir) and wire["encoder_variant"] == "fp32"
     assert wire["image_id"] == data["image_id"] and wire["original_size_hw"] == [600, 800]
     assert wire["input_size_hw"] == list(input_hw) and wire["input_frame"] == 1024
     # The point transform is the runtime's own (ResizeLongestSide.apply_coords) mapping.
@@ -114,3 +116,12 @@ def test_mask_only_answer_cannot_carry_the_embedding(tiny_server) -> None:  # ty
 def test_unknown_embedding_dtype_is_refused(tiny_server) -> None:  # type: ignore[no-untyped-def]
     response = _post(tiny_server, _request(POINTS, embedding=True, embedding_dtype="bfloat16"))
     assert response.status_code == 400 and "embedding_dtype" in response.text
+
+
+def test_the_embedding_alone_builds_no_cutout(tiny_server) -> None:  # type: ignore[no-untyped-def]
+    """No points and no result_format: none is implied, so no cut-out pixels are made or sent."""
+    response = _post(tiny_server, {"image_base64": base64.b64encode(JPEG).decode(), "outputs": {"embedding": True}})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["result_image_base64"] is None and "cutout_pixels_ms" not in data["timings_ms"]
+    assert data["embedding"]["dtype"] == "float16"

@@ -83,7 +83,7 @@ def test_prompts_are_charged_to_the_image_and_capped_per_image(cone_model_dir: P
     on = extractor(cone_model_dir, 3 * (prompt_bytes + 200))
     first = ask(on, TAPS[:2])
     held_two = on.cache.stats().bytes_held
-    entry = on.cache.get(first.image_id)
+    entry = on.cache.get(str(first.image_id))
     assert held_two == entry.nbytes >= entry.embedding_bytes + 2 * prompt_bytes
     ask(on, TAPS[2:6])  # 4 more: only the 3 newest stay
     assert on.cache.stats().bytes_held == entry.nbytes < entry.embedding_bytes + len(entry.image_bytes) + 4 * prompt_bytes

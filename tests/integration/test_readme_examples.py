@@ -126,12 +126,13 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     serve = block_with(readme, "bash", "python inference.py serve --model-dir models/vit_b --port 8080")
     json_curl = block_with(readme, "bash", "curl", "--data-binary @request.json")
     raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id", "timings_ms")
-    cli = block_with(readme, "bash", "python sagemaker_client.py", "--endpoint-url http://127.0.0.1:8080")
+    cli = block_with(readme, "bash", "python sagemaker_client.py", "--endpoint-url http://127.0.0.1:8080", "--follow-up")
+    mobile = block_with(readme, "bash", "--save-embedding wall.npz", "--embedding wall.npz")
     snippet = block_with(readme, "python", "SageMakerSAMClient")
     (root / "snippet.py").write_text(snippet)
     wait = "until curl -sf http://127.0.0.1:8080/ping; do sleep 0.2; done"
     ran = run_steps(root, [("serve", f"{{\n{serve}}} > server.log 2>&1 &"), ("wait", wait), ("json_curl", json_curl),
-                           ("raw_curl", raw_curl), ("cli", cli), ("python", "python snippet.py")])
+                           ("raw_curl", raw_curl), ("cli", cli), ("mobile", mobile), ("python", "python snippet.py")])
 
     first = json.loads(ran["json_curl"].stdout)
     assert re.fullmatch(r"[0-9a-f]{32}", first["image_id"]) and "encoder_ms" in first["timings_ms"]
@@ -142,6 +143,12 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     assert report["follow_up_cache_hit"] is True and "Traceback" not in ran["cli"].stderr
     assert Image.open(root / "out" / "mask.png").size == (3024, 4032)
     assert Image.open(root / "out" / "result.webp").size == (3024, 4032)
+    # The mobile flow: the same taps with the saved float16 embedding give the photo's mask (float16: IoU).
+    assert _first_json(ran["mobile"].stdout)["dtype"] == "float16"
+    photo_mask, tapped = decode_mask((root / "out" / "mask.png").read_bytes()), decode_mask(
+        (root / "out" / "taps" / "mask.png").read_bytes())
+    assert photo_mask.any() and (photo_mask & tapped).sum() / (photo_mask | tapped).sum() >= 0.99
+    assert not (root / "out" / "taps" / "result.webp").exists()
     image_id, cache_hit, *_ = ran["python"].stdout.split(maxsplit=2)
     assert image_id == first["image_id"] and cache_hit == "True"  # same photo, same id; the follow-up hit the cache
     assert re.fullmatch(r"[0-9a-f]{32}", ran["python"].stdout.strip().splitlines()[-1])  # the closed session's id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.masks import BitMask
 from serving.contract import parse_json, parse_raw_image
-from serving.embeddings import check_embedding_fits, embedding_bytes, encode_embedding, model_id
+from serving.embeddings import check_embedding_fits, embedding_bytes, encode_embedding, encoder_variant, model_id
 from serving.openapi import REQUEST_SCHEMA, RESPONSE_SCHEMA
 
 SHAPE = (1, 256, 64, 64)
@@ -51,13 +52,29 @@ def test_float32_in_json_fits_alone_but_not_beside_large_files() -> None:
     check_embedding_fits(SHAPE, "float32", False, 1 << 20, LIMIT)  # zip: raw 4 MiB + 1 MiB
 
 
-def _manifest() -> Manifest:
+def _manifest(encoder_sha256: str = "ab" * 32, weights: Mapping[str, object] | None = None) -> Manifest:
     spec = {"name": "x", "dtype": "float32", "shape": list(SHAPE)}
-    model = {"file": "e.onnx", "precision": "fp32", "size_bytes": 1, "sha256": "ab" * 32, "inputs": [spec],
-             "outputs": [spec]}
+    encoder = {"file": "e.onnx", "precision": "fp32", "size_bytes": 1, "sha256": encoder_sha256, "inputs": [spec],
+               "outputs": [spec]}
+    decoder = {**encoder, "file": "d.onnx", "sha256": "cd" * 32}
     return Manifest.from_json({"format_version": 1, "model_type": "vit_t", "image_size": 1024,
                                "pixel_mean": [0, 0, 0], "pixel_std": [1, 1, 1], "mask_threshold": 0.0,
-                               "num_mask_tokens": 4, "models": {"encoder": model, "decoder": model}})
+                               "num_mask_tokens": 4, "models": {"encoder": encoder, "decoder": decoder},
+                               "weights": dict(weights or {}) or {"origin": "random", "seed": 3}})
+
+
+def test_model_id_names_the_checkpoint_not_the_encoder_file() -> None:
+    """Tiers of one checkpoint (another encoder file: fp16, int8) share the id; another checkpoint does not."""
+    checkpoint = {"origin": "checkpoint", "file": "sam.pth", "sha256": "12" * 32}
+    fp32 = model_id(_manifest("ab" * 32, checkpoint))
+    assert fp32 == hashlib.sha256(f"vit_t:checkpoint:{'12' * 32}".encode()).hexdigest()
+    assert model_id(_manifest("ef" * 32, checkpoint)) == fp32
+    assert model_id(_manifest("ab" * 32, {**checkpoint, "sha256": "34" * 32})) != fp32
+    # Without a recorded checkpoint hash (random weights) the decoder that consumes the embedding names it.
+    assert model_id(_manifest()) == hashlib.sha256(f"vit_t:decoder:{'cd' * 32}".encode()).hexdigest()
+    assert model_id(_manifest("ef" * 32)) == model_id(_manifest())
+    assert [encoder_variant(p) for p in ("f32", "fp32", "fp16", "bf16", "int8")] == ["fp32", "fp32", "fp16", "bf16",
+                                                                                     "int8"]
 
 
 def test_wire_object_and_bytes() -> None:
@@ -65,11 +82,11 @@ def test_wire_object_and_bytes() -> None:
     embedding = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     result = HoldResult("f" * 32, False, (3000, 4000), (3000, 4000), BitMask.empty((3000, 4000)), [], None, None, {},
                         None, embedding, (768, 1024))
-    encoded = encode_embedding(result, manifest, "float16")
+    encoded = encode_embedding(result, manifest, "float16", "int8")
     assert encoded.data == embedding.astype("<f2").tobytes()
     assert encoded.document == {
-        "model_id": hashlib.sha256(f"vit_t:{'ab' * 32}".encode()).hexdigest(), "model_type": "vit_t",
-        "dtype": "float16", "shape": list(SHAPE), "image_id": "f" * 32, "original_size_hw": [3000, 4000],
+        "model_id": hashlib.sha256(f"vit_t:decoder:{'cd' * 32}".encode()).hexdigest(), "model_type": "vit_t",
+        "encoder_variant": "int8", "dtype": "float16", "shape": list(SHAPE), "image_id": "f" * 32, "original_size_hw": [3000, 4000],
         "input_size_hw": [768, 1024], "input_frame": 1024, "point_transform": {"scale_x": 1024 / 4000, "scale_y": 768 / 3000}}
     assert model_id(manifest) == encoded.document["model_id"]
 

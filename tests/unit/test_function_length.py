@@ -21,7 +21,6 @@ PRODUCT_PATHS = ("runtime", "serving", "export", "deploy", "rehearsal", "holds_c
 STILL_LONG = frozenset({
     ("rehearsal/control_plane.py", "create_app"),
     ("rehearsal/data_plane.py", "create_app"),
-    ("holds_client/cli.py", "_run"),
     ("runtime/engine.py", "from_model_dir"),
     ("serving/limits.py", "limits"),
 })
