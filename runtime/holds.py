@@ -247,14 +247,26 @@ class HoldExtractor:
         """
         timings: dict[str, float] = {}
         decoded: list[LoadedImage] = []
+        compute = self.encoder_run(image_bytes, timings, decoded if keep_image else None, probed)
+        image_id = image_id_for(image_bytes)
+        outcome: list[Outcome | None] = []
+        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
+        shared = outcome[0] if outcome else None
+        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
+    def encoder_run(self, image_bytes: bytes, timings: dict[str, float], decoded: list[LoadedImage] | None = None,
+                    probed: ImageHeader | None = None) -> Callable[[], CachedImage]:
+        """The encoder run for an image file, not yet run and behind no cache: decode, prepare (the 1024
+        frame) and encode; adds image_decode_ms, preprocess_ms and encoder_ms to ``timings``. ``decoded``
+        gets the decoded image (for a cut-out) when given; otherwise it is freed once the encoder's input
+        is made."""
         def compute() -> CachedImage:
             start = time.perf_counter()
             image = self.engine.load_image(image_bytes, self.image_limits, probed)
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
-            if keep_image:
+            if decoded is not None:
                 decoded.append(image)
             del image
             timings["preprocess_ms"] = _ms(start)
@@ -263,12 +275,7 @@ class HoldExtractor:
             timings["encoder_ms"] = _ms(start)
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
                                embedding.orig_size_hw, embedding.input_size_hw, image_bytes)
-
-        image_id = image_id_for(image_bytes)
-        outcome: list[Outcome | None] = []
-        entry, hit = self.cache.get_or_compute(image_id, behind_tier(self.shared, image_id, compute, outcome))
-        shared = outcome[0] if outcome else None
-        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
+        return compute
 
     def extract(self, request: ExtractRequest) -> HoldResult:
         """Run a request end to end, except encoding the output images.

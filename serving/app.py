@@ -172,12 +172,16 @@ def _request_context(request: Request, request_id: str, settings: ServerSettings
         max_zip_entries=settings.max_zip_entries,
         max_zip_member_bytes=settings.max_zip_member_bytes,
         max_response_bytes=settings.max_response_bytes,
+        warm_requests=settings.warm_requests,
     )
 
 
 def _log_facts(prediction: Prediction) -> dict[str, Any]:
     """What the request log (and the metrics record) says about one prediction; empty when it has no result."""
     result = prediction.result
+    if prediction.warm is not None:
+        return {key: prediction.warm[key] for key in ("image_id", "outcome", "reason", "timings_ms")
+                if key in prediction.warm}
     if result is None:
         return {}
     facts: dict[str, Any] = {"image_id": result.image_id, "cache_hit": result.cache_hit,
