@@ -54,9 +54,10 @@ def _stored_value(store: redis.Redis, image_id: str) -> tuple[bytes, bytes]:
     """(the model identity, the value) stored for ``image_id``: exactly one key holds it."""
     keys = store.keys(f"sam:emb:*:{image_id}")
     assert len(keys) == 1, keys
-    value = store.get(keys[0])
+    key = keys[0].decode() if isinstance(keys[0], bytes) else str(keys[0])
+    value = store.get(key)
     assert isinstance(value, bytes)
-    return bytes.fromhex(keys[0].decode().split(":")[2]), value
+    return bytes.fromhex(key.split(":")[2]), value
 
 
 @pytest.fixture(scope="module")
