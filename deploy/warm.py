@@ -6,8 +6,8 @@ job ``Environment`` sets ``SAM_WARM_REQUESTS=true`` (CreateTransformJob has no c
 so every invocation computes the photo's embedding and stores it in the shared tier (the model's
 ``SAM_SHARED_CACHE_URL``, from SHARED_CACHE_URL), decoding nothing. Each answer,
 OUTPUT_S3_PREFIX<path below the input prefix>.out, is the photo's warm report line (README,
-"Pre-warming the shared tier"). The tool reads them back and prints the report on stdout, one
-JSON document::
+"Pre-warming the shared tier"). The tool reads them back and prints the report as the last line
+of stdout, one JSON object (shown here over several lines)::
 
     {"job": "...", "photos": [{"key": "...", "image_id": "...", "outcome": "stored", "stored_bytes": N}, ...],
      "totals": {"photos": 3, "stored": 2, "already_present": 0, "refused": {"invalid_image": 1},
@@ -61,7 +61,7 @@ def cmd_batch_warm(run: Run, source: str, target: str) -> None:
     if job is None:
         return
     report = warm_report(run, job)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(report), flush=True)  # one line: the last of stdout
     totals = report["totals"]
     refused = ", ".join(f"{reason} {count}" for reason, count in sorted(totals["refused"].items())) or "none"
     info(f"warm job {job.name}: {totals['photos']} photos: {totals['stored']} stored ({totals['stored_bytes']} "
