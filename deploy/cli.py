@@ -112,8 +112,8 @@ def parse_args(argv: Sequence[str]) -> Invocation | None:
             if warm:
                 args.pop(0)
             if len(args) < 2 or not all(a.startswith("s3://") for a in args[:2]):
-                raise UsageError("batch needs [--warm] INPUT_S3_PREFIX OUTPUT_S3_PREFIX, e.g. batch "
-                                 "s3://my-bucket/batch/input/ s3://my-bucket/batch/output/")
+                raise UsageError("batch needs INPUT_S3_PREFIX OUTPUT_S3_PREFIX (with --warm before them: a prefix of "
+                                 "photos), e.g. batch s3://my-bucket/batch/input/ s3://my-bucket/batch/output/")
             commands.append(Command("batch-warm" if warm else "batch", (args.pop(0), args.pop(0))))
         else:
             raise UsageError(f"unknown argument: {arg}")
