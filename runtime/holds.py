@@ -283,11 +283,12 @@ class HoldExtractor:
         Out of (device) memory: half the cached embeddings are freed and ``DeviceMemoryExhausted``
         (503 overloaded) is raised, so a retry finds room.
         """
-        with self._freeing_cache_when_out_of_memory():
+        with self.freeing_cache_when_out_of_memory():
             return self._extract(request)
 
     @contextlib.contextmanager
-    def _freeing_cache_when_out_of_memory(self) -> Iterator[None]:
+    def freeing_cache_when_out_of_memory(self) -> Iterator[None]:
+        """Around model work: out of (device) memory frees half the cached embeddings, then re-raises."""
         try:
             yield
         except DeviceMemoryExhausted:

@@ -62,8 +62,9 @@ def warm_photo(extractor: HoldExtractor, image_bytes: bytes) -> WarmResult:
         return WarmResult(image_id, "already_present", 0, False, present.orig_size_hw, timings)
     if outcome == "error" and not tier.store.available:
         raise SharedTierFailing("the shared embedding tier did not answer; nothing was encoded: retry later")
-    entry, cached = extractor.cache.get_or_compute(
-        image_id, extractor.encoder_run(image_bytes, timings, probed=header))
+    with extractor.freeing_cache_when_out_of_memory():  # an out-of-memory is a 503, as for any request
+        entry, cached = extractor.cache.get_or_compute(
+            image_id, extractor.encoder_run(image_bytes, timings, probed=header))
     start = time.perf_counter()
     stored = tier.store_now(entry)
     timings["shared_write_ms"] = _ms(start)

@@ -179,9 +179,10 @@ def _request_context(request: Request, request_id: str, settings: ServerSettings
 def _log_facts(prediction: Prediction) -> dict[str, Any]:
     """What the request log (and the metrics record) says about one prediction; empty when it has no result."""
     result = prediction.result
-    if prediction.warm is not None:
-        return {key: prediction.warm[key] for key in ("image_id", "outcome", "reason", "timings_ms")
-                if key in prediction.warm}
+    if prediction.warm is not None:  # a warm request: its outcome (and why it was refused)
+        line = prediction.warm
+        return {"image_id": line["image_id"], "warm": line["outcome"], "timings_ms": line.get("timings_ms", {}),
+                **({"warm_refused": line["reason"]} if "reason" in line else {})}
     if result is None:
         return {}
     facts: dict[str, Any] = {"image_id": result.image_id, "cache_hit": result.cache_hit,

@@ -22,7 +22,7 @@ import redis
 
 from runtime.shared_entry import decode_entry
 from synthetic.test_images import synthetic_image
-from tests.integration.server import LocalEndpoint, start_server
+from tests.integration.server import LocalEndpoint, log_records, start_server
 from tests.redis_server import redis_server
 from tests.reference import encode
 
@@ -90,6 +90,8 @@ def test_a_warm_request_stores_the_embedding_once(server: LocalEndpoint, store: 
     assert entry is not None and entry.image_bytes == photo and entry.orig_size_hw == (480, 640)
     assert _runs(server) == runs + 1
     assert answer.headers["x-amzn-sagemaker-custom-attributes"] == f"image_id={line['image_id']}&warm=stored"
+    logged = [r for r in log_records(server) if r.get("image_id") == line["image_id"] and "warm" in r]
+    assert [(r["warm"], r["status"]) for r in logged] == [("stored", 200)]
 
     again = _post_json(server, {"image_base64": base64.b64encode(photo).decode(), "warm": True})
     assert again.status_code == 200, again.text
