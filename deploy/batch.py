@@ -5,7 +5,8 @@ image.bin + points.json) or .json (the real-time JSON body); all of one kind per
 sends one ContentType per job; BATCH_CONTENT_TYPE overrides). One file is one record (SplitType
 None, BatchStrategy SingleRecord). Each answer is written to OUTPUT_S3_PREFIX<path below the input
 prefix>.out: the response body (a zip with result_image.bin, mask_image.bin and metadata.json, or
-the JSON answer).
+the JSON answer). `batch --warm` (deploy.warm) runs the same kind of job over photos to fill the
+shared embedding tier; ``start_transform_job`` makes either job.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min
                             "embedding_dtype", "warm"})
 #: SageMaker's own limit on X-Amzn-SageMaker-Custom-Attributes (botocore: max 1024, ASCII).
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
-#: key=value pairs in the custom attributes (there are 15 keys).
+#: key=value pairs in the custom attributes (there are 16 keys).
 MAX_CUSTOM_ATTRIBUTE_FIELDS = 32
 #: The largest integer option (min_area, max_side): far beyond any image, and within int64,
 #: which the post-processing graph takes.
