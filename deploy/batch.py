@@ -5,7 +5,8 @@ image.bin + points.json) or .json (the real-time JSON body); all of one kind per
 sends one ContentType per job; BATCH_CONTENT_TYPE overrides). One file is one record (SplitType
 None, BatchStrategy SingleRecord). Each answer is written to OUTPUT_S3_PREFIX<path below the input
 prefix>.out: the response body (a zip with result_image.bin, mask_image.bin and metadata.json, or
-the JSON answer).
+the JSON answer). `batch --warm` (deploy.warm) runs the same kind of job over photos to fill the
+shared embedding tier; ``start_transform_job`` makes either job.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import dataclasses
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -93,11 +96,34 @@ def _checked_inputs(run: Run, source: str, target: str) -> tuple[tuple[str, str]
     return (in_bucket, in_prefix), (out_bucket, out_prefix), requests
 
 
-def cmd_batch(run: Run, source: str, target: str) -> None:
+@dataclass(frozen=True)
+class TransformJob:
+    """A started transform job: its name, the input files (key -> bytes) and both prefixes (bucket, "prefix/")."""
+
+    name: str
+    requests: dict[str, int]
+    source: tuple[str, str]
+    target: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What differs between jobs: the ContentType from the file keys (None: ``content_type``), the Accept
+    (None: BATCH_ACCEPT, else the ContentType), the job's own container Environment, and what its files
+    are called in the log."""
+
+    content_type: Callable[[Run, list[str]], str] | None = None
+    accept: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    files: str = "request files"
+
+
+def start_transform_job(run: Run, source: str, target: str, job_kind: JobKind) -> TransformJob | None:
+    """Check the prefixes and the archive, create the job's model and the job; None on a dry run."""
     s, b = run.settings, run.settings.batch
     bucket = s.require_bucket()
     (in_bucket, in_prefix), (out_bucket, out_prefix), requests = _checked_inputs(run, source, target)
-    kind = content_type(run, list(requests))
+    kind = (job_kind.content_type or content_type)(run, list(requests))
     variant = batch_variant(run)
     if not run.dry_run:
         try:
@@ -111,25 +137,32 @@ def cmd_batch(run: Run, source: str, target: str) -> None:
     resources: dict[str, Any] = {"InstanceType": variant.instance_type, "InstanceCount": b.instance_count}
     if variant.image_variant == "gpu":
         resources["TransformAmiVersion"] = hosts.TRANSFORM_GPU_AMI
+    extra = {"Environment": job_kind.environment} if job_kind.environment else {}
     run.aws.change(
         "sagemaker", "CreateTransformJob", TransformJobName=name, ModelName=name, MaxConcurrentTransforms=b.max_concurrent,
         MaxPayloadInMB=b.max_payload_mb, BatchStrategy="SingleRecord",
         ModelClientConfig={"InvocationsTimeoutInSeconds": b.invocation_timeout_s, "InvocationsMaxRetries": b.max_retries},
         TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{in_bucket}/{in_prefix}"}},
                         "ContentType": kind, "SplitType": "None", "CompressionType": "None"},
-        TransformOutput={"S3OutputPath": f"s3://{out_bucket}/{out_prefix}", "Accept": b.accept or kind,
+        TransformOutput={"S3OutputPath": f"s3://{out_bucket}/{out_prefix}", "Accept": job_kind.accept or b.accept or kind,
                          "AssembleWith": "None"},
-        TransformResources=resources, Tags=run.tags())
+        TransformResources=resources, Tags=run.tags(), **extra)
     image = variant.host_summary().split(", InferenceAmiVersion")[0]
     ami = f", TransformAmiVersion={resources['TransformAmiVersion']}" if "TransformAmiVersion" in resources else ""
-    info(f"transform job {name}: {len(requests)} request files ({kind}) from s3://{in_bucket}/{in_prefix} on "
+    info(f"transform job {name}: {len(requests)} {job_kind.files} ({kind}) from s3://{in_bucket}/{in_prefix} on "
          f"{b.instance_count} x {variant.instance_type} ({image}{ami}), MaxConcurrentTransforms {b.max_concurrent}, "
          f"MaxPayloadInMB {b.max_payload_mb}")
     if run.dry_run:
         dry_run_line(f"wait for transform job {name}, then compare s3://{out_bucket}/{out_prefix} with the inputs")
-        return
+        return None
     wait_for_transform_job(run, name)
-    report_transform_job(run, name, list(requests), in_prefix, (out_bucket, out_prefix))
+    return TransformJob(name, requests, (in_bucket, in_prefix), (out_bucket, out_prefix))
+
+
+def cmd_batch(run: Run, source: str, target: str) -> None:
+    job = start_transform_job(run, source, target, JobKind())
+    if job is not None:
+        report_transform_job(run, job.name, list(job.requests), job.source[1], job.target)
 
 
 def report_transform_job(run: Run, job: str, requests: list[str], in_prefix: str, output: tuple[str, str]) -> None:

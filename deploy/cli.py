@@ -22,6 +22,9 @@ A/B tests (two production variants on one endpoint; set any VARIANT_B_* setting,
 Batch transform (one request file per photo: .zip as the asynchronous endpoint takes, or .json):
   batch INPUT_S3_PREFIX OUTPUT_S3_PREFIX   run a transform job over every file under the input
              prefix, wait, and report; each answer lands at OUTPUT_S3_PREFIX<file>.out
+  batch --warm PHOTOS_S3_PREFIX OUTPUT_S3_PREFIX   pre-warm the shared embedding tier (SHARED_CACHE_URL):
+             every photo under the prefix is encoded and stored, nothing decoded; prints the report
+             (per photo: stored, already_present or refused with the reason; totals) read from the .out files
 
 Settings come from the environment, then --env-file (default .env, if present), then VAR=value
 arguments; nothing needs editing here. All of them are checked before any AWS call. --dry-run
@@ -105,10 +108,13 @@ def parse_args(argv: Sequence[str]) -> Invocation | None:
                 raise UsageError("promote needs the name of the variant that wins, e.g. promote Challenger")
             commands.append(Command("promote", (args.pop(0),)))
         elif arg == "batch":
+            warm = bool(args) and args[0] == "--warm"
+            if warm:
+                args.pop(0)
             if len(args) < 2 or not all(a.startswith("s3://") for a in args[:2]):
-                raise UsageError("batch needs INPUT_S3_PREFIX OUTPUT_S3_PREFIX, e.g. batch s3://my-bucket/batch/input/ "
-                                 "s3://my-bucket/batch/output/")
-            commands.append(Command("batch", (args.pop(0), args.pop(0))))
+                raise UsageError("batch needs INPUT_S3_PREFIX OUTPUT_S3_PREFIX (with --warm before them: a prefix of "
+                                 "photos), e.g. batch s3://my-bucket/batch/input/ s3://my-bucket/batch/output/")
+            commands.append(Command("batch-warm" if warm else "batch", (args.pop(0), args.pop(0))))
         else:
             raise UsageError(f"unknown argument: {arg}")
     if not commands:

@@ -85,6 +85,19 @@ class DeviceMemoryExhausted(ServiceError):
     code = "overloaded"
 
 
+class SharedTierOff(ServiceError):
+    """A warm request on a server without the shared embedding tier (no ``SAM_SHARED_CACHE_URL``, or its
+    password could not be read): there is nowhere to store the embedding (503)."""
+
+    code = "shared_tier_off"
+
+
+class SharedTierFailing(ServiceError):
+    """The shared embedding tier did not answer or refused the write; retry later (503)."""
+
+    code = "shared_tier_unavailable"
+
+
 class ModelLoadError(Exception):
     """A model directory that cannot be served (missing, truncated or inconsistent files).
 

@@ -269,7 +269,20 @@ class HoldExtractor:
         """
         timings: dict[str, float] = {}
         decoded: list[LoadedImage] = []
+        compute = self.encoder_run(image_bytes, timings, decoded if keep_image else None, probed)
+        image_id = image_id_for(image_bytes)
+        outcome: list[Outcome | None] = []
+        published = behind_tier(self.shared, image_id, compute, outcome)
+        entry, hit = self.cache.get_or_compute(image_id, lambda: local_copy(published()))
+        shared = outcome[0] if outcome else None
+        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
 
+    def encoder_run(self, image_bytes: bytes, timings: dict[str, float], decoded: list[LoadedImage] | None = None,
+                    probed: ImageHeader | None = None) -> Callable[[], CachedImage]:
+        """The encoder run for an image file, not yet run and behind no cache: decode, prepare (the 1024
+        frame) and encode; adds image_decode_ms, preprocess_ms and encoder_ms to ``timings``. ``decoded``
+        gets the decoded image (for a cut-out) when given; otherwise it is freed once the encoder's input
+        is made."""
         def compute() -> CachedImage:
             start = time.perf_counter()
             self._count_decode()
@@ -278,7 +291,7 @@ class HoldExtractor:
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
             pixels = pack_rgb(image.rgb())
-            if keep_image:
+            if decoded is not None:
                 decoded.append(image)
             del image
             timings["preprocess_ms"] = _ms(start)
@@ -287,13 +300,7 @@ class HoldExtractor:
             timings["encoder_ms"] = _ms(start)
             return CachedImage(image_id_for(image_bytes), embedding.value, embedding.nbytes,
                                embedding.orig_size_hw, embedding.input_size_hw, image_bytes, pixels)
-
-        image_id = image_id_for(image_bytes)
-        outcome: list[Outcome | None] = []
-        published = behind_tier(self.shared, image_id, compute, outcome)
-        entry, hit = self.cache.get_or_compute(image_id, lambda: local_copy(published()))
-        shared = outcome[0] if outcome else None
-        return entry, hit or shared == "hit", (decoded[0] if decoded else None), timings, shared
+        return compute
 
     def extract(self, request: ExtractRequest) -> HoldResult:
         """Run a request end to end, except encoding the output images.
@@ -301,11 +308,12 @@ class HoldExtractor:
         Out of (device) memory: half the cached embeddings are freed and ``DeviceMemoryExhausted``
         (503 overloaded) is raised, so a retry finds room.
         """
-        with self._freeing_cache_when_out_of_memory():
+        with self.freeing_cache_when_out_of_memory():
             return self._extract(request)
 
     @contextlib.contextmanager
-    def _freeing_cache_when_out_of_memory(self) -> Iterator[None]:
+    def freeing_cache_when_out_of_memory(self) -> Iterator[None]:
+        """Around model work: out of (device) memory frees half the cached embeddings, then re-raises."""
         try:
             yield
         except DeviceMemoryExhausted:

@@ -52,6 +52,11 @@ def encode_entry(identity: bytes, entry: SharedEntry) -> bytes:
     return header + entry.embedding + entry.image_bytes
 
 
+def encoded_bytes(entry: SharedEntry) -> int:
+    """The stored value's length for ``entry``: header, embedding and image bytes."""
+    return _HEADER.size + len(entry.embedding) + len(entry.image_bytes)
+
+
 def decode_entry(identity: bytes, value: bytes, embedding_bytes: int = EMBEDDING_BYTES
                  ) -> SharedEntry | None:
     """The entry in ``value`` if it is whole, ours and for model ``identity``; else ``None``."""

@@ -75,6 +75,12 @@ class SharedStore:
             socket_connect_timeout=settings.connect_timeout_ms / 1000,
             socket_timeout=settings.command_timeout_ms / 1000, retry_on_timeout=False)
 
+    @property
+    def available(self) -> bool:
+        """Whether the last command reached the store (False while failing, until a retry succeeds)."""
+        with self._lock:
+            return not self._failing
+
     def _key(self, kind: str, image_id: str) -> str:
         return f"sam:{kind}:{self._identity.hex()}:{image_id}"
 

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from runtime.cache import CachedImage, EmbeddingCache, unknown_image_id
 from runtime.manifest import Manifest
 from runtime.shared_config import SharedCacheConfig, SharedCacheUnavailable, read_password
-from runtime.shared_entry import SharedEntry, model_identity
+from runtime.shared_entry import SharedEntry, encoded_bytes, model_identity
 from runtime.shared_store import Outcome, SharedStore
 from runtime.tensors import EmbeddingValue, to_host
 
@@ -141,11 +141,14 @@ class SharedTier:
             return
         self._writer.submit(self._write, entry, lock_token)
 
+    def store_now(self, entry: CachedImage) -> int | None:
+        """Write ``entry`` now, in the caller's thread (a warm request): the stored bytes, None when the store failed."""
+        shared = _shared_entry(entry)
+        return encoded_bytes(shared) if self.store.put(entry.image_id, shared) else None
+
     def _write(self, entry: CachedImage, lock_token: str | None) -> None:
         try:
-            host = np.ascontiguousarray(to_host(entry.embedding), np.float32)
-            self.store.put(entry.image_id, SharedEntry(host.tobytes(), entry.orig_size_hw, entry.input_size_hw,
-                                                       entry.image_bytes))
+            self.store.put(entry.image_id, _shared_entry(entry))
             if lock_token is not None:
                 self.store.unlock(entry.image_id, lock_token)
         except Exception:  # noqa: BLE001 - a failed write is a later miss, never a failed request
@@ -166,6 +169,12 @@ class SharedTier:
         with self._count_lock:
             counts = dict(self._counts)
         return {"enabled": True, **self.store.stats(), **counts}
+
+
+def _shared_entry(entry: CachedImage) -> SharedEntry:
+    """``entry`` as the store holds it: the exact float32 1x256x64x64 bytes (C order), sizes and photo."""
+    host = np.ascontiguousarray(to_host(entry.embedding), np.float32)
+    return SharedEntry(host.tobytes(), entry.orig_size_hw, entry.input_size_hw, entry.image_bytes)
 
 
 def open_shared_tier(config: SharedCacheConfig | None, engine: SamEngine) -> tuple[SharedTier | None, str | None]:

@@ -75,7 +75,10 @@ def _content(content: dict[str, Any]) -> list[str]:
     blocks = []
     for media, spec in content.items():
         schema = spec.get("schema", {})
-        detail = _schema(schema) if schema.get("type") == "object" else _type(schema)
+        if "oneOf" in schema:  # one of several answers: each its own table
+            detail = " <em>or</em> ".join(_schema(choice) for choice in schema["oneOf"])
+        else:
+            detail = _schema(schema) if schema.get("type") == "object" else _type(schema)
         blocks.append(f'<div class="media"><code>{escape(media)}</code> {detail}</div>')
     return blocks
 

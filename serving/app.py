@@ -173,12 +173,17 @@ def _request_context(request: Request, request_id: str, settings: ServerSettings
         max_zip_entries=settings.max_zip_entries,
         max_zip_member_bytes=settings.max_zip_member_bytes,
         max_response_bytes=settings.max_response_bytes,
+        warm_requests=settings.warm_requests,
     )
 
 
 def _log_facts(prediction: Prediction) -> dict[str, Any]:
     """What the request log (and the metrics record) says about one prediction; empty when it has no result."""
     result = prediction.result
+    if prediction.warm is not None:  # a warm request: its outcome (and why it was refused)
+        line = prediction.warm
+        return {"image_id": line["image_id"], "warm": line["outcome"], "timings_ms": line.get("timings_ms", {}),
+                **({"warm_refused": line["reason"]} if "reason" in line else {})}
     if result is None:
         return {}
     facts: dict[str, Any] = {"image_id": result.image_id, "cache_hit": result.cache_hit,

@@ -78,6 +78,7 @@ class ServerSettings:
     metrics_namespace: str = env_field("SamHolds", "SAM_METRICS_NAMESPACE", str)
     endpoint_name: str = env_field("sam-climbing-endpoint", "SAM_ENDPOINT_NAME", str)
     variant_name: str | None = env_field(None, "SAM_VARIANT_NAME", _variant_name)
+    warm_requests: bool = env_field(False, "SAM_WARM_REQUESTS", parse_bool)
     batch_max_payload_bytes: int = 0
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 

@@ -7,13 +7,15 @@ JSON (``application/json``), the old contract plus compatible extensions::
      "multimask": false, "min_area": 0, "close_session": false,
      "outputs": {"result_format": "png" | "webp" | "none", "mask_format": "png" | "png1" | "rle" | "none",
                  "max_side": 2048, "per_click_masks": false, "png_level": 1,
-                 "embedding": false, "embedding_dtype": "float16" | "float32"}}
+                 "embedding": false, "embedding_dtype": "float16" | "float32"},
+     "warm": false}
 
 ``outputs.embedding: true`` adds the image embedding to the answer (``serving.embeddings``); the
 request may then carry no points at all (nothing is decoded, and no cut-out is made unless
 ``result_format`` asks for one). ``"embedding": {...}`` (that answer's object) instead of
 ``image_base64``/``image_id`` brings an embedding (``serving.embedding_input``): it has no pixels,
-so ``result_format`` is ``none`` by default and png/webp are refused.
+so ``result_format`` is ``none`` by default and png/webp are refused. ``warm: true`` (custom
+attribute ``warm=true``) asks only to store the photo's embedding in the shared tier (``serving.warm``).
 
 Zip (``application/zip``): ``image.bin`` (the image file) and ``points.json`` (the JSON
 object above without ``image_base64``), or, to bring an embedding, ``embedding.json`` (the object
@@ -54,15 +56,15 @@ RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 CONTENT_TYPES = (JSON, ZIP, *RAW_IMAGE_TYPES)
 
 KNOWN_FIELDS = frozenset({"image_base64", "image_id", "embedding", "points", "box", "mode", "multimask",
-                          "min_area", "close_session", "outputs"})
+                          "min_area", "close_session", "outputs", "warm"})
 OUTPUT_FIELDS = frozenset({"result_format", "mask_format", "max_side", "per_click_masks", "png_level", "embedding",
                            "embedding_dtype"})
 ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min_area", "close_session", "image_id",
                             "result_format", "mask_format", "max_side", "per_click_masks", "png_level", "embedding",
-                            "embedding_dtype"})
+                            "embedding_dtype", "warm"})
 #: SageMaker's own limit on X-Amzn-SageMaker-Custom-Attributes (botocore: max 1024, ASCII).
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
-#: key=value pairs in the custom attributes (there are 15 keys).
+#: key=value pairs in the custom attributes (there are 16 keys).
 MAX_CUSTOM_ATTRIBUTE_FIELDS = 32
 #: The largest integer option (min_area, max_side): far beyond any image, and within int64,
 #: which the post-processing graph takes.
@@ -103,6 +105,8 @@ class ParsedRequest:
     default_accept: str
     warnings: tuple[str, ...] = ()
     embedding: EmbeddingWire | None = None
+    #: Store the photo's embedding in the shared tier and answer a warm report (``serving.warm``).
+    warm: bool = False
 
 
 def media_type(content_type: str | None) -> str:
@@ -181,7 +185,7 @@ def parse_raw_image(body: bytes, custom_attributes: str | None) -> ParsedRequest
         document["box"] = _numbers(attributes["box"], "box")
     if "mode" in attributes:
         document["mode"] = attributes["mode"]
-    for key in ("multimask", "close_session"):
+    for key in ("multimask", "close_session", "warm"):
         if key in attributes:
             document[key] = _attribute_bool(attributes[key], key)
     if "min_area" in attributes:
@@ -306,7 +310,8 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
                          "embedding has none: use result_format none (the default with an embedding)")
     return ParsedRequest(clicks, image_bytes, image_id, box_xyxy, options, outputs,
                          _boolean(document.get("close_session", False), "close_session"), default_accept,
-                         warnings + (brought[1] if brought else ()), brought[0] if brought else None)
+                         warnings + (brought[1] if brought else ()), brought[0] if brought else None,
+                         _boolean(document.get("warm", False), "warm"))
 
 
 def _output_options(outputs_doc: Mapping[str, Any], embedding_dtype: EmbeddingDtype | None,

@@ -14,6 +14,8 @@ from runtime.errors import (
     DeviceMemoryExhausted,
     PayloadTooLarge,
     ServiceError,
+    SharedTierFailing,
+    SharedTierOff,
     UnknownImageId,
 )
 
@@ -88,6 +90,8 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     Overloaded: 503,
     DeviceMemoryExhausted: 503,
     RequestTimeout: 503,
+    SharedTierOff: 503,
+    SharedTierFailing: 503,
 }
 
 

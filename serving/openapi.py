@@ -27,6 +27,7 @@ from serving.contract import (
 from serving.errors import http_status
 from serving.limits import limits
 from serving.sessions import MAX_SESSION_ID_CHARS
+from serving.warm import WARM_OUTCOMES
 
 _NUMBER = {"type": "number"}
 _POINT = {
@@ -106,6 +107,10 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "min_area": {"type": "integer", "minimum": 0, "default": EXTRACT_DEFAULTS.min_area, "description": "output pixels"},
         "close_session": {"type": "boolean", "default": False},
         "outputs": _OUTPUTS,
+        "warm": {"type": "boolean", "default": False,
+                 "description": "store the photo's embedding in the shared tier and answer a warm report, decoding "
+                                "nothing (no points, box, image_id or session); raw image bodies: custom attribute "
+                                "warm=true; a server with SAM_WARM_REQUESTS=true treats every invocation so"},
     },
 }
 _CLICK_RESULT = {
@@ -147,6 +152,24 @@ RESPONSE_SCHEMA: dict[str, Any] = {
         "mask_rle": {**_RLE, "nullable": True, "description": "the mask as COCO RLE (mask_format rle)"},
         "per_click_masks_rle": {"type": "array", "items": _RLE, "description": "per_click_masks with mask_format rle"},
         "embedding": _EMBEDDING,
+    },
+}
+WARM_REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["image_id", "outcome", "stored_bytes"],
+    "description": "the answer to a warm request (HTTP 200 for every outcome, so a batch job reports every photo)",
+    "properties": {
+        "image_id": {"type": "string", "description": "the photo's id, for follow-ups by image_id on any instance"},
+        "outcome": {"type": "string", "enum": list(WARM_OUTCOMES)},
+        "stored_bytes": {"type": "integer", "description": "the entry's size in the store (0 unless stored)"},
+        "encoder_ran": {"type": "boolean", "description": "this request ran the encoder (false: the local cache had it)"},
+        "original_size_hw": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "timings_ms": {"type": "object", "additionalProperties": _NUMBER},
+        "reason": {"type": "string", "description": "refused: the error code the normal path gives the photo "
+                   "(invalid_image, payload_too_large, ...), or shared_tier_off, shared_tier_unavailable"},
+        "status": {"type": "integer", "description": "refused: the HTTP status that error has elsewhere"},
+        "message": {"type": "string", "description": "refused: what is wrong"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
     },
 }
 ERROR_SCHEMA: dict[str, Any] = {
@@ -194,7 +217,8 @@ def _invocation(operation_id: str, settings: ServerSettings) -> dict[str, Any]:
         }},
         "responses": {
             "200": {"description": "holds extracted", "content": {
-                "application/json": {"schema": RESPONSE_SCHEMA}, "application/zip": binary, "image/png": binary}},
+                "application/json": {"schema": {"oneOf": [RESPONSE_SCHEMA, WARM_REPORT_SCHEMA]}},
+                "application/zip": binary, "image/png": binary}},
             **error_responses(),
         },
     }

@@ -48,6 +48,8 @@ class Prediction:
     precision: str = "f32"
     #: The image embedding, when ``outputs.embedding`` asked for it.
     embedding: EncodedEmbedding | None = None
+    #: A warm request's report line (``serving.warm``); then ``result`` is None.
+    warm: dict[str, Any] | None = None
 
 
 def negotiate(accept: str | None, default: str) -> str:
@@ -95,6 +97,8 @@ def encode_prediction(prediction: Prediction, media: str,
     answer (base64 in JSON) before the framing copies them, and raises to refuse the answer:
     base64 and JSON of a huge answer hold the GIL for seconds, stalling the event loop.
     """
+    if prediction.warm is not None:
+        return json.dumps({**prediction.warm, "warnings": list(prediction.warnings)}).encode("utf-8"), JSON
     if prediction.result is None:
         body = {"closed_session_id": prediction.closed_session_id, "warnings": list(prediction.warnings)}
         return json.dumps(body).encode("utf-8"), JSON

@@ -19,8 +19,10 @@ from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
 from serving.embedding_input import decode_embedding
 from serving.embeddings import check_embedding_fits, encode_embedding
+from serving.errors import NotAcceptable
 from serving.responses import JSON, PNG, Prediction, check_carries_embedding, encode_prediction, negotiate
 from serving.sessions import NEW_SESSION, SessionStore, check_session_header
+from serving.warm import check_warm_request, warm_line
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class RequestContext:
     max_zip_entries: int = 16
     max_zip_member_bytes: int = 64 << 20
     max_response_bytes: int | None = None
+    #: Every invocation is a warm request (``SAM_WARM_REQUESTS``, a pre-warm batch transform job).
+    warm_requests: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,13 @@ def parse(body: bytes | str, content_type: str | None, context: RequestContext |
         return Invocation(parse_request(body, content_type), None, None)
     parsed = parse_request(body, content_type, context.custom_attributes,
                            context.max_zip_entries, context.max_zip_member_bytes)
+    if context.warm_requests or parsed.warm:
+        parsed = dataclasses.replace(parsed, warm=True, default_accept=JSON)
     session_header = check_session_header(context.session_header) if context.session_header else None
-    return Invocation(parsed, session_header, negotiate(context.accept, parsed.default_accept),
-                      context.max_response_bytes)
+    response_type = negotiate(context.accept, parsed.default_accept)
+    if parsed.warm and response_type != JSON:
+        raise NotAcceptable(f"a warm request answers {JSON} (its report), not {response_type}")
+    return Invocation(parsed, session_header, response_type, context.max_response_bytes)
 
 
 #: Carried by every answer of a model exported with ``--random-weights`` (manifest weights.origin).
@@ -103,6 +111,8 @@ class HoldService:
         parsed = invocation.parsed
         header = invocation.session_header
         warnings = parsed.warnings
+        if parsed.warm:
+            return self._warm(parsed, header)
         given = self._given_embedding(parsed, header)
         if header == NEW_SESSION and parsed.close_session:
             raise BadRequest("close_session cannot be combined with X-Amzn-SageMaker-Session-Id: NEW_SESSION")
@@ -147,6 +157,11 @@ class HoldService:
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
                           precision, embedding)
 
+    def _warm(self, parsed: ParsedRequest, session_header: str | None) -> Prediction:
+        """A warm request (``serving.warm``): store the photo's embedding in the shared tier; a report line."""
+        line = warm_line(self.extractor, check_warm_request(parsed, session_header))
+        headers = {CUSTOM_ATTRIBUTES_HEADER: f"image_id={line['image_id']}&warm={line['outcome']}"}
+        return Prediction(None, parsed.outputs, JSON, (*self.warnings, *parsed.warnings), headers, warm=line)
 
     def _given_embedding(self, parsed: ParsedRequest, session_header: str | None) -> GivenEmbedding | None:
         """The request's brought embedding, checked against this model and decoded (None when it brings none).

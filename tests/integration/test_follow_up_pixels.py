@@ -70,7 +70,7 @@ def test_follow_up_cutout_equals_first_and_decodes_nothing(extractor: HoldExtrac
 def test_entry_holds_and_is_charged_for_embedding_and_pixels_not_the_file(extractor: HoldExtractor) -> None:
     data = _padded_png()
     result = extractor.extract(ExtractRequest(CLICK, image_bytes=data))
-    entry = extractor.cache.get(result.image_id)
+    entry = extractor.cache.get(str(result.image_id))
     assert entry.upright_pixels is not None and len(entry.upright_pixels) == 200 * 300 * 3
     assert entry.image_bytes == b""
     assert entry.nbytes == entry_bytes_for((200, 300), entry.prompts.nbytes) == (
@@ -87,12 +87,12 @@ def test_the_shared_tier_gets_the_file_the_local_entry_drops(engine: SamEngine) 
         first, second = (HoldExtractor(engine, EmbeddingCache(256 << 20), 20, shared=open_shared_tier(config, engine)[0])
                          for _ in range(2))
         opened = first.extract(ExtractRequest(CLICK, image_bytes=data))
-        assert first.cache.get(opened.image_id).image_bytes == b""
+        assert first.cache.get(str(opened.image_id)).image_bytes == b""
         assert first.shared is not None
         first.shared.flush()
         follow_up = second.extract(ExtractRequest(CLICK, image_id=opened.image_id))
     assert follow_up.shared_cache == "hit" and opened.rgb is not None and follow_up.rgb is not None
     np.testing.assert_array_equal(np.asarray(follow_up.rgb), np.asarray(opened.rgb))
-    entry = second.cache.get(opened.image_id)
+    entry = second.cache.get(str(opened.image_id))
     assert entry.image_bytes == data and entry.upright_pixels is None
     assert (first.image_decodes, second.image_decodes) == (1, 1)

@@ -125,7 +125,7 @@ def test_readme_endpoint_examples(tiny_model_dir: Path, phone_photo: bytes, tmp_
     root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
     serve = block_with(readme, "bash", "python inference.py serve --model-dir models/vit_b --port 8080")
     json_curl = block_with(readme, "bash", "curl", "--data-binary @request.json")
-    raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id", "timings_ms")
+    raw_curl = block_with(readme, "bash", "curl", "--data-binary @wall.jpg", "image_id", "timings_ms", "mask_format=png1")
     cli = block_with(readme, "bash", "python sagemaker_client.py", "--endpoint-url http://127.0.0.1:8080", "--follow-up")
     mobile = block_with(readme, "bash", "--save-embedding wall.npz", "--embedding wall.npz")
     snippet = block_with(readme, "python", "SageMakerSAMClient")
@@ -179,7 +179,7 @@ def test_readme_shared_cache_example(tiny_model_dir: Path, phone_photo: bytes, t
     """Two instances on one redis-server: the second answers the first's photo by image_id."""
     readme = REPO / "README.md"
     root = sandbox(tmp_path / "repo", tiny_model_dir, phone_photo)
-    block = block_with(readme, "bash", "redis-server", "SAM_SHARED_CACHE_URL", "--port 8081")
+    block = block_with(readme, "bash", "redis-server", "SAM_SHARED_CACHE_URL", "--port 8081", "shared_cache.writes")
     ran = run_steps(root, [("shared", block)])
     follow, stats = (json.loads(text) for text in re.findall(r"^\{.*?^\}", ran["shared"].stdout, re.MULTILINE | re.DOTALL))
     assert follow["cache_hit"] is True and re.fullmatch(r"[0-9a-f]{32}", follow["image_id"])
