@@ -53,6 +53,7 @@ from export.sam_models import (
     predictor_for,
 )
 from export.tier_parity import tier_parity
+from export.web_decoder import WEB_DECODER_FILE, trace_web_decoder
 from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
 from synthetic.test_images import synthetic_image
 
@@ -150,6 +151,9 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
             exporters.to_fp16(encoder_graph), output / "encoder_fp16.onnx", "encoder_fp16", "fp16", external_data)
         models["decoder_fp16"] = exporters.save_model(
             exporters.to_fp16(decoder_graph), output / "decoder_fp16.onnx", "decoder_fp16", "fp16", external_data)
+    log.info("tracing the browser decoder (%s)", WEB_DECODER_FILE)
+    models["decoder_web"] = exporters.save_model(trace_web_decoder(sam, opset), output / WEB_DECODER_FILE,
+                                                 "decoder_web", "fp32")
     del encoder_graph, decoder_graph
     manifest = Manifest(
         model_type=model_type,

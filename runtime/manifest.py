@@ -45,7 +45,7 @@ POSTPROCESS_INPUTS = ("low_res_masks", "mask_indices", "input_size_hw", "output_
 POSTPROCESS_OUTPUTS = ("union_packed", "masks_packed", "areas", "boxes_xyxy", "kept")
 
 MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16", "encoder_int8", "decoder_int8", "preprocess",
-               "postprocess")
+               "postprocess", "decoder_web")
 #: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize).
 PREPOST_ROLES = ("preprocess", "postprocess")
 
