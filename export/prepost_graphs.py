@@ -26,6 +26,19 @@ Pillow, not equal, so its parity is measured by mask IoU (see ``export/parity.py
                                                 (W', H', 0, 0) for an empty mask
     kept           bool    [M]                  area >= min_area, or min_area <= 0
 
+``cutout_resize.onnx``: the decoded photo -> the cut-out's pixels at the output size, so a photo
+decoded on the GPU is resized there and only the output's pixels come back to the host:
+
+    image_hwc      uint8  H x W x 3    (RGB, upright)
+    output_size_hw int64  [2]          (H', W') output pixels
+ -> rgb_hwc        uint8  H' x W' x 3
+
+It is the pre-processing graph's resize (the same nodes), cast back to uint8. Against
+Pillow's BILINEAR (the CPU path, ``HoldExtractor``) it differs by at most one level per channel
+except in the outermost row and column when shrinking, where ONNX Runtime weighs the
+antialiasing filter's cut-off taps differently (up to 14 levels on pixel noise, at most one on
+a smooth image; ``tests/unit/test_cutout_resize_graph.py``).
+
 Upsampling is SAM's ``postprocess_masks``: bilinear (``align_corners=False``, no
 antialias) to the S x S frame, crop (h, w), bilinear to (H', W'), threshold. Sizes are
 inputs, so one graph serves every photo size. The bit-packed rows are exactly the rows of a
@@ -37,12 +50,17 @@ with ``onnx.helper`` (no torch) at opset 18 (``Resize`` with ``antialias`` and `
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
 
+#: The cut-out resize graph's input and output names.
+CUTOUT_RESIZE_INPUTS = ("image_hwc", "output_size_hw")
+CUTOUT_RESIZE_OUTPUTS = ("rgb_hwc",)
 #: Opset of the pre/post graphs: Resize ``antialias`` and ``axes`` arrived in opset 18.
 PREPOST_OPSET = 18
 #: IR version readable by onnxruntime >= 1.16 and OpenVINO.
@@ -63,19 +81,59 @@ def _model(nodes: list[onnx.NodeProto], name: str, inputs: list[onnx.ValueInfoPr
     return model
 
 
+def _resize_like_pillow(image_hwc: str, sizes: str, target: str, axes: list[int] | None) -> list[onnx.NodeProto]:
+    """uint8 H x W x 3 ``image_hwc`` -> float32 1 x 3 x h x w ``target`` at ``sizes``, whole
+    pixel levels 0..255: Pillow's BILINEAR (linear, half_pixel, antialiased when shrinking).
+    ``sizes``: (h, w) with ``axes`` [2, 3], or all four (1, 3, h, w) with ``axes`` None.
+    Needs the initializers ``axis_0``, ``zero_f`` and ``max_u8`` (``_resize_constants``)."""
+    axes_attribute: dict[str, Any] = {} if axes is None else {"axes": axes}
+    return [
+        helper.make_node("Transpose", [image_hwc], ["chw_u8"], perm=[2, 0, 1]),
+        helper.make_node("Cast", ["chw_u8"], ["chw"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["chw", "axis_0"], ["nchw"]),
+        helper.make_node("Resize", ["nchw", "", "", sizes], ["resized"], mode="linear",
+                         coordinate_transformation_mode="half_pixel", antialias=1, **axes_attribute),
+        helper.make_node("Round", ["resized"], ["rounded"]),
+        helper.make_node("Clip", ["rounded", "zero_f", "max_u8"], [target]),
+    ]
+
+
+def _resize_constants() -> list[onnx.TensorProto]:
+    """The initializers ``_resize_like_pillow`` reads."""
+    return [_const("axis_0", [0], np.int64), _const("zero_f", 0.0, np.float32),
+            _const("max_u8", 255.0, np.float32)]
+
+
+def build_cutout_resize() -> onnx.ModelProto:
+    """The cut-out's resize graph (see the module docstring): the decoded photo, on the device,
+    to the output size, so only the output's pixels are copied to the host.
+
+    The sizes are given for all four axes, not with ``axes``: ONNX Runtime's transpose optimizer
+    (1.x, ``ORT_ENABLE_ALL``) cancels the two Transposes through a Resize and mis-permutes a
+    two-element ``sizes`` (the session fails to load)."""
+    image_hwc, size_hw = CUTOUT_RESIZE_INPUTS
+    (rgb_hwc,) = CUTOUT_RESIZE_OUTPUTS
+    nodes = [
+        helper.make_node("Concat", ["batch_channels", size_hw], ["sizes_nchw"], axis=0),
+        *_resize_like_pillow(image_hwc, "sizes_nchw", "pixels", axes=None),
+        helper.make_node("Cast", ["pixels"], ["pixels_u8"], to=TensorProto.UINT8),
+        helper.make_node("Squeeze", ["pixels_u8", "axis_0"], ["chw_out"]),
+        helper.make_node("Transpose", ["chw_out"], [rgb_hwc], perm=[1, 2, 0]),
+    ]
+    return _model(nodes, "sam_cutout_resize",
+                  [helper.make_tensor_value_info(image_hwc, TensorProto.UINT8, ["height", "width", 3]),
+                   helper.make_tensor_value_info(size_hw, TensorProto.INT64, [2])],
+                  [helper.make_tensor_value_info(rgb_hwc, TensorProto.UINT8, ["out_height", "out_width", 3])],
+                  [*_resize_constants(), _const("batch_channels", [1, 3], np.int64)])
+
+
 def build_preprocess(image_size: int, pixel_mean: tuple[float, float, float],
                      pixel_std: tuple[float, float, float]) -> onnx.ModelProto:
     """The pre-processing graph (see the module docstring)."""
     image_hwc, size_hw = PREPROCESS_INPUTS
     (image,) = PREPROCESS_OUTPUTS
     nodes = [
-        helper.make_node("Transpose", [image_hwc], ["chw_u8"], perm=[2, 0, 1]),
-        helper.make_node("Cast", ["chw_u8"], ["chw"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["chw", "axis_0"], ["nchw"]),
-        helper.make_node("Resize", ["nchw", "", "", size_hw], ["resized"], mode="linear",
-                         coordinate_transformation_mode="half_pixel", antialias=1, axes=[2, 3]),
-        helper.make_node("Round", ["resized"], ["rounded"]),
-        helper.make_node("Clip", ["rounded", "zero_f", "max_u8"], ["pixels"]),
+        *_resize_like_pillow(image_hwc, size_hw, "pixels", axes=[2, 3]),
         helper.make_node("Sub", ["pixels", "pixel_mean"], ["centered"]),
         helper.make_node("Div", ["centered", "pixel_std"], ["normalized"]),
         helper.make_node("Sub", ["frame_hw", size_hw], ["pad_hw"]),
@@ -83,9 +141,7 @@ def build_preprocess(image_size: int, pixel_mean: tuple[float, float, float],
         helper.make_node("Pad", ["normalized", "pads"], [image], mode="constant"),
     ]
     initializers = [
-        _const("axis_0", [0], np.int64),
-        _const("zero_f", 0.0, np.float32),
-        _const("max_u8", 255.0, np.float32),
+        *_resize_constants(),
         _const("pixel_mean", np.reshape(pixel_mean, (1, 3, 1, 1)), np.float32),
         _const("pixel_std", np.reshape(pixel_std, (1, 3, 1, 1)), np.float32),
         _const("frame_hw", [image_size, image_size], np.int64),

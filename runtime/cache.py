@@ -13,11 +13,12 @@ import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
 from runtime.errors import CapacityExhausted, UnknownImageId
+from runtime.prompt_cache import PromptStore
 from runtime.tensors import EmbeddingValue
 
 #: Length of an image id: hex digits of the SHA-256 of the uploaded image file (128 bits).
@@ -41,6 +42,7 @@ class CachedImage:
     ``embedding``: float32 1x256x64x64, a numpy array (CPU) or an ``OrtValue`` on the GPU.
     ``orig_size_hw``: upright original (H, W), pixels. ``input_size_hw``: resized (h, w).
     ``image_bytes``: the uploaded file, to rebuild the cut-out image for follow-up clicks.
+    ``prompts``: this image's decoded prompts (``runtime.prompt_cache``), charged to ``nbytes``.
     """
 
     image_id: str
@@ -49,10 +51,11 @@ class CachedImage:
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
     image_bytes: bytes
+    prompts: PromptStore = field(default_factory=PromptStore, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
-        return self.embedding_bytes + len(self.image_bytes)
+        return self.embedding_bytes + len(self.image_bytes) + self.prompts.nbytes
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,15 @@ class EmbeddingCache:
                 self._pinned[image_id] = (entry, count - 1)
             else:
                 del self._pinned[image_id]
+
+    def recharge(self, entry: CachedImage) -> None:
+        """Re-weigh ``entry`` after its prompt store changed (LRU may evict others to make room);
+        an entry that no longer fits the budget drops its prompts instead."""
+        with self._lock:
+            if entry.nbytes > self.max_bytes:
+                entry.prompts.clear()
+            if self._lru.get(entry.image_id) is entry:
+                self._lru[entry.image_id] = entry
 
     def release_oldest(self, fraction: float) -> int:
         """Evict least recently used entries (pins stay) until at most ``1 - fraction`` of the bytes

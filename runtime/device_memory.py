@@ -91,6 +91,20 @@ class DeviceMemoryPlan:
                 f"{self.render_run_bytes / gib:.2f} GiB at once, embedding cache {self.cache_bytes / gib:.2f} GiB")
 
 
+#: Bytes per pixel of the cut-out's pixels copied from the device: uint8 RGB (the alpha is made
+#: on the host from the union mask, ``runtime.outputs.cutout_rgba``).
+CUTOUT_COPY_BYTES_PER_PIXEL = 3
+
+
+def cutout_copy_bytes(out_size_hw: tuple[int, int]) -> int:
+    """Bytes copied device -> host per cut-out when ``cutout_resize.onnx`` resizes on the device:
+    the output's (H', W') pixels x 3, whatever the photo's size."""
+    height, width = out_size_hw
+    if height <= 0 or width <= 0:
+        raise ValueError(f"output size must be positive, got {out_size_hw}")
+    return height * width * CUTOUT_COPY_BYTES_PER_PIXEL
+
+
 def session_reserve_bytes(model_file_bytes: int) -> int:
     """The estimated device memory of the model sessions whose graph files total ``model_file_bytes``."""
     return SESSION_BYTES_PER_MODEL_BYTE * model_file_bytes + SESSION_OVERHEAD_BYTES

@@ -29,9 +29,11 @@ from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, dec
 from runtime.images import LoadedImage
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocess import check_resizable, to_model_coords
+from runtime.prompt_reuse import PromptReuse
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome
 from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier
+from runtime.tensors import EmbeddingValue
 
 PromptMode = Literal["per_click", "single"]
 
@@ -69,6 +71,8 @@ class ExtractRequest:
     #: Called with the output size (H', W') before any model work; raises to refuse the request
     #: (e.g. an output format that cannot hold that many pixels).
     output_check: Callable[[tuple[int, int]], None] | None = None
+    #: No clicks and no box is a valid request (one that asks for the embedding alone): nothing is decoded.
+    prompts_optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class HoldResult:
     timings_ms: dict[str, float]
     #: What the shared tier's lookup found (hit, miss, error); None when it was not asked.
     shared_cache: Outcome | None = None
+    #: The image embedding (float32 1x256x64x64, host or device) and the resized (h, w) it was encoded at.
+    embedding: EmbeddingValue | None = None
+    input_size_hw: tuple[int, int] | None = None
 
     @property
     def mask(self) -> NDArray[np.bool_]:
@@ -125,8 +132,11 @@ def output_size_hw(orig_size_hw: tuple[int, int], max_side: int | None) -> tuple
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def check_clicks(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None, max_clicks: int) -> None:
-    """Validate what can be checked without the image size: count, finiteness, labels."""
+def check_clicks(clicks: tuple[Click, ...], box: tuple[float, float, float, float] | None, max_clicks: int,
+                 prompts_optional: bool = False) -> None:
+    """Validate what can be checked without the image size: count, finiteness, labels.
+
+    ``prompts_optional``: no clicks and no box at all is valid (nothing will be decoded)."""
     if len(clicks) > max_clicks:
         raise InvalidPoints(f"{len(clicks)} points is more than the limit of {max_clicks} per request")
     for index, click in enumerate(clicks):
@@ -136,6 +146,8 @@ def check_clicks(clicks: tuple[Click, ...], box: tuple[float, float, float, floa
             raise InvalidPoints(f"point {index} has label {click.label}; labels are 1 (hold) or 0 (not hold)")
     if box is not None and not all(math.isfinite(v) for v in box):
         raise InvalidPoints(f"box {box} has a non-finite coordinate")
+    if prompts_optional and not clicks and box is None:
+        return
     if not any(c.label == 1 for c in clicks) and box is None:
         raise InvalidPoints("at least one hold point (label 1) or a box is required")
 
@@ -191,8 +203,9 @@ class HoldExtractor:
 
     def __init__(self, engine: SamEngine, cache: EmbeddingCache, max_clicks: int = 64,
                  image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shared: SharedTier | None = None,
-                 shared_off_reason: str | None = None) -> None:
+                 shared_off_reason: str | None = None, prompt_cache_bytes_per_image: int = 0) -> None:
         self.engine = engine
+        self.prompts = PromptReuse(engine, cache, prompt_cache_bytes_per_image)
         self.cache = cache
         self.max_clicks = max_clicks
         self.image_limits = image_limits
@@ -210,7 +223,7 @@ class HoldExtractor:
         cache = EmbeddingCache(budget)
         shared, off_reason = open_shared_tier(settings.shared_cache, engine)
         return cls(engine, cache, settings.max_clicks, ImageLimits(settings.max_image_pixels, settings.max_jpeg_scans),
-                   shared, off_reason)
+                   shared, off_reason, settings.prompt_cache_bytes_per_image)
 
     def shared_stats(self) -> dict[str, object]:
         """The shared tier's counters and state, or why it is off."""
@@ -278,7 +291,7 @@ class HoldExtractor:
     def _extract(self, request: ExtractRequest) -> HoldResult:
         if (request.image_bytes is None) == (request.image_id is None):
             raise BadRequest("send either an image or an image_id, not both and not neither")
-        check_clicks(request.clicks, request.box_xyxy, self.max_clicks)
+        check_clicks(request.clicks, request.box_xyxy, self.max_clicks, request.prompts_optional)
         timings: dict[str, float] = {}
         image: LoadedImage | None = None
         options = request.options
@@ -296,11 +309,32 @@ class HoldExtractor:
             self._check_request(request, entry.orig_size_hw)
         out_size = output_size_hw(entry.orig_size_hw, options.max_output_side)
 
+        if request.clicks or request.box_xyxy is not None:
+            union, prompts, masks = self._decode(request, entry, out_size, timings)
+        else:  # the embedding alone was asked for
+            union, prompts, masks = BitMask.empty(out_size), [], None
+
+        rgb: Image.Image | None = None
+        if request.need_pixels:
+            start = time.perf_counter()
+            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
+            if (rgb.height, rgb.width) != out_size:
+                rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
+            timings["cutout_pixels_ms"] = _ms(start)
+        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, union, prompts, rgb, masks, timings,
+                          shared, entry.embedding, entry.input_size_hw)
+
+    def _decode(self, request: ExtractRequest, entry: CachedImage, out_size: tuple[int, int],
+                timings: dict[str, float]) -> tuple[BitMask, list[PromptResult], list[BitMask] | None]:
+        """Decode the request's prompts on ``entry``'s embedding: (union mask at ``out_size``, per-prompt
+        results, per-prompt masks when asked for); adds decoder_ms and postprocess_ms to ``timings``."""
+        options = request.options
         start = time.perf_counter()
         coords, labels, groups = build_prompts(request.clicks, request.box_xyxy, options.mode)
         model_coords = to_model_coords(coords, entry.orig_size_hw, self.engine.manifest.image_size)
-        decoded = self.engine.decode(entry.embedding, model_coords, labels)
+        decoded, counts = self.prompts.decode(entry, model_coords, labels)
         timings["decoder_ms"] = _ms(start)
+        timings.update(counts)
 
         start = time.perf_counter()
         scores = decoded.iou_predictions
@@ -310,16 +344,7 @@ class HoldExtractor:
         prompts = [PromptResult(group, float(scores[i, tokens[i]]), tokens[i], int(rendered.areas[i]),
                                 bool(rendered.kept[i]), rendered.boxes_xyxy[i]) for i, group in enumerate(groups)]
         timings["postprocess_ms"] = _ms(start)
-
-        rgb: Image.Image | None = None
-        if request.need_pixels:
-            start = time.perf_counter()
-            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
-            if (rgb.height, rgb.width) != out_size:
-                rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
-            timings["cutout_pixels_ms"] = _ms(start)
-        return HoldResult(entry.image_id, hit, entry.orig_size_hw, out_size, rendered.union, prompts, rgb,
-                          rendered.masks, timings, shared)
+        return rendered.union, prompts, rendered.masks
 
     @staticmethod
     def _check_request(request: ExtractRequest, size_hw: tuple[int, int]) -> None:

@@ -33,6 +33,8 @@ WEBP_MAX_PIXELS = 14_000_000
 ResultFormat = Literal["png", "webp", "none"]
 #: ``rle``: COCO compressed RLE in the JSON answer (``runtime.rle``), not an image file.
 MaskFormat = Literal["png", "png1", "rle", "none"]
+#: The dtypes an embedding travels in (``outputs.embedding_dtype``); float16 is the default (2 MiB for 1x256x64x64).
+EmbeddingDtype = Literal["float16", "float32"]
 #: Mask formats that are image files (PNG bytes).
 IMAGE_MASK_FORMATS = ("png", "png1")
 
@@ -45,6 +47,8 @@ class OutputOptions:
     mask_format: MaskFormat = "png"
     png_level: int = 1
     webp_quality: int = 90
+    #: The image embedding's dtype in the answer (``outputs.embedding``); None: no embedding asked for.
+    embedding_dtype: EmbeddingDtype | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.png_level <= 9:

@@ -95,9 +95,15 @@ def to_model_coords(
 
     Same arithmetic as ``ResizeLongestSide.apply_coords`` (float64, then float32).
     """
+    scale_x, scale_y = point_scales_xy(orig_size_hw, long_side)
+    coords = np.array(points_xy, dtype=np.float64, copy=True)
+    coords[..., 0] = coords[..., 0] * scale_x
+    coords[..., 1] = coords[..., 1] * scale_y
+    return coords.astype(np.float32)
+
+
+def point_scales_xy(orig_size_hw: tuple[int, int], long_side: int) -> tuple[float, float]:
+    """(new_w / old_w, new_h / old_h): how x and y in original pixels scale into the resized frame."""
     old_h, old_w = orig_size_hw
     new_h, new_w = resized_size_hw(orig_size_hw, long_side)
-    coords = np.array(points_xy, dtype=np.float64, copy=True)
-    coords[..., 0] = coords[..., 0] * (new_w / old_w)
-    coords[..., 1] = coords[..., 1] * (new_h / old_h)
-    return coords.astype(np.float32)
+    return new_w / old_w, new_h / old_h

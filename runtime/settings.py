@@ -79,6 +79,8 @@ class RuntimeSettings:
     max_clicks: int = env_field(64, "SAM_MAX_CLICKS", positive(int))
     #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
     cpu_decoder_prompts_per_run: int = env_field(4, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int))
+    #: Bytes of decoded prompts kept per cached image, so resent clicks skip the decoder (0: off).
+    prompt_cache_bytes_per_image: int = env_field(32 << 20, "SAM_PROMPT_CACHE_BYTES_PER_IMAGE", parse_bytes)
     verify_model_checksums: bool = env_field(True, "SAM_VERIFY_MODEL_SHA256", parse_bool)
     #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
     ort_profile_dir: str | None = env_field(None, "SAM_ORT_PROFILE_DIR", str)

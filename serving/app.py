@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from runtime.errors import ServiceError
 from serving import metrics
@@ -34,6 +34,7 @@ from serving.config import ServerSettings
 from serving.errors import NotReady, http_status
 from serving.openapi import openapi_schema
 from serving.pages import page_routes
+from serving.responses import Prediction
 from serving.service import HoldService, RequestContext, encode, parse
 from serving.workers import Admission, WorkerPool
 
@@ -55,111 +56,148 @@ class ServerState:
 
 def create_app(settings: ServerSettings, state: ServerState, on_startup: Callable[[], None] | None = None) -> Starlette:
     """Build the ASGI app over ``state`` (which a loader thread fills)."""
-    workers = state.workers = WorkerPool(settings.worker_threads, settings.max_queued_requests)
-    admission = Admission(settings.worker_threads + settings.max_queued_requests)
+    state.workers = WorkerPool(settings.worker_threads, settings.max_queued_requests)
+    endpoints = _Endpoints(settings, state, state.workers,
+                           Admission(settings.worker_threads + settings.max_queued_requests))
+    app = Starlette(routes=endpoints.routes(),
+                    exception_handlers={ServiceError: _service_error, HTTPException: _http_error},
+                    lifespan=_lifespan(on_startup))
+    app.add_middleware(_RequestLogMiddleware, settings=settings)
+    return app
 
-    async def ping(request: Request) -> Response:
-        if state.ready.is_set() and not state.draining:
+
+def _lifespan(on_startup: Callable[[], None] | None) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: runs ``on_startup`` (if any) once the server is up."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
+        yield
+    return lifespan
+
+
+class _Endpoints:
+    """The route handlers over one server's settings, state, worker pool and admission gate."""
+
+    def __init__(self, settings: ServerSettings, state: ServerState, workers: WorkerPool,
+                 admission: Admission) -> None:
+        self.settings = settings
+        self.state = state
+        self.workers = workers
+        self.admission = admission
+
+    def routes(self) -> list[BaseRoute]:
+        """Every route of the app, the people-facing pages last."""
+        return [
+            Route("/ping", self.ping, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/stats", self.stats, methods=["GET"]),
+            Route("/openapi.json", self.schema, methods=["GET"]),
+            Route("/execution-parameters", self.batch_parameters, methods=["GET"]),
+            Route("/invocations", self.invoke, methods=["POST"]),
+            Route("/endpoints/{endpoint_name}/invocations", self.invoke, methods=["POST"]),
+            *page_routes(self.settings),  # /playground, /docs, /static: for people on the local endpoint
+        ]
+
+    async def ping(self, request: Request) -> Response:
+        if self.state.ready.is_set() and not self.state.draining:
             return Response(status_code=200)
-        return _error_response(NotReady("the model is loading" if not state.draining else "the server is shutting down"),
-                               request)
+        return _error_response(NotReady("the model is loading" if not self.state.draining
+                                        else "the server is shutting down"), request)
 
-    async def healthz(request: Request) -> Response:
-        if state.ready.is_set() and not state.draining:
+    async def healthz(self, request: Request) -> Response:
+        if self.state.ready.is_set() and not self.state.draining:
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "draining" if state.draining else "loading"}, status_code=503)
+        return JSONResponse({"status": "draining" if self.state.draining else "loading"}, status_code=503)
 
-    async def stats(request: Request) -> Response:
-        if state.service is None:
+    async def stats(self, request: Request) -> Response:
+        if self.state.service is None:
             return _error_response(NotReady("the model is loading"), request)
-        service = state.service
+        service = self.state.service
+        engine = service.extractor.engine
         return JSONResponse({
-            "model_type": service.extractor.engine.manifest.model_type,
-            "provider": service.extractor.engine.provider,
-            "engines": service.extractor.engine.engines,
-            "encoder_runs": service.extractor.engine.encoder_runs,
-            "precision": service.extractor.engine.precision,
+            "model_type": engine.manifest.model_type,
+            "provider": engine.provider,
+            "engines": engine.engines,
+            "encoder_runs": engine.encoder_runs,
+            "precision": engine.precision,
             "cache": asdict(service.extractor.cache.stats()),
             "shared_cache": service.extractor.shared_stats(),
+            "prompt_cache": service.extractor.prompts.stats(),
             "open_sessions": service.sessions.count(),
-            "workers": {**asdict(workers.stats()), "admitted_requests": admission.admitted},
+            "workers": {**asdict(self.workers.stats()), "admitted_requests": self.admission.admitted},
         })
 
-    async def schema(request: Request) -> Response:
-        return JSONResponse(openapi_schema(settings))
+    async def schema(self, request: Request) -> Response:
+        return JSONResponse(openapi_schema(self.settings))
 
-    async def batch_parameters(request: Request) -> Response:
-        return JSONResponse(execution_parameters(settings))
+    async def batch_parameters(self, request: Request) -> Response:
+        return JSONResponse(execution_parameters(self.settings))
 
-    async def invoke(request: Request) -> Response:
+    async def invoke(self, request: Request) -> Response:
         request_id = request.state.request_id
+        state = self.state
         if not state.ready.is_set() or state.service is None or state.draining:
             raise NotReady("the model is not ready" if not state.draining else "the server is shutting down")
-        with admission.admit():
-            return await _invoke(request, request_id, state.service)
+        with self.admission.admit():
+            return await self._invoke(request, request_id, state.service)
 
-    async def _invoke(request: Request, request_id: str, service: HoldService) -> Response:
+    async def _invoke(self, request: Request, request_id: str, service: HoldService) -> Response:
+        """Read the body, then parse, predict and encode on a worker thread within the request deadline."""
+        settings = self.settings
         deadline = time.monotonic() + settings.request_timeout_s
         body = await read_body(request, settings.max_body_bytes, min(settings.body_timeout_s, settings.request_timeout_s))
-        context = RequestContext(
-            request_id=request_id,
-            custom_attributes=request.headers.get("x-amzn-sagemaker-custom-attributes"),
-            session_header=request.headers.get("x-amzn-sagemaker-session-id"),
-            accept=request.headers.get("accept"),
-            max_zip_entries=settings.max_zip_entries,
-            max_zip_member_bytes=settings.max_zip_member_bytes,
-            max_response_bytes=settings.max_response_bytes,
-        )
+        context = _request_context(request, request_id, settings)
         content_type = request.headers.get("content-type")
 
         def work() -> tuple[bytes, str, dict[str, str], dict[str, Any]]:
             invocation = parse(body, content_type, context)
             prediction = service.predict(invocation)
             payload, media = encode(prediction, context.accept, settings.max_response_bytes)
-            facts: dict[str, Any] = {}
-            if prediction.result is not None:
-                facts = {"image_id": prediction.result.image_id, "cache_hit": prediction.result.cache_hit,
-                         "clicks": len(prediction.result.prompts), "timings_ms": prediction.result.timings_ms,
-                         "pixels": prediction.result.orig_size_hw[0] * prediction.result.orig_size_hw[1]}
-                if prediction.result.shared_cache is not None:
-                    facts["shared_cache"] = prediction.result.shared_cache
-            return payload, media, prediction.headers, facts
+            return payload, media, prediction.headers, _log_facts(prediction)
 
-        payload, media, headers, facts = await workers.run(work, max(0.0, deadline - time.monotonic()),
-                                                           settings.request_timeout_s)
+        payload, media, headers, facts = await self.workers.run(work, max(0.0, deadline - time.monotonic()),
+                                                                settings.request_timeout_s)
         request.state.facts = facts
         return Response(payload, media_type=media, headers=headers)
 
-    async def service_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ServiceError)
-        return _error_response(exc, request)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "message": f"{request.method} {request.url.path}: {exc.detail}",
-                             "request_id": getattr(request.state, "request_id", None)}, status_code=exc.status_code)
+def _request_context(request: Request, request_id: str, settings: ServerSettings) -> RequestContext:
+    """The request's headers and the server's answer limits, as the service reads them."""
+    return RequestContext(
+        request_id=request_id,
+        custom_attributes=request.headers.get("x-amzn-sagemaker-custom-attributes"),
+        session_header=request.headers.get("x-amzn-sagemaker-session-id"),
+        accept=request.headers.get("accept"),
+        max_zip_entries=settings.max_zip_entries,
+        max_zip_member_bytes=settings.max_zip_member_bytes,
+        max_response_bytes=settings.max_response_bytes,
+    )
 
-    routes = [
-        Route("/ping", ping, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/stats", stats, methods=["GET"]),
-        Route("/openapi.json", schema, methods=["GET"]),
-        Route("/execution-parameters", batch_parameters, methods=["GET"]),
-        Route("/invocations", invoke, methods=["POST"]),
-        Route("/endpoints/{endpoint_name}/invocations", invoke, methods=["POST"]),
-        *page_routes(settings),  # /playground, /docs, /static: for people on the local endpoint
-    ]
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if on_startup is not None:
-            on_startup()
-        yield
 
-    app = Starlette(routes=routes, exception_handlers={ServiceError: service_error, HTTPException: http_error},
-                    lifespan=lifespan)
-    app.add_middleware(_RequestLogMiddleware, settings=settings)
-    return app
+def _log_facts(prediction: Prediction) -> dict[str, Any]:
+    """What the request log (and the metrics record) says about one prediction; empty when it has no result."""
+    result = prediction.result
+    if result is None:
+        return {}
+    facts: dict[str, Any] = {"image_id": result.image_id, "cache_hit": result.cache_hit,
+                             "clicks": len(result.prompts), "timings_ms": result.timings_ms,
+                             "pixels": result.orig_size_hw[0] * result.orig_size_hw[1]}
+    if result.shared_cache is not None:
+        facts["shared_cache"] = result.shared_cache
+    return facts
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return _error_response(exc, request)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": code, "message": f"{request.method} {request.url.path}: {exc.detail}",
+                         "request_id": getattr(request.state, "request_id", None)}, status_code=exc.status_code)
 
 
 class _RequestLogMiddleware:
@@ -178,33 +216,44 @@ class _RequestLogMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         status: dict[str, Any] = {"code": 500}
-
-        async def send_with_id(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                status["started"] = True
-                message.setdefault("headers", []).append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
-            await send(message)
-
+        send_with_id = _sender_with_id(send, request_id, status)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.error("internal error", exc_info=exc, extra={"request_id": request_id})
             if status.get("started"):
                 raise
-            response = JSONResponse({"error": "internal_error", "message": f"internal error; quote request id {request_id}",
-                                     "request_id": request_id}, status_code=500)
-            await response(scope, receive, send_with_id)
+            await _internal_error_response(request_id)(scope, receive, send_with_id)
         finally:
             if scope["path"] != "/ping":
-                facts = scope["state"].get("facts", {})
-                latency_ms = round((time.perf_counter() - start) * 1000, 3)
-                log.info("request", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"],
-                                           "status": status["code"], "latency_ms": latency_ms, **facts})
-                if self.settings.metrics_enabled and scope["method"] == "POST":
-                    metrics.emit(metrics.emf_record(self.settings.metrics_namespace, self.settings.endpoint_name,
-                                                    {**facts, "request_id": request_id}, latency_ms, status["code"],
-                                                    variant=self.settings.variant_name))
+                self._record(scope, request_id, status["code"], round((time.perf_counter() - start) * 1000, 3))
+
+    def _record(self, scope: Any, request_id: str, status_code: int, latency_ms: float) -> None:
+        """Log the request line and, for a POST with metrics on, emit its EMF metrics record."""
+        facts = scope["state"].get("facts", {})
+        log.info("request", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"],
+                                   "status": status_code, "latency_ms": latency_ms, **facts})
+        if self.settings.metrics_enabled and scope["method"] == "POST":
+            metrics.emit(metrics.emf_record(self.settings.metrics_namespace, self.settings.endpoint_name,
+                                            {**facts, "request_id": request_id}, latency_ms, status_code,
+                                            variant=self.settings.variant_name))
+
+
+def _sender_with_id(send: Any, request_id: str, status: dict[str, Any]) -> Callable[[Any], Awaitable[None]]:
+    """Wrap ASGI ``send``: add the ``X-Request-Id`` header and note the status (and that it started) in ``status``."""
+    async def send_with_id(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status["code"] = message["status"]
+            status["started"] = True
+            message.setdefault("headers", []).append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+        await send(message)
+    return send_with_id
+
+
+def _internal_error_response(request_id: str) -> Response:
+    """The generic 500 body: no traceback, only the request id to quote."""
+    return JSONResponse({"error": "internal_error", "message": f"internal error; quote request id {request_id}",
+                         "request_id": request_id}, status_code=500)
 
 
 def _error_response(exc: ServiceError, request: Request) -> Response:

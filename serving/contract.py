@@ -6,7 +6,11 @@ JSON (``application/json``), the old contract plus compatible extensions::
      "image_id": "...", "box": [x0, y0, x1, y1], "mode": "per_click" | "single",
      "multimask": false, "min_area": 0, "close_session": false,
      "outputs": {"result_format": "png" | "webp" | "none", "mask_format": "png" | "png1" | "rle" | "none",
-                 "max_side": 2048, "per_click_masks": false, "png_level": 1}}
+                 "max_side": 2048, "per_click_masks": false, "png_level": 1,
+                 "embedding": false, "embedding_dtype": "float16" | "float32"}}
+
+``outputs.embedding: true`` adds the image embedding to the answer (``serving.embeddings``); the
+request may then carry no points at all (nothing is decoded).
 
 Zip (``application/zip``): ``image.bin`` (the image file) and ``points.json`` (the JSON
 object above without ``image_base64``). Raw images (``image/jpeg``, ``image/png``,
@@ -35,7 +39,7 @@ from urllib.parse import parse_qsl
 
 from runtime.errors import BadRequest, InvalidPoints, PayloadTooLarge
 from runtime.holds import Click, ExtractOptions, PromptMode
-from runtime.outputs import MaskFormat, OutputOptions, ResultFormat
+from runtime.outputs import EmbeddingDtype, MaskFormat, OutputOptions, ResultFormat
 from serving.errors import UnsupportedMediaType
 
 JSON = "application/json"
@@ -45,12 +49,14 @@ CONTENT_TYPES = (JSON, ZIP, *RAW_IMAGE_TYPES)
 
 KNOWN_FIELDS = frozenset({"image_base64", "image_id", "points", "box", "mode", "multimask", "min_area",
                           "close_session", "outputs"})
-OUTPUT_FIELDS = frozenset({"result_format", "mask_format", "max_side", "per_click_masks", "png_level"})
+OUTPUT_FIELDS = frozenset({"result_format", "mask_format", "max_side", "per_click_masks", "png_level", "embedding",
+                           "embedding_dtype"})
 ATTRIBUTE_KEYS = frozenset({"points", "labels", "box", "mode", "multimask", "min_area", "close_session", "image_id",
-                            "result_format", "mask_format", "max_side", "per_click_masks", "png_level"})
+                            "result_format", "mask_format", "max_side", "per_click_masks", "png_level", "embedding",
+                            "embedding_dtype"})
 #: SageMaker's own limit on X-Amzn-SageMaker-Custom-Attributes (botocore: max 1024, ASCII).
 MAX_CUSTOM_ATTRIBUTES_CHARS = 1024
-#: key=value pairs in the custom attributes (there are 13 keys).
+#: key=value pairs in the custom attributes (there are 15 keys).
 MAX_CUSTOM_ATTRIBUTE_FIELDS = 32
 #: The largest integer option (min_area, max_side): far beyond any image, and within int64,
 #: which the post-processing graph takes.
@@ -65,6 +71,9 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 MASK_FORMATS: tuple[MaskFormat, ...] = get_args(MaskFormat)
 RESULT_FORMATS: tuple[ResultFormat, ...] = get_args(ResultFormat)
 PROMPT_MODES: tuple[PromptMode, ...] = get_args(PromptMode)
+EMBEDDING_DTYPES: tuple[EmbeddingDtype, ...] = get_args(EmbeddingDtype)
+#: ``outputs.embedding_dtype`` when not given: 2 MiB for 1x256x64x64, within every contract's answer limit.
+DEFAULT_EMBEDDING_DTYPE: EmbeddingDtype = "float16"
 #: The request options' defaults (the parsers and the OpenAPI document read them).
 OUTPUT_DEFAULTS, EXTRACT_DEFAULTS = OutputOptions(), ExtractOptions()
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
@@ -161,14 +170,15 @@ def parse_raw_image(body: bytes, custom_attributes: str | None) -> ParsedRequest
     if "min_area" in attributes:
         document["min_area"] = _attribute_int(attributes["min_area"], "min_area")
     outputs: dict[str, Any] = {}
-    for key in ("result_format", "mask_format"):
+    for key in ("result_format", "mask_format", "embedding_dtype"):
         if key in attributes:
             outputs[key] = attributes[key]
     for key in ("max_side", "png_level"):
         if key in attributes:
             outputs[key] = _attribute_int(attributes[key], key)
-    if "per_click_masks" in attributes:
-        outputs["per_click_masks"] = _attribute_bool(attributes["per_click_masks"], "per_click_masks")
+    for key in ("per_click_masks", "embedding"):
+        if key in attributes:
+            outputs[key] = _attribute_bool(attributes[key], key)
     if outputs:
         document["outputs"] = outputs
     return _from_document(document, body, default_accept=JSON)
@@ -277,9 +287,18 @@ def _from_document(document: Mapping[str, Any], image_bytes: bytes | None, defau
     png_level = _integer(outputs_doc.get("png_level", OUTPUT_DEFAULTS.png_level), "outputs.png_level", minimum=0)
     if png_level > 9:
         raise BadRequest("outputs.png_level must be within 0..9")
-    outputs = OutputOptions(result_format=result_format, mask_format=mask_format, png_level=png_level)
+    outputs = OutputOptions(result_format=result_format, mask_format=mask_format, png_level=png_level,
+                            embedding_dtype=_embedding_dtype(outputs_doc))
     return ParsedRequest(clicks, image_bytes, image_id, box_xyxy, options, outputs,
                          _boolean(document.get("close_session", False), "close_session"), default_accept, warnings)
+
+
+def _embedding_dtype(outputs_doc: Mapping[str, Any]) -> EmbeddingDtype | None:
+    """The embedding's dtype in the answer (``outputs.embedding``/``embedding_dtype``), None when not asked."""
+    dtype = outputs_doc.get("embedding_dtype", DEFAULT_EMBEDDING_DTYPE)
+    if dtype not in EMBEDDING_DTYPES:
+        raise BadRequest(f"outputs.embedding_dtype must be one of {', '.join(EMBEDDING_DTYPES)}, not {dtype!r}")
+    return dtype if _boolean(outputs_doc.get("embedding", False), "outputs.embedding") else None
 
 
 def _click(item: Any, index: int) -> Click:

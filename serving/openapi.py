@@ -15,6 +15,8 @@ from runtime.errors import ServiceError
 from serving import errors as serving_errors
 from serving.config import ServerSettings
 from serving.contract import (
+    DEFAULT_EMBEDDING_DTYPE,
+    EMBEDDING_DTYPES,
     EXTRACT_DEFAULTS,
     MASK_FORMATS,
     MAX_CUSTOM_ATTRIBUTES_CHARS,
@@ -45,6 +47,31 @@ _OUTPUTS = {
         "max_side": {"type": "integer", "minimum": 1, "description": "scale outputs so the longest side fits"},
         "per_click_masks": {"type": "boolean", "default": EXTRACT_DEFAULTS.per_click_masks},
         "png_level": {"type": "integer", "minimum": 0, "maximum": 9, "default": OUTPUT_DEFAULTS.png_level},
+        "embedding": {"type": "boolean", "default": False,
+                      "description": "add the image embedding to the answer (JSON: embedding; zip: embedding.json + "
+                                     "embedding.bin, the raw little-endian array; image/png: 406); points may then "
+                                     "be empty"},
+        "embedding_dtype": {"type": "string", "enum": list(EMBEDDING_DTYPES), "default": DEFAULT_EMBEDDING_DTYPE,
+                            "description": "a float32 embedding that the answer limit cannot carry is a 413 "
+                                           "output_too_large"},
+    },
+}
+_EMBEDDING = {
+    "type": "object",
+    "description": "the image embedding and what a decoder needs to use it; a point (x, y) in upright original "
+                   "pixels is (x * scale_x, y * scale_y) in the input_frame (ResizeLongestSide.apply_coords)",
+    "properties": {
+        "model_id": {"type": "string", "description": "hex SHA-256 of '<model_type>:<encoder sha256 in the manifest>'"},
+        "model_type": {"type": "string"},
+        "dtype": {"type": "string", "enum": list(EMBEDDING_DTYPES)},
+        "shape": {"type": "array", "items": {"type": "integer"}, "description": "e.g. [1, 256, 64, 64]"},
+        "data_base64": {"type": "string", "format": "byte", "description": "the raw little-endian array, C order "
+                        "(JSON answers; zip answers carry it as embedding.bin)"},
+        "image_id": {"type": "string"},
+        "original_size_hw": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "input_size_hw": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "input_frame": {"type": "integer", "description": "the decoder's coordinate frame (1024)"},
+        "point_transform": {"type": "object", "properties": {"scale_x": _NUMBER, "scale_y": _NUMBER}},
     },
 }
 REQUEST_SCHEMA: dict[str, Any] = {
@@ -100,6 +127,7 @@ RESPONSE_SCHEMA: dict[str, Any] = {
         "per_click_masks_base64": {"type": "array", "items": {"type": "string"}},
         "mask_rle": {**_RLE, "nullable": True, "description": "the mask as COCO RLE (mask_format rle)"},
         "per_click_masks_rle": {"type": "array", "items": _RLE, "description": "per_click_masks with mask_format rle"},
+        "embedding": _EMBEDDING,
     },
 }
 ERROR_SCHEMA: dict[str, Any] = {

@@ -6,6 +6,9 @@
 - ``application/zip``: ``result_image.bin`` + ``mask_image.bin`` (+ ``metadata.json``, which
   carries ``mask_rle`` / ``per_click_masks_rle`` with ``mask_format: rle``)
 - ``image/png``: the mask alone (8-bit, or 1-bit with ``mask_format: png1``)
+
+With ``outputs.embedding: true`` a JSON answer has ``embedding`` (with ``data_base64``) and a zip
+answer ``embedding.json`` + ``embedding.bin`` (``serving.embeddings``); ``image/png`` cannot carry it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from runtime.holds import HoldResult
 from runtime.outputs import IMAGE_MASK_FORMATS, MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
 from runtime.rle import encode_rle
+from serving.embeddings import EMBEDDING_BIN_MEMBER, EMBEDDING_JSON_MEMBER, EncodedEmbedding
 from serving.errors import NotAcceptable
 
 JSON = "application/json"
@@ -42,6 +46,8 @@ class Prediction:
     closed_session_id: str | None = None
     #: The precision the model ran in (``SamEngine.precision``: f32, bf16, int8; fp32/fp16 on a GPU).
     precision: str = "f32"
+    #: The image embedding, when ``outputs.embedding`` asked for it.
+    embedding: EncodedEmbedding | None = None
 
 
 def negotiate(accept: str | None, default: str) -> str:
@@ -73,6 +79,12 @@ def negotiate(accept: str | None, default: str) -> str:
     raise NotAcceptable(f"cannot answer Accept: {accept!r}; available: {', '.join(RESPONSE_TYPES)}")
 
 
+def check_carries_embedding(media: str | None) -> None:
+    """Refuse (406) an embedding in an answer of ``media`` that cannot carry it (image/png, the mask alone)."""
+    if media == PNG:
+        raise NotAcceptable(f"an {PNG} answer is the mask alone and cannot carry the embedding: accept {JSON} or {ZIP}")
+
+
 def encode_prediction(prediction: Prediction, media: str,
                       check_files_bytes: Callable[[int], None] | None = None) -> tuple[bytes, str]:
     """Encode a prediction as ``media`` (already negotiated).
@@ -86,10 +98,13 @@ def encode_prediction(prediction: Prediction, media: str,
     if prediction.result is None:
         body = {"closed_session_id": prediction.closed_session_id, "warnings": list(prediction.warnings)}
         return json.dumps(body).encode("utf-8"), JSON
+    if prediction.embedding is not None:
+        check_carries_embedding(media)
     start = time.perf_counter()
     images = _images(prediction, media)
     if check_files_bytes is not None:
-        check_files_bytes(images.framed_bytes(media))
+        embedding = 0 if prediction.embedding is None else len(prediction.embedding.data)
+        check_files_bytes(images.framed_bytes(media) + (-(-embedding // 3) * 4 if media == JSON else embedding))
     prediction.result.timings_ms["output_encode_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
     return _ENCODERS[media](prediction, images), media
 
@@ -171,6 +186,8 @@ def _encode_json(prediction: Prediction, images: EncodedImages) -> bytes:
     }
     if images.per_click_masks is not None:
         body["per_click_masks_base64"] = [_b64(m) for m in images.per_click_masks]
+    if prediction.embedding is not None:
+        body["embedding"] = {**prediction.embedding.document, "data_base64": _b64(prediction.embedding.data)}
     return json.dumps(body).encode("utf-8")
 
 
@@ -182,6 +199,9 @@ def _encode_zip(prediction: Prediction, images: EncodedImages) -> bytes:
         if images.mask is not None:
             archive.writestr("mask_image.bin", images.mask)
         archive.writestr("metadata.json", json.dumps(metadata(prediction, images)))
+        if prediction.embedding is not None:
+            archive.writestr(EMBEDDING_JSON_MEMBER, json.dumps(prediction.embedding.document))
+            archive.writestr(EMBEDDING_BIN_MEMBER, prediction.embedding.data)
     return buffer.getvalue()
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from runtime.errors import BadRequest
 from runtime.holds import ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
 from runtime.outputs import check_output_size, check_per_click_masks
-from serving.answer_size import check_answer_estimate, check_answer_size
+from serving.answer_size import check_answer_estimate, check_answer_size, least_answer_bytes
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
-from serving.responses import JSON, PNG, Prediction, encode_prediction, negotiate
+from serving.embeddings import check_embedding_fits, encode_embedding
+from serving.responses import JSON, PNG, Prediction, check_carries_embedding, encode_prediction, negotiate
 from serving.sessions import NEW_SESSION, SessionStore, check_session_header
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class HoldService:
         options = parsed.options if carries_per_click else dataclasses.replace(parsed.options, per_click_masks=False)
         result = self.extractor.extract(ExtractRequest(
             parsed.clicks, parsed.image_bytes, image_id, parsed.box_xyxy, options, need_pixels,
-            output_check=lambda size_hw: self._check_outputs(size_hw, invocation, options, need_pixels)))
+            output_check=lambda size_hw: self._check_outputs(size_hw, invocation, options, need_pixels),
+            prompts_optional=parsed.outputs.embedding_dtype is not None))
         if session is not None and result.image_id != session.image_id:
             note = (f"the request's image ({result.image_id}) was used, not the session's ({session.image_id}); "
                     "the session stays bound to its own image")
@@ -136,13 +138,14 @@ class HoldService:
         elif session is not None and parsed.close_session:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
+        dtype = parsed.outputs.embedding_dtype
+        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype)
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
-                          precision)
+                          precision, embedding)
 
 
-    @staticmethod
-    def _check_outputs(size_hw: tuple[int, int], invocation: Invocation, options: ExtractOptions, need_pixels: bool
-                       ) -> None:
+    def _check_outputs(self, size_hw: tuple[int, int], invocation: Invocation, options: ExtractOptions,
+                       need_pixels: bool) -> None:
         """What the answer would hold must be encodable and within the response limit, before any model
         work (see runtime.outputs and serving.answer_size)."""
         parsed = invocation.parsed
@@ -151,9 +154,15 @@ class HoldService:
         prompts = len(build_prompts(parsed.clicks, parsed.box_xyxy, options.mode)[2]) if options.per_click_masks else 0
         if prompts:
             check_per_click_masks(size_hw, prompts)
-        if invocation.max_response_bytes is not None:
-            check_answer_estimate(size_hw, parsed.outputs, invocation.response_type, prompts,
-                                  invocation.max_response_bytes)
+        media, limit = invocation.response_type, invocation.max_response_bytes
+        if parsed.outputs.embedding_dtype is not None:
+            check_carries_embedding(media)
+        if limit is not None:
+            check_answer_estimate(size_hw, parsed.outputs, media, prompts, limit)
+        if limit is not None and parsed.outputs.embedding_dtype is not None:
+            check_embedding_fits(self.extractor.engine.embedding_shape, parsed.outputs.embedding_dtype,
+                                 media in (JSON, None), least_answer_bytes(size_hw, parsed.outputs, media, prompts),
+                                 limit)
 
 
 def encode(prediction: Prediction, accept: str | None, max_response_bytes: int | None = None) -> tuple[bytes, str]:

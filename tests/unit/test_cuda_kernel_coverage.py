@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from export.kernel_coverage import KernelTable, uncovered_nodes
-from export.prepost_graphs import build_postprocess, build_preprocess
+from export.prepost_graphs import build_cutout_resize, build_postprocess, build_preprocess
 from runtime.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +41,9 @@ def test_the_table_is_the_release_the_cuda_12_image_pins(table: KernelTable) -> 
 
 def test_pre_and_post_processing_graphs_have_cuda_kernels(table: KernelTable) -> None:
     graphs = {"preprocess": build_preprocess(1024, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-              "postprocess": build_postprocess(1024, 256, 4, 0.0)}
+              "postprocess": build_postprocess(1024, 256, 4, 0.0), "cutout_resize": build_cutout_resize()}
     assert {name: [str(node) for node in uncovered_nodes(model, table)] for name, model in graphs.items()} == {
-        "preprocess": [], "postprocess": []}
+        "preprocess": [], "postprocess": [], "cutout_resize": []}
 
 
 def test_every_exported_graph_has_cuda_kernels(table: KernelTable, tiny_model_dir: Path) -> None:
