@@ -15,7 +15,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.nn import functional as F
 
-from export.exporters import _annotate_outputs, _trace
+from export.exporters import annotate_outputs, trace_module
 from export.onnx_wrappers import DecoderWrapper
 
 #: decoder_web.onnx's signature: image_embeddings float32 1x256x64x64; point_coords float32
@@ -30,12 +30,13 @@ WEB_DECODER_FILE = "decoder_web.onnx"
 
 
 class WebDecoderWrapper(nn.Module):
-    """``DecoderWrapper`` for one prompt, token 0 only, with the post-processing in the graph."""
+    """A decoder of ``DecoderWrapper``'s signature (``DecoderWrapper(sam)`` for SAM; the cone test
+    decoder in tests) for one prompt, token 0 only, with the post-processing in the graph."""
 
-    def __init__(self, sam: Sam) -> None:
+    def __init__(self, decoder: nn.Module, image_size: int) -> None:
         super().__init__()
-        self.decoder = DecoderWrapper(sam)
-        self.image_size = int(sam.image_encoder.img_size)
+        self.decoder = decoder
+        self.image_size = image_size
 
     def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
                 mask_input: torch.Tensor, has_mask_input: torch.Tensor, input_size_hw: torch.Tensor,
@@ -50,9 +51,16 @@ class WebDecoderWrapper(nn.Module):
 
 
 def trace_web_decoder(sam: Sam, opset: int) -> onnx.ModelProto:
-    """Trace ``WebDecoderWrapper`` with a dynamic number of points and dynamic output size."""
-    embed_dim = sam.prompt_encoder.embed_dim
-    grid = sam.prompt_encoder.image_embedding_size
+    """SAM's decoder as ``decoder_web.onnx``."""
+    return trace_post_processed_decoder(DecoderWrapper(sam), int(sam.image_encoder.img_size),
+                                        sam.prompt_encoder.embed_dim, tuple(sam.prompt_encoder.image_embedding_size),
+                                        opset)
+
+
+def trace_post_processed_decoder(decoder: nn.Module, image_size: int, embed_dim: int, grid: tuple[int, ...],
+                                 opset: int) -> onnx.ModelProto:
+    """Trace ``WebDecoderWrapper(decoder)`` with a dynamic number of points and dynamic output size;
+    ``grid``: the embedding's (h, w) (64x64), the low-res masks being 4x that."""
     low_res = 4 * grid[0]
     dummy = (
         torch.randn(1, embed_dim, *grid),
@@ -65,7 +73,8 @@ def trace_web_decoder(sam: Sam, opset: int) -> onnx.ModelProto:
     )
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
                     "masks": {2: "output_height", 3: "output_width"}}
-    graph = _trace(WebDecoderWrapper(sam), dummy, opset, WEB_DECODER_INPUTS, WEB_DECODER_OUTPUTS, dynamic_axes)
-    _annotate_outputs(graph, {"masks": (1, 1, "output_height", "output_width"), "iou_predictions": (1, 1),
-                              "low_res_masks": (1, 1, low_res, low_res)})
+    graph = trace_module(WebDecoderWrapper(decoder, image_size), dummy, opset, WEB_DECODER_INPUTS,
+                         WEB_DECODER_OUTPUTS, dynamic_axes)
+    annotate_outputs(graph, {"masks": (1, 1, "output_height", "output_width"), "iou_predictions": (1, 1),
+                             "low_res_masks": (1, 1, low_res, low_res)})
     return graph
