@@ -45,7 +45,9 @@ POSTPROCESS_INPUTS = ("low_res_masks", "mask_indices", "input_size_hw", "output_
 POSTPROCESS_OUTPUTS = ("union_packed", "masks_packed", "areas", "boxes_xyxy", "kept")
 
 MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16", "encoder_int8", "decoder_int8", "preprocess",
-               "postprocess", "decoder_web")
+               "postprocess", "decoder_web", "decoder_web_int8")
+#: Graphs only the playground's browser mode (onnxruntime-web) and apps run; the server never loads them.
+BROWSER_ROLES = ("decoder_web", "decoder_web_int8")
 #: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize).
 PREPOST_ROLES = ("preprocess", "postprocess")
 
