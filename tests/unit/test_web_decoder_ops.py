@@ -1,4 +1,4 @@
-"""Every node of decoder_web.onnx has a kernel in onnxruntime-web 1.30.0's WASM backend.
+"""Every node of decoder_web.onnx (and its quantised twin) has a kernel in onnxruntime-web 1.30.0's WASM backend.
 
 The operator list: tests/data/cpu_kernels_onnxruntime_1.30.0.json, the CPU execution provider's
 own kernel registrations in the onnxruntime 1.30.0 wheel (``scripts/cuda_kernel_table.py
@@ -22,6 +22,7 @@ import pytest
 from export.export_sam import DEFAULT_OPSET
 from export.kernel_coverage import KernelTable, uncovered_nodes
 from export.web_decoder import trace_web_decoder
+from export.web_decoder_int8 import quantize_web_decoder
 from serving.web_runtime import WEB_RUNTIME_PACKAGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +51,15 @@ def test_every_node_of_the_browser_decoder_has_a_wasm_kernel(table: KernelTable,
     ops = sorted({node.op_type for node in web_decoder.graph.node})
     assert {"Resize", "LayerNormalization", "ConvTranspose", "Erf", "Gemm"} <= set(ops), ops  # the graph's, listed
     assert [str(node) for node in uncovered_nodes(web_decoder, table)] == []
+
+
+def test_every_node_of_the_quantised_browser_decoder_has_a_wasm_kernel(table: KernelTable, web_decoder: onnx.ModelProto,
+                                                                       tmp_path: Path) -> None:
+    onnx.save(web_decoder, tmp_path / "decoder_web.onnx")
+    quantize_web_decoder(tmp_path / "decoder_web.onnx", tmp_path / "decoder_web_int8.onnx")
+    quantised = onnx.load(str(tmp_path / "decoder_web_int8.onnx"))
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"} <= {node.op_type for node in quantised.graph.node}
+    assert [str(node) for node in uncovered_nodes(quantised, table)] == []
 
 
 def test_the_check_names_the_nodes_an_older_list_lacks(table: KernelTable, web_decoder: onnx.ModelProto) -> None:
