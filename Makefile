@@ -3,6 +3,8 @@
 #               (CHECKPOINT=path/sam_vit_b_01ec64.pth: re-exports when models/vit_b has other weights)
 #   make test   the whole test suite (fast + slow), as CI runs it
 #   make unit   the tests that need no exported model, server process or command (well under a minute)
+#   make web-runtime  onnxruntime-web from npm (web/package-lock.json) into serving/static/ort, for
+#                     /playground's browser mode (needs npm; the page keeps server mode without it)
 #   make container-test      build the CPU serving image with buildah and run it as SageMaker does (root,
 #                            apt-get install buildah debootstrap); make container-test-gpu: the GPU image
 PYTHON ?= python3
@@ -10,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv test test-fast unit lint demo clean container-test container-test-gpu go-unit go-integration go-test go-client
+.PHONY: venv test test-fast unit lint demo clean web-runtime container-test container-test-gpu go-unit go-integration go-test go-client
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,15 +61,20 @@ test-fast: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not costly and not gpu" --durations=5
 
+# npm ci of web/package-lock.json in out/web-runtime-build, then only the files the page loads are
+# copied into serving/static/ort (gitignored; scripts/build_web_runtime.py).
+web-runtime: $(STAMP)
+	$(PY) -m scripts.build_web_runtime
+
 # Dockerfile.sagemaker built from a Debian stand-in for python:3.11-slim and run with buildah
 # (scripts/container/container_test.py); reports go to out/container-test/.
-container-test: $(STAMP)
+container-test: $(STAMP) web-runtime
 	$(PY) scripts/container/container_test.py --variant cpu
 
 # The GPU image (about 3.5 GB of NVIDIA wheels); CUDA_MAJOR=13 for the CUDA 13 stack,
 # TENSORRT=true|false|auto (auto: TensorRT when pypi.nvidia.com can be reached).
-container-test-gpu: $(STAMP)
+container-test-gpu: $(STAMP) web-runtime
 	$(PY) scripts/container/container_test.py --variant gpu --cuda-major $(or $(CUDA_MAJOR),12) --tensorrt $(or $(TENSORRT),auto)
 
 clean:
-	rm -rf $(VENV) models model_artifacts out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) models model_artifacts out serving/static/ort .pytest_cache .mypy_cache .ruff_cache

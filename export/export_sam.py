@@ -53,6 +53,13 @@ from export.sam_models import (
     predictor_for,
 )
 from export.tier_parity import tier_parity
+from export.web_decoder import WEB_DECODER_FILE, trace_web_decoder
+from export.web_decoder_int8 import (
+    WEB_DECODER_INT8_FILE,
+    WEB_DECODER_INT8_ROLE,
+    quantize_web_decoder,
+    web_int8_parity,
+)
 from runtime.manifest import MANIFEST_NAME, Manifest, ModelFile, sha256_of_file
 from synthetic.test_images import synthetic_image
 
@@ -150,6 +157,9 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
             exporters.to_fp16(encoder_graph), output / "encoder_fp16.onnx", "encoder_fp16", "fp16", external_data)
         models["decoder_fp16"] = exporters.save_model(
             exporters.to_fp16(decoder_graph), output / "decoder_fp16.onnx", "decoder_fp16", "fp16", external_data)
+    log.info("tracing the browser decoder (%s)", WEB_DECODER_FILE)
+    models["decoder_web"] = exporters.save_model(trace_web_decoder(sam, opset), output / WEB_DECODER_FILE,
+                                                 "decoder_web", "fp32")
     del encoder_graph, decoder_graph
     manifest = Manifest(
         model_type=model_type,
@@ -176,10 +186,21 @@ def export_model(loaded: LoadedModel, model_type: str, output: Path, opset: int 
                                                    "cutout_resize", "fp32")
     if int8:
         models.update(_int8_models(manifest, output, calibration, external_data))
+    models[WEB_DECODER_INT8_ROLE] = _web_decoder_int8(output)
     parity: dict[str, Any] = {"skipped": True} if skip_parity else _parity(sam, model_type, output, manifest, fp16)
+    if not skip_parity:  # without a parity record the page keeps the fp32 browser decoder
+        parity[WEB_DECODER_INT8_ROLE] = web_int8_parity(manifest, output, WEB_DECODER_FILE, WEB_DECODER_INT8_FILE)
     manifest = dataclasses.replace(manifest, parity=parity)
     (output / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _web_decoder_int8(output: Path) -> ModelFile:
+    """decoder_web_int8.onnx: the browser decoder quantised (``export.web_decoder_int8``)."""
+    log.info("quantising the browser decoder (quantize_dynamic QUInt8)")
+    target = output / WEB_DECODER_INT8_FILE
+    quantize_web_decoder(output / WEB_DECODER_FILE, target)
+    return exporters.save_model(onnx.load(str(target)), target, WEB_DECODER_INT8_ROLE, "int8")
 
 
 def _int8_models(manifest: Manifest, output: Path, images: list[Image.Image],

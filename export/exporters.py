@@ -30,7 +30,7 @@ from runtime.manifest import (
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def _trace(module: torch.nn.Module, args: tuple[torch.Tensor, ...], opset: int,
+def trace_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], opset: int,
            input_names: tuple[str, ...], output_names: tuple[str, ...],
            dynamic_axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
     """Trace ``module`` with the TorchScript-based exporter; return the graph with its weights.
@@ -61,8 +61,8 @@ def trace_encoder(sam: Sam, opset: int) -> onnx.ModelProto:
     """The image encoder: image float32 1x3xSxS -> image_embeddings float32 1x256x64x64."""
     size = sam.image_encoder.img_size
     dummy = torch.randn(1, 3, size, size)
-    graph = _trace(EncoderWrapper(sam), (dummy,), opset, (ENCODER_INPUT,), (ENCODER_OUTPUT,), {})
-    _annotate_outputs(graph, {ENCODER_OUTPUT: (1, sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)})
+    graph = trace_module(EncoderWrapper(sam), (dummy,), opset, (ENCODER_INPUT,), (ENCODER_OUTPUT,), {})
+    annotate_outputs(graph, {ENCODER_OUTPUT: (1, sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)})
     return graph
 
 
@@ -87,14 +87,14 @@ def trace_decoder(sam: Sam, opset: int) -> onnx.ModelProto:
         "low_res_masks": {0: "num_prompts"},
         "iou_predictions": {0: "num_prompts"},
     }
-    graph = _trace(DecoderWrapper(sam), dummy, opset, DECODER_INPUTS, DECODER_OUTPUTS, dynamic_axes)
+    graph = trace_module(DecoderWrapper(sam), dummy, opset, DECODER_INPUTS, DECODER_OUTPUTS, dynamic_axes)
     tokens = sam.mask_decoder.num_mask_tokens
-    _annotate_outputs(graph, {"low_res_masks": ("num_prompts", tokens, low_res, low_res),
+    annotate_outputs(graph, {"low_res_masks": ("num_prompts", tokens, low_res, low_res),
                               "iou_predictions": ("num_prompts", tokens)})
     return graph
 
 
-def _annotate_outputs(model: onnx.ModelProto, shapes: dict[str, tuple[int | str, ...]]) -> None:
+def annotate_outputs(model: onnx.ModelProto, shapes: dict[str, tuple[int | str, ...]]) -> None:
     """Replace the tracer's symbolic output dims (from reshapes) by the known static ones."""
     for output in model.graph.output:
         if output.name in shapes:

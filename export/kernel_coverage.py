@@ -2,6 +2,8 @@
 
 The kernel table is the pinned onnxruntime-gpu release's own registrations
 (``tests/data/cuda_kernels_onnxruntime_gpu_*.json``, written by ``scripts/cuda_kernel_table.py``).
+The same check runs against a CPU EP table (``tests/data/cpu_kernels_onnxruntime_*.json``): the
+operators onnxruntime-web's WASM backend has, for the browser decoder.
 A node is covered when some kernel has its op and domain, a version range holding the
 graph's opset for that domain, and, for every type constraint the kernel registers, the
 node's inferred input/output element type bound to it (ONNX shape inference gives the types;
@@ -25,7 +27,7 @@ FOLDED_OPS = frozenset({"Constant"})
 
 @dataclass(frozen=True)
 class Kernel:
-    """One registered CUDA kernel: op, domain ("" for ONNX), opset range (end None: open), types."""
+    """One registered kernel: op, domain ("" for ONNX), opset range (end None: open), types."""
 
     op: str
     domain: str
@@ -39,18 +41,24 @@ class Kernel:
 
 @dataclass(frozen=True)
 class KernelTable:
-    """The CUDA EP kernels of one onnxruntime-gpu release."""
+    """The kernels of one execution provider (CUDA by default) in one onnxruntime release."""
 
     version: str
     wheel_sha256: str
     kernels: tuple[Kernel, ...]
+    provider: str = "CUDAExecutionProvider"
+
+    @property
+    def short_name(self) -> str:
+        """"CUDA", "CPU": how messages name the provider."""
+        return self.provider.removesuffix("ExecutionProvider")
 
     @classmethod
     def load(cls, path: Path) -> KernelTable:
         data = json.loads(Path(path).read_text())
         kernels = tuple(Kernel(op, domain, since, end, {k: frozenset(v) for k, v in types.items()})
                         for op, domain, since, end, types in data["kernels"])
-        return cls(data["version"], data["wheel_sha256"], kernels)
+        return cls(data["version"], data["wheel_sha256"], kernels, data["provider"])
 
     def for_op(self, op: str, domain: str) -> list[Kernel]:
         domain = "" if domain in ONNX_DOMAINS else domain
@@ -59,7 +67,7 @@ class KernelTable:
 
 @dataclass(frozen=True)
 class Uncovered:
-    """A node without a CUDA kernel, and why (no such op, no opset range, or which types)."""
+    """A node without a kernel, and why (no such op, no opset range, or which types)."""
 
     node: str
     op: str
@@ -123,7 +131,8 @@ def _covers(kernel: Kernel, bound: dict[str, set[str]]) -> bool:
 
 
 def uncovered_nodes(model: onnx.ModelProto, table: KernelTable) -> list[Uncovered]:
-    """The nodes of ``model``'s main graph that no CUDA kernel of ``table`` runs (empty: all on CUDA)."""
+    """The nodes of ``model``'s main graph that no kernel of ``table`` runs (empty: all on its provider)."""
+    ep = table.short_name
     opsets = {("" if o.domain in ONNX_DOMAINS else o.domain): o.version for o in model.opset_import}
     types = value_types(model)
     missing = []
@@ -139,15 +148,15 @@ def uncovered_nodes(model: onnx.ModelProto, table: KernelTable) -> list[Uncovere
         if not bound:
             reason = "its types are unknown (shape inference gave none)"
         elif not kernels:
-            reason = "the CUDA EP has no kernel for this op"
+            reason = f"the {ep} EP has no kernel for this op"
         elif not in_range:
-            reason = "no CUDA kernel for this opset: " + ", ".join(f"{k.since_version}..{k.end_version or ''}" for k in kernels)
+            reason = f"no {ep} kernel for this opset: " + ", ".join(f"{k.since_version}..{k.end_version or ''}" for k in kernels)
         elif not any(_covers(k, bound) for k in in_range):
             offered: dict[str, set[str]] = {}
             for kernel in in_range:
                 for name, allowed in kernel.type_constraints.items():
                     offered.setdefault(name, set()).update(allowed)
-            reason = "no CUDA kernel for these types; it has " + "; ".join(
+            reason = f"no {ep} kernel for these types; it has " + "; ".join(
                 f"{name}: {','.join(sorted(allowed))}" for name, allowed in sorted(offered.items()))
         else:
             continue

@@ -49,7 +49,9 @@ CUTOUT_RESIZE_INPUTS = ("image_hwc", "output_size_hw")
 CUTOUT_RESIZE_OUTPUTS = ("rgb_hwc",)
 
 MODEL_ROLES = ("encoder", "decoder", "encoder_fp16", "decoder_fp16", "encoder_int8", "decoder_int8", "preprocess",
-               "postprocess", "cutout_resize")
+               "postprocess", "cutout_resize", "decoder_web", "decoder_web_int8")
+#: Graphs only the playground's browser mode (onnxruntime-web) and apps run; the server never loads them.
+BROWSER_ROLES = ("decoder_web", "decoder_web_int8")
 #: The pre/post graphs a request runs through (exports before them have neither).
 PREPOST_ROLES = ("preprocess", "postprocess")
 #: Graphs that run around the model (CUDA EP on a GPU; never TensorRT, which rejects antialiased Resize):

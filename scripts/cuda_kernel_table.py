@@ -1,4 +1,5 @@
-"""Write the CUDA EP kernel table of an onnxruntime-gpu wheel, from the wheel's own kernel registrations.
+"""Write the CUDA EP kernel table of an onnxruntime-gpu wheel, from the wheel's own kernel registrations
+(or, with ``--provider cpu``, the CPU EP table of an onnxruntime wheel: see the end of this docstring).
 
     python3 -m venv /tmp/ortgpu && /tmp/ortgpu/bin/pip install onnxruntime-gpu==1.26.0 \\
         nvidia-cuda-runtime-cu12==12.9.79 nvidia-cudnn-cu12==9.28.0.42 nvidia-cublas-cu12==12.9.3.13 \\
@@ -20,6 +21,15 @@ stand-ins only let the provider objects be constructed; no kernel runs.
 The table (test data for ``export.kernel_coverage``): one row per CUDA kernel,
 ``[op, domain, since_version, end_version, {type_constraint: [types]}]``, domain ``""`` for ONNX,
 end ``null`` for "to the latest", types as ONNX names ("float16", "int32", "bool").
+
+``--provider cpu`` (no stand-ins, no compiler) writes the CPU EP's kernels of the onnxruntime
+wheel installed in the running interpreter. onnxruntime-web's WASM backend is that CPU EP
+compiled with Emscripten from the same release, so the table of onnxruntime 1.30.0 is the
+operator list the browser decoder is checked against (issue 28):
+
+    python3 -m venv /tmp/ort130 && /tmp/ort130/bin/pip install onnxruntime==1.30.0
+    /tmp/ort130/bin/python scripts/cuda_kernel_table.py --provider cpu --wheel onnxruntime-1.30.0-....whl \\
+        --out tests/data/cpu_kernels_onnxruntime_1.30.0.json
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+#: --provider: (execution provider, the wheel's package name).
+PROVIDERS = {"cuda": (CUDA_EP, "onnxruntime-gpu"), "cpu": (CPU_EP, "onnxruntime")}
 #: get_all_opkernel_def's end of an open version range (INT_MAX).
 OPEN_END = 2**31 - 1
 
@@ -111,8 +124,8 @@ def _type_name(text: str) -> str:
     return text[len("tensor("):-1] if text.startswith("tensor(") and text.count("(") == 1 else text
 
 
-def kernel_rows(definitions: list[Any]) -> list[list[Any]]:
-    """The CUDA EP's kernels as sorted table rows (see the module docstring).
+def kernel_rows(definitions: list[Any], provider: str = CUDA_EP) -> list[list[Any]]:
+    """``provider``'s kernels as sorted table rows (see the module docstring).
 
     Kernels registered once per type with one type constraint (``Pad`` float, ``Pad`` bool,
     ...) share a row: the union of one constraint's types is exact. Others stay one per row.
@@ -120,7 +133,7 @@ def kernel_rows(definitions: list[Any]) -> list[list[Any]]:
     merged: dict[tuple[str, str, int, int | None, str], set[str]] = {}
     rows: list[list[Any]] = []
     for kernel in definitions:
-        if kernel.provider != CUDA_EP:
+        if kernel.provider != provider:
             continue
         start, end = kernel.version_range
         last = None if end >= OPEN_END else int(end)
@@ -145,29 +158,32 @@ def _sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, required=True, help="the onnxruntime-gpu wheel file installed here")
+    parser.add_argument("--wheel", type=Path, required=True, help="the onnxruntime(-gpu) wheel file installed here")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="cuda")
     args = parser.parse_args(argv)
-    if os.environ.get(CHILD_FLAG) != "1":
+    provider, package = PROVIDERS[args.provider]
+    if provider == CUDA_EP and os.environ.get(CHILD_FLAG) != "1":
         return _rerun_with_standins(list(sys.argv[1:] if argv is None else argv))
     import onnxruntime as ort
     from onnxruntime.capi import _pybind_state
 
-    ort.preload_dlls()
-    if CUDA_EP not in ort.get_available_providers():
-        print(f"{CUDA_EP} is not in this onnxruntime build: {ort.get_available_providers()}", file=sys.stderr)
+    if provider == CUDA_EP:
+        ort.preload_dlls()
+    if provider not in ort.get_available_providers():
+        print(f"{provider} is not in this onnxruntime build: {ort.get_available_providers()}", file=sys.stderr)
         return 1
-    rows = kernel_rows(_pybind_state.get_all_opkernel_def())
+    rows = kernel_rows(_pybind_state.get_all_opkernel_def(), provider)
     if not rows:
-        print("no CUDA kernels registered: the CUDA provider library did not load", file=sys.stderr)
+        print(f"no {provider} kernels registered: the provider library did not load", file=sys.stderr)
         return 1
-    table = {"package": "onnxruntime-gpu", "version": ort.__version__, "wheel": args.wheel.name,
-             "wheel_sha256": _sha256(args.wheel), "provider": CUDA_EP,
+    table = {"package": package, "version": ort.__version__, "wheel": args.wheel.name,
+             "wheel_sha256": _sha256(args.wheel), "provider": provider,
              "source": "onnxruntime.capi._pybind_state.get_all_opkernel_def() (scripts/cuda_kernel_table.py)",
              "columns": ["op", "domain", "since_version", "end_version", "type_constraints"], "kernels": rows}
     text = json.dumps(table, separators=(",", ":"))
     args.out.write_text(text.replace(',"kernels":[', ',"kernels":[\n').replace("],[", "],\n[") + "\n")
-    print(f"{len(rows)} kernel rows (CUDA EP) of onnxruntime-gpu {ort.__version__} -> {args.out}")
+    print(f"{len(rows)} kernel rows ({provider}) of {package} {ort.__version__} -> {args.out}")
     return 0
 
 

@@ -112,15 +112,21 @@ def build_cone_decoder(embedding_shape: tuple[int, ...] = (1, 256, 64, 64)) -> o
 
 
 def make_cone_model_dir(source_dir: Path, target_dir: Path) -> Path:
-    """A copy of the exported model ``source_dir`` whose decoder is the cone (fp16 variants dropped)."""
+    """A copy of the exported model ``source_dir`` whose decoders (``decoder.onnx``, ``decoder_web.onnx``)
+    are the cone (fp16 variants dropped)."""
     manifest = json.loads((source_dir / "manifest.json").read_text())
     target_dir.mkdir(parents=True, exist_ok=True)
-    models = {role: entry for role, entry in manifest["models"].items() if not role.endswith("_fp16")}
+    models = {role: entry for role, entry in manifest["models"].items()
+              if not role.endswith("_fp16") and role != "decoder_web_int8"}  # the tiny model's, not the cone's
     for entry in models.values():
         shutil.copyfile(source_dir / entry["file"], target_dir / entry["file"])
     onnx.save(build_cone_decoder(tuple(models["decoder"]["inputs"][0]["shape"])), target_dir / "decoder.onnx")
     models["decoder"].update(size_bytes=(target_dir / "decoder.onnx").stat().st_size,
                              sha256=sha256_of_file(target_dir / "decoder.onnx"))
+    if "decoder_web" in models:  # the browser's decoder: the same cone, post-processed in the graph
+        web_file = target_dir / models["decoder_web"]["file"]
+        onnx.save(build_cone_web_decoder(int(models["decoder"]["inputs"][0]["shape"][1])), web_file)
+        models["decoder_web"].update(size_bytes=web_file.stat().st_size, sha256=sha256_of_file(web_file))
     manifest.update(models=models, weights={"origin": "cone test decoder"})
     (target_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return target_dir
@@ -194,3 +200,34 @@ def analytic_disks(clicks_xy: list[tuple[float, float]], orig_size_hw: tuple[int
     cols = np.arange(out_size_hw[1], dtype=np.float32)[None, :] + np.float32(0.5)
     return np.stack([np.float32(radius) - np.hypot(cols - np.float32(x * scale_x), rows - np.float32(y * scale_y))
                      for x, y in clicks_xy]).astype(np.float32)
+
+
+def _torch_cone_decoder():  # type: ignore[no-untyped-def]
+    """The cone decoder in PyTorch (``cone_logits``'s arithmetic), for tracing ``decoder_web.onnx``."""
+    import torch
+
+    class ConeDecoder(torch.nn.Module):
+        """``DecoderWrapper``'s signature; every input but the first point's coordinates counts 0 times
+        (kept, so that the traced graph has all of ``WEB_DECODER_INPUTS``)."""
+
+        def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):  # type: ignore[no-untyped-def]
+            grid = torch.from_numpy(_grid_centres_1024())
+            first = point_coords[:, 0, :]
+            dx2 = torch.square(grid[None, :] - first[:, 0:1])  # (B, L) along x
+            dy2 = torch.square(grid[None, :] - first[:, 1:2])  # (B, L) along y
+            dist = torch.sqrt(dy2[:, :, None] + dx2[:, None, :])
+            radii = torch.tensor(TOKEN_RADII_1024, dtype=torch.float32)[None, :, None, None]
+            unused = (image_embeddings.sum() + point_labels.sum() + mask_input.sum() + has_mask_input.sum()) * 0.0
+            scores = torch.tensor(TOKEN_SCORES, dtype=torch.float32)[None, :].expand(point_coords.shape[0], 4)
+            return radii - dist[:, None] + unused, scores
+
+    return ConeDecoder()
+
+
+def build_cone_web_decoder(embed_dim: int = 256) -> onnx.ModelProto:
+    """The cone as ``decoder_web.onnx`` (export/web_decoder.py): token 0's disk with the post-processing."""
+    from export.export_sam import DEFAULT_OPSET
+    from export.web_decoder import trace_post_processed_decoder
+
+    return trace_post_processed_decoder(_torch_cone_decoder(), IMAGE_SIZE, embed_dim, (LOW_RES // 4, LOW_RES // 4),
+                                        DEFAULT_OPSET)

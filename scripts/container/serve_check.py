@@ -7,12 +7,14 @@ with SIGTERM. Here the same command line (the image's ENTRYPOINT plus ``serve``)
 a free port (``SAM_HOST``, ``SAGEMAKER_BIND_TO_PORT``) instead of 0.0.0.0:8080. Checks:
 ``/ping`` turns 200; the process runs as the image's user; an invocation returns the mask
 that the runtime computes in-process on the host (``HoldExtractor``) and the cut-out built
-from it; every stdout line is a JSON log object (no banner); SIGTERM makes it exit 0.
+from it; the playground's browser mode is served (onnxruntime-web from ``make web-runtime``, the
+model's decoder_web.onnx); every stdout line is a JSON log object (no banner); SIGTERM makes it exit 0.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -157,6 +159,21 @@ def check_answer(response: httpx.Response, jpeg: bytes, expected: NDArray[np.boo
     require(np.array_equal(rgba[..., :3], original), "cut-out RGB is not the photo's")
 
 
+def check_browser_mode(url: str) -> None:
+    """The image serves the playground's browser mode: onnxruntime-web (``make web-runtime``'s files,
+    byte-equal to its record) and the model's decoder_web.onnx, cross-origin isolated."""
+    info = httpx.get(url + "/playground/browser-mode.json", timeout=10).json()
+    require(info["runtime"]["available"], f"browser mode: {info['runtime']['reason']} (before building the image)")
+    require(info["decoder"]["available"], f"browser mode: {info['decoder']['reason']}")
+    record = httpx.get(url + "/static/ort/onnxruntime-web.json", timeout=10).json()
+    for name, digest in record["sha256"].items():
+        response = httpx.get(f"{url}/static/ort/{name}", timeout=60)
+        require(response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == digest,
+                f"/static/ort/{name} is not the file make web-runtime copied")
+        require(response.headers.get("cross-origin-embedder-policy") == "require-corp",
+                f"/static/ort/{name} lacks COEP require-corp")
+
+
 def serve_and_check(buildah: Buildah, image: str, model_dir: Path, workdir: Path, overrides: dict[str, str],
                     exact: bool) -> ServeResult:
     """Start the entrypoint with ``serve``, check /ping, one invocation, stdout and SIGTERM; always stops it."""
@@ -199,6 +216,7 @@ def serve_and_check(buildah: Buildah, image: str, model_dir: Path, workdir: Path
                               timeout=120)
         result.request_ms = (time.monotonic() - begin) * 1000
         check_answer(response, jpeg, expected, exact, result)
+        check_browser_mode(url)
         os.kill(pid, signal.SIGTERM)
         stopping = time.monotonic()
         result.exit_code = runner.wait(SIGTERM_GRACE_S)

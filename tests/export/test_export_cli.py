@@ -26,7 +26,7 @@ from tests.conftest import run_export
 def test_tiny_export_writes_models_and_manifest(tiny_model_dir: Path) -> None:
     manifest = load_manifest(tiny_model_dir)
     assert set(manifest.models) == {"encoder", "decoder", "encoder_fp16", "decoder_fp16", "preprocess", "postprocess",
-                                    "cutout_resize"}
+                                    "cutout_resize", "decoder_web", "decoder_web_int8"}
     assert manifest.model_type == "tiny"
     assert manifest.weights == {"origin": "random", "seed": 3}
     assert manifest.image_size == 1024 and manifest.num_mask_tokens == 4

@@ -6,6 +6,8 @@ is a failure; elsewhere the browser tests skip, naming what is missing.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -13,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -64,3 +68,35 @@ def sent_requests(driver: Any, path: str) -> list[dict[str, Any]]:
             if request["method"] == "POST" and request["url"].endswith(path):
                 requests.append(request)
     return requests
+
+
+def wait_for(driver: Any, script: str, timeout_s: float = 90) -> Any:
+    """The first truthy value of ``script`` in the page, polled every 0.1 s for at most ``timeout_s``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+
+
+def tap_at(driver: Any, canvas: Any, x: float, y: float) -> None:
+    """Click at (x, y) photo pixels: Selenium offsets are CSS pixels from the element's centre."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    width, height, pixels_w, pixels_h = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height, arguments[0].width, arguments[0].height]",
+        canvas)
+    ActionChains(driver).move_to_element_with_offset(
+        canvas, x * width / pixels_w - width / 2, y * height / pixels_h - height / 2).click().perform()
+
+
+def canvas_rgba(driver: Any, element_id: str) -> np.ndarray:
+    """A canvas's pixels: uint8 HxWx4 RGBA."""
+    url = driver.execute_script(f"return document.getElementById('{element_id}').toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
+
+
+def assert_same_origin_only(driver: Any, origin: str) -> None:
+    """Every resource the page loaded came from ``origin``, and the console has no error."""
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(name.startswith(origin) for name in resources), resources
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == [], errors  # CSP violations, failed loads and script errors land here

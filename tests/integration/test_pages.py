@@ -8,11 +8,9 @@ and that the latency of each tap is shown. Screenshots go to out/test-artifacts/
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -21,41 +19,12 @@ from PIL import Image
 
 from serving.openapi import openapi_schema
 from synthetic.wall_photo import wall_photo
-from tests.integration.browser import chrome, sent_requests
+from tests.integration.browser import assert_same_origin_only, canvas_rgba, chrome, sent_requests, tap_at, wait_for
 from tests.integration.server import REPO
 
 ARTIFACTS = REPO / "out" / "test-artifacts"
 PHOTO = wall_photo(width=600, height=800, holds=12, seed=1234)  # stored rotated, EXIF orientation 6
 TAPS = PHOTO.clicks(2)
-
-
-def _wait(driver: Any, script: str, timeout_s: float = 90) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: d.execute_script(script))
-
-
-def _tap(driver: Any, canvas: Any, x: float, y: float) -> None:
-    """Click at (x, y) photo pixels: Selenium offsets are CSS pixels from the element's centre."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    width, height, pixels_w, pixels_h = driver.execute_script(
-        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height, arguments[0].width, arguments[0].height]",
-        canvas)
-    ActionChains(driver).move_to_element_with_offset(
-        canvas, x * width / pixels_w - width / 2, y * height / pixels_h - height / 2).click().perform()
-
-
-def _canvas_png(driver: Any, element_id: str) -> np.ndarray:
-    url = driver.execute_script(f"return document.getElementById('{element_id}').toDataURL('image/png')")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
-
-
-def _same_origin_only(driver: Any, origin: str) -> None:
-    resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    assert resources and all(name.startswith(origin) for name in resources), resources
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == [], errors  # CSP violations, failed loads and script errors land here
 
 
 def test_playground_taps_holds_with_the_servers_mask_and_the_cache(tiny_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -65,20 +34,21 @@ def test_playground_taps_holds_with_the_servers_mask_and_the_cache(tiny_server, 
     photo_path.write_bytes(PHOTO.jpeg)
     with chrome(tmp_path / "profile") as driver:
         driver.get(tiny_server.url + "/playground")
+        wait_for(driver, "return window.playground.browserMode !== null")  # the page's last layout change
         driver.find_element(By.ID, "file").send_keys(str(photo_path))
-        assert _wait(driver, "const c = document.getElementById('photo'); return c.width && [c.width, c.height]") == [600, 800]
+        assert wait_for(driver, "const c = document.getElementById('photo'); return c.width && [c.width, c.height]") == [600, 800]
         canvas = driver.find_element(By.ID, "photo")
         for count, (x, y) in enumerate(TAPS, start=1):
-            _tap(driver, canvas, x, y)
-            _wait(driver, f"return window.playground.history.length === {count} && !window.playground.busy")
+            tap_at(driver, canvas, x, y)
+            wait_for(driver, f"return window.playground.history.length === {count} && !window.playground.busy")
         state = driver.execute_script("return {taps: window.playground.taps, history: window.playground.history}")
-        overlay = _canvas_png(driver, "overlay")
+        overlay = canvas_rgba(driver, "overlay")
         cutout_size = driver.execute_script("const i = document.getElementById('cutout'); return [i.naturalWidth, i.naturalHeight]")
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#latency tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
         warnings = driver.execute_script("return document.getElementById('warnings').textContent")
         sent = sent_requests(driver, "/invocations")
-        _same_origin_only(driver, tiny_server.url)
+        assert_same_origin_only(driver, tiny_server.url)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "playground.png"))
 
@@ -103,8 +73,9 @@ def test_playground_taps_holds_with_the_servers_mask_and_the_cache(tiny_server, 
     drawn = overlay[..., 3] > 0
     assert np.array_equal(drawn, mask), f"{np.count_nonzero(drawn != mask)} overlay pixels differ from the server's mask"
     assert cutout_size == [600, 800]
-    assert [row[:2] for row in rows] == [["1", "1"], ["2", "2"]] and rows[0][-1] == "miss" and rows[1][-1] == "hit"
-    assert all(row[2].endswith(" ms") and int(row[2].split()[0]) > 0 for row in rows)
+    assert [row[:3] for row in rows] == [["1", "server", "1"], ["2", "server", "2"]]
+    assert rows[0][-1] == "miss" and rows[1][-1] == "hit"
+    assert all(row[3].endswith(" ms") and int(row[3].split()[0]) > 0 for row in rows)
     assert "random weights" in warnings  # the tiny test model's answers say so
 
 
@@ -116,7 +87,7 @@ def test_docs_page_renders_the_openapi_schema(tiny_server, tmp_path: Path) -> No
             "return [...document.querySelectorAll('section.operation h2')].map(h => h.textContent)")
         text = driver.execute_script("return document.body.innerText")
         background = driver.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor")
-        _same_origin_only(driver, tiny_server.url)
+        assert_same_origin_only(driver, tiny_server.url)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "docs.png"))
     expected = [f"{method.upper()} {path}" for path, methods in schema["paths"].items() for method in methods]
@@ -144,3 +115,36 @@ def test_pages_are_self_contained_and_safe(tiny_server) -> None:  # type: ignore
 def test_pages_do_not_change_what_sagemaker_calls(tiny_server, path: str) -> None:  # type: ignore[no-untyped-def]
     assert httpx.get(tiny_server.url + "/ping", timeout=10).status_code == 200
     assert httpx.post(tiny_server.url + path, timeout=10).status_code == 405
+
+
+def _csp_directives(policy: str) -> dict[str, list[str]]:
+    return {name: values for name, *values in (part.split() for part in policy.split(";") if part.strip())}
+
+
+def test_the_playground_and_its_files_are_cross_origin_isolated(tiny_server, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """COOP same-origin + COEP require-corp on the page and on every file it loads (workers included),
+    and a CSP that lets WebAssembly compile but not JavaScript eval, from this origin only."""
+    from serving.web_runtime import WEB_RUNTIME_FILES, web_runtime_status
+
+    files = {"/playground": "text/html", "/static/playground.js": "text/javascript",
+             "/static/browser_decoder.mjs": "text/javascript", "/playground/browser-mode.json": "application/json",
+             "/playground/decoder_web.onnx": "application/octet-stream"}
+    if web_runtime_status().available:  # make web-runtime ran (CI runs it; the Chromium tests need it)
+        files.update({f"/static/ort/{name}": "application/wasm" if name.endswith(".wasm") else "text/javascript"
+                      for name in WEB_RUNTIME_FILES})
+    for path, media in files.items():
+        response = httpx.get(tiny_server.url + path, timeout=30)
+        assert response.status_code == 200, (path, response.text[:200])
+        assert response.headers["content-type"].split(";")[0] == media, path
+        assert response.headers["cross-origin-opener-policy"] == "same-origin", path
+        assert response.headers["cross-origin-embedder-policy"] == "require-corp", path
+        assert response.headers["cross-origin-resource-policy"] == "same-origin", path
+    policy = _csp_directives(httpx.get(tiny_server.url + "/playground", timeout=10).headers["content-security-policy"])
+    assert policy["script-src"] == ["'self'", "'wasm-unsafe-eval'"] and policy["worker-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'"] and policy["default-src"] == ["'self'"]
+    sources = {value for values in policy.values() for value in values}
+    assert sources == {"'self'", "'none'", "data:", "blob:", "'wasm-unsafe-eval'"}  # no 'unsafe-eval', no other origin
+    docs = _csp_directives(httpx.get(tiny_server.url + "/docs", timeout=10).headers["content-security-policy"])
+    assert docs["script-src"] == ["'self'"] and "worker-src" not in docs  # the docs page runs no WASM
+    decoder = httpx.get(tiny_server.url + "/playground/decoder_web.onnx", timeout=30)
+    assert decoder.content == (tiny_model_dir / "decoder_web.onnx").read_bytes()
