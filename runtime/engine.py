@@ -32,19 +32,17 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
+from runtime import gpu_setup, ort_runner
 from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
 from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
-from runtime.gpu_jpeg import GpuJpegDecoder
-from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
+from runtime.graph_loading import GraphOpener, checked_prepost, usable_providers
 from runtime.image_io import ImageHeader, ImageLimits
 from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
 from runtime.manifest import Manifest, load_manifest
-from runtime.prepost import choose_prepost
 from runtime.preprocess import PreparedImage, Preprocessor
-from runtime.providers import GPU_PROVIDERS, ORT_NAMES, ProviderName, Role, resolve_providers, wanted_providers
+from runtime.providers import GPU_PROVIDERS, ProviderName, Role
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
 from runtime.settings import RuntimeSettings
 from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of, to_host
@@ -167,55 +165,24 @@ class SamEngine:
         """Validate ``model_dir`` and open every graph with the configured providers and engines."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
-        available = ort.get_available_providers()
-        if any(name in GPU_PROVIDERS and ORT_NAMES[name] in available for name in wanted_providers(settings.providers)):
-            ort_runner.preload_gpu_libraries()
-        unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
-        providers = resolve_providers(settings.providers, available, unloadable)
+        providers = usable_providers(settings)
         engines = choose_engines(settings, providers)
         tier = choose_precision(settings, manifest, engines, providers[0] in GPU_PROVIDERS)
-        device_id = settings.providers.cuda.device_id
         if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
             gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
-        encoder: EncoderRunner
-        if engines["encoder"] == "openvino":
-            encoder = openvino_runner.OpenVinoEncoder(
-                openvino_runner.compile_graph(model_dir, manifest, "encoder", settings, tier))
-        else:
-            session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings, tier)
-            encoder = ort_runner.OrtEncoder(session, active, device_id)
+        graphs = GraphOpener(model_dir, manifest, settings, tier)
+        encoder = graphs.encoder(engines["encoder"], providers)
         # What really runs decides the rest: a GPU build on a host whose GPU cannot start (no device,
         # an old driver) falls back to the CPU, and then the CPU's choices apply to every graph.
         on_gpu = encoder.provider in GPU_PROVIDERS
         if providers[0] in GPU_PROVIDERS and not on_gpu:
             log.warning("the GPU providers %s did not start (see above); every graph runs on the CPU", list(providers))
             providers = ("cpu",)
-        try:
-            prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from exc
-        if on_gpu and not manifest.has_prepost_graphs:
-            log.warning("%s has no preprocess/postprocess graphs (an older export): pre- and post-processing run "
-                        "on the CPU; export again to keep requests on the GPU", model_dir)
-        images: ImagePreprocessor | None = None
-        if prepost["preprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
-            jpeg = GpuJpegDecoder.create(device_id) if active in GPU_PROVIDERS else None
-            images = OrtPreprocessor(session, active, manifest.image_size, device_id, jpeg)
+        prepost = checked_prepost(model_dir, manifest, settings, on_gpu)
+        images = graphs.preprocessor(providers) if prepost["preprocess"] == "graph" else None
         plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
-        renderer: MaskRenderer | None = None
-        if prepost["postprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings)
-            renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
-        decoder: DecoderRunner
-        if engines["decoder"] == "openvino":
-            decoder = openvino_runner.OpenVinoDecoder(
-                openvino_runner.compile_graph(model_dir, manifest, "decoder", settings, tier))
-        else:
-            session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings, tier)
-            logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS
-            decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device,
-                                            settings.providers.cpu.memory_arena)
+        renderer = graphs.renderer(providers, plan) if prepost["postprocess"] == "graph" else None
+        decoder = graphs.decoder(engines["decoder"], providers, renderer)
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
         engine = cls(manifest, encoder, decoder, images, renderer,
                      max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
@@ -381,3 +348,4 @@ class SamEngine:
         decoded = self.decode(embedding.value, np.array([[[10.0, 10.0], [0.0, 0.0]]], np.float32),
                               np.array([[1.0, -1.0]], np.float32))
         self.render(decoded, [0], embedding.input_size_hw, embedding.orig_size_hw)
+

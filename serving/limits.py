@@ -66,9 +66,13 @@ def _gpu_var(field_name: str) -> str:
 
 
 def limits(settings: ServerSettings) -> list[Limit]:
-    """The limits in force under ``settings``."""
-    runtime = settings.runtime
-    image_size = 1024  # SAM's input resolution (every model type); the aspect-ratio bound is 2x it
+    """The limits in force under ``settings``, in the README's order."""
+    return [*_request_limits(settings), *_image_limits(settings.runtime), *_prompt_and_answer_limits(settings),
+            *_gpu_limits(settings.runtime), *_session_limits(settings)]
+
+
+def _request_limits(settings: ServerSettings) -> list[Limit]:
+    """Bytes, times and concurrency of a request and its connection."""
     return [
         Limit("request body", _bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
         Limit("time to send a request head (from connecting, or from the previous answer)",
@@ -86,6 +90,13 @@ def limits(settings: ServerSettings) -> list[Limit]:
               f"{_var('worker_threads')} + {_var('max_queued_requests')}", "503 overloaded (/ping does not count)"),
         Limit("invocations worked on at once (threads; a timed-out one keeps its thread until it ends)",
               str(settings.worker_threads), _var("worker_threads"), "waits in the queue"),
+    ]
+
+
+def _image_limits(runtime: RuntimeSettings) -> list[Limit]:
+    """Bounds on an image file's pixels and structure, checked before it is decoded."""
+    image_size = 1024  # SAM's input resolution (every model type); the aspect-ratio bound is 2x it
+    return [
         Limit("image pixels (width x height, from the header)", f"{runtime.max_image_pixels:,}",
               _var("max_image_pixels"), "413 payload_too_large"),
         Limit("JPEG scans (progressive JPEGs cost a decode pass per scan)", str(runtime.max_jpeg_scans),
@@ -102,7 +113,13 @@ def limits(settings: ServerSettings) -> list[Limit]:
               "413 payload_too_large"),
         Limit("image aspect ratio (the short side must be at least 1 px at the model's 1024)",
               f"{2 * image_size}:1", "", "400 invalid_image"),
-        Limit("points per request", str(runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
+    ]
+
+
+def _prompt_and_answer_limits(settings: ServerSettings) -> list[Limit]:
+    """Bounds on the prompt (points, zip archives, headers) and on what the answer may hold."""
+    return [
+        Limit("points per request", str(settings.runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
         Limit("zip archive entries", str(settings.max_zip_entries), _var("max_zip_entries"), "413 payload_too_large"),
         Limit("zip member size (checked while inflating)", _bytes(settings.max_zip_member_bytes),
               _var("max_zip_member_bytes"), "413 payload_too_large"),
@@ -114,12 +131,24 @@ def limits(settings: ServerSettings) -> list[Limit]:
               "400 output_too_large, before any model work"),
         Limit("per-click masks of one request (bit-packed)", _bytes(MAX_PER_CLICK_MASK_BYTES), "",
               "400 output_too_large, before any model work"),
+    ]
+
+
+def _gpu_limits(runtime: RuntimeSettings) -> list[Limit]:
+    """The GPU's render slots and memory budget."""
+    return [
         Limit("mask renders at once on a GPU (fewer when the device memory budget cannot hold them)",
               str(runtime.device_memory.max_render_slots), _gpu_var("max_render_slots"),
               f"waits up to {_seconds(runtime.device_memory.render_wait_s)} (`{_gpu_var('render_wait_s')}`), then 503 overloaded"),
         Limit("GPU memory the service plans to use (sessions, renders, embedding cache)",
               f"{runtime.device_memory.fraction:.0%} of the device", _gpu_var("fraction"),
               "an allocation failure: 503 overloaded, half the cached embeddings freed"),
+    ]
+
+
+def _session_limits(settings: ServerSettings) -> list[Limit]:
+    """Sessions' count and lifetime, and the drain on shutdown."""
+    return [
         Limit("open sessions", str(settings.max_sessions), _var("max_sessions"), "429 capacity_exhausted"),
         Limit("session lifetime", _seconds(settings.session_ttl_s), _var("session_ttl_s"), "410 session_expired"),
         Limit("embeddings pinned by sessions", "half of the embedding cache", _var("cache_bytes"),
