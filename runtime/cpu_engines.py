@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from runtime.env_values import choice
+from runtime.env_values import choice, env_field
 from runtime.providers import Role
 
 EngineName = Literal["onnxruntime", "openvino"]
@@ -35,7 +35,9 @@ class OpenVinoOptions:
     (None: no cache). Threads come from ``CpuOptions.intra_op_threads`` (0: all cores).
     """
 
-    cache_dir: str | None = None
+    cache_dir: str | None = env_field(None, "SAM_OPENVINO_CACHE_DIR", str,
+                                      shown="none (`/tmp/sam-ov-cache` in the CPU image)",
+                                      doc="OpenVINO keeps compiled graphs here so a restart skips compilation")
 
 
 parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice(*get_args(CpuEngineSetting))

@@ -57,10 +57,18 @@ class DeviceMemorySettings:
     """``SAM_GPU_MEMORY_FRACTION`` / ``SAM_GPU_MEMORY_BYTES``: the budget; ``SAM_GPU_RENDER_SLOTS``:
     renders at once at most; ``SAM_GPU_RENDER_WAIT_S``: how long a render waits for a slot."""
 
-    fraction: float = env_field(0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction)
-    budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes))
-    max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int))
-    render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float)
+    fraction: float = env_field(
+        0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction,
+        doc="the device memory budget, a fraction of the GPU's memory: the model sessions (estimated from the graph "
+            "files), `SAM_GPU_RENDER_SLOTS` mask renders at once (half of the rest at most) and the embedding cache "
+            "(at most `SAM_CACHE_BYTES`); the start-up log prints the split. A CUDA out-of-memory answers 503 "
+            "`overloaded` and frees half the cached embeddings")
+    budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes),
+                                         doc="the device memory budget in bytes, instead of `SAM_GPU_MEMORY_FRACTION`")
+    max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int),
+                                      doc="mask renders holding device memory at once")
+    render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float,
+                                     doc="a render waits this long for a slot, then 503 `overloaded`")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:

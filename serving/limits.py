@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from runtime.device_memory import DeviceMemorySettings
-from runtime.env_values import env_name
+from runtime.env_values import env_name, format_bytes
 from runtime.file_structure import (
     MAX_BMP_RLE_BYTES,
     MAX_FILE_BYTES_PER_PIXEL,
@@ -43,13 +43,6 @@ class Limit:
     beyond: str
 
 
-def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
-
-
 def _seconds(s: float) -> str:
     return f"{s:g} s"
 
@@ -74,10 +67,10 @@ def limits(settings: ServerSettings) -> list[Limit]:
 def _request_limits(settings: ServerSettings) -> list[Limit]:
     """Bytes, times and concurrency of a request and its connection."""
     return [
-        Limit("request body", _bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
+        Limit("request body", format_bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
         Limit("time to send a request head (from connecting, or from the previous answer)",
               _seconds(settings.header_timeout_s), _var("header_timeout_s"), "connection closed (408 if a head had begun)"),
-        Limit("answer (response body)", _bytes(settings.max_response_bytes), _var("max_response_bytes"),
+        Limit("answer (response body)", format_bytes(settings.max_response_bytes), _var("max_response_bytes"),
               "413 output_too_large with a max_side that fits (before model work when the formats tell the size)"),
         Limit("time to send the request body", _seconds(settings.body_timeout_s), _var("body_timeout_s"),
               "408 request_timeout"),
@@ -107,9 +100,9 @@ def _image_limits(runtime: RuntimeSettings) -> list[Limit]:
         Limit("GIF extension sub-blocks before the first image", str(MAX_GIF_SUB_BLOCKS), "", "413 payload_too_large"),
         Limit("TIFF first-directory entries; values of one multi-byte tag (strips, tiles)",
               f"{MAX_TIFF_IFD_ENTRIES}; {MAX_TIFF_TAG_VALUES}", "", "413 payload_too_large"),
-        Limit("run-length-encoded BMP pixel data", _bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
+        Limit("run-length-encoded BMP pixel data", format_bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
         Limit("image file size (padding, trailing data)",
-              f"{_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
+              f"{format_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
               "413 payload_too_large"),
         Limit("image aspect ratio (the short side must be at least 1 px at the model's 1024)",
               f"{2 * image_size}:1", "", "400 invalid_image"),
@@ -121,15 +114,15 @@ def _prompt_and_answer_limits(settings: ServerSettings) -> list[Limit]:
     return [
         Limit("points per request", str(settings.runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
         Limit("zip archive entries", str(settings.max_zip_entries), _var("max_zip_entries"), "413 payload_too_large"),
-        Limit("zip member size (checked while inflating)", _bytes(settings.max_zip_member_bytes),
+        Limit("zip member size (checked while inflating)", format_bytes(settings.max_zip_member_bytes),
               _var("max_zip_member_bytes"), "413 payload_too_large"),
-        Limit("points.json in a zip", _bytes(MAX_POINTS_JSON_BYTES), "", "413 payload_too_large"),
+        Limit("points.json in a zip", format_bytes(MAX_POINTS_JSON_BYTES), "", "413 payload_too_large"),
         Limit("X-Amzn-SageMaker-Custom-Attributes (SageMaker's own limit; ASCII)",
               f"{MAX_CUSTOM_ATTRIBUTES_CHARS} characters, {MAX_CUSTOM_ATTRIBUTE_FIELDS} fields", "", "400 bad_request"),
         Limit("X-Amzn-SageMaker-Session-Id", f"{MAX_SESSION_ID_CHARS} characters", "", "400 bad_request"),
         Limit("WebP cut-out (libwebp's limits)", f"{WEBP_MAX_PIXELS:,} pixels, {WEBP_MAX_SIDE} px a side", "",
               "400 output_too_large, before any model work"),
-        Limit("per-click masks of one request (bit-packed)", _bytes(MAX_PER_CLICK_MASK_BYTES), "",
+        Limit("per-click masks of one request (bit-packed)", format_bytes(MAX_PER_CLICK_MASK_BYTES), "",
               "400 output_too_large, before any model work"),
     ]
 
