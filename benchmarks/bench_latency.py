@@ -43,7 +43,7 @@ from benchmarks.report import evaluate_targets, summarize_samples, write_all
 from export.export_sam import export_model, load_model
 from runtime import postprocess
 from runtime.cache import EmbeddingCache
-from runtime.cpu_engines import openvino_available
+from runtime.cpu_backends import openvino_available
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.outputs import OutputOptions
 from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOptions

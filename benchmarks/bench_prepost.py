@@ -10,7 +10,7 @@ rendering of 1, 5 and 20 hold-shaped masks (today's direct numpy calls, the nump
 that serves on CPU, and ``postprocess.onnx`` on the CPU EP / CUDA EP), then output encoding
 of the union (1-bit PNG from packed rows, 8-bit PNG, COCO RLE). Each implementation's
 masks are compared with today's numpy answer in the same run. Writes prepost.json and
-PREPOST.md to --out. ``runtime.prepost.AUTO_CPU_PREPOST`` follows the CPU rows.
+PREPOST.md to --out. ``runtime.prepost_choice.AUTO_CPU_PREPOST`` follows the CPU rows.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from benchmarks.arguments import size_wh
 from benchmarks.bench_latency import _cpu_name, _version, hold_shaped_logits
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
-from runtime.image_io import decode_image
-from runtime.images import LoadedImage, PillowPreprocessor
+from runtime.image_files import decode_image
 from runtime.manifest import load_manifest
 from runtime.masks import BitMask, mask_iou
 from runtime.outputs import encode_mask
-from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.preprocessors import LoadedImage, PillowPreprocessor
 from runtime.render import NumpyMaskRenderer, RenderedMasks
 from runtime.rle import encode_rle
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 from synthetic.wall_photo import wall_photo
 
 MASK_COUNTS = (1, 5, 20)
@@ -94,7 +94,7 @@ def _implementations(model_dir: Path) -> Implementations:
     found = Implementations(providers, PillowPreprocessor(Preprocessor(size, manifest.pixel_mean, manifest.pixel_std)),
                             NumpyMaskRenderer(size, manifest.mask_threshold), graphs)
     if "cuda" in providers:
-        from runtime.gpu_jpeg import GpuJpegDecoder
+        from runtime.gpu_jpeg_reader import GpuJpegDecoder
 
         found.jpeg_decoder = GpuJpegDecoder.create(0)
         graphs["cuda"][0].jpeg_decoder = found.jpeg_decoder

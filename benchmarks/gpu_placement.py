@@ -34,9 +34,9 @@ import numpy as np
 from benchmarks.arguments import size_wh
 from runtime.cuda_runtime import CudaError, CudaRuntime
 from runtime.engine import SamEngine
-from runtime.image_io import ImageLimits
-from runtime.preprocess import to_model_coords
+from runtime.image_files import ImageLimits
 from runtime.providers import GPU_PROVIDERS
+from runtime.sam_preprocessing import to_model_coords
 from runtime.settings import RuntimeSettings
 from synthetic.wall_photo import wall_photo
 

@@ -1,6 +1,6 @@
 """The SAM engine: four runners behind small protocols, one request path for CPU and GPU.
 
-- images (``runtime.images.ImagePreprocessor``): upload -> decoded image -> encoder input;
+- images (``runtime.preprocessors.ImagePreprocessor``): upload -> decoded image -> encoder input;
 - encoder (``EncoderRunner``): encoder input -> image embedding;
 - decoder (``DecoderRunner``): embedding + B prompts -> low-res logits and scores;
 - renderer (``runtime.render.MaskRenderer``): logits -> full-size masks, union, areas, boxes.
@@ -8,7 +8,7 @@
 On a GPU provider every runner is ONNX Runtime on the device: the encoder input, the
 embedding and the logits stay there as ``OrtValue``s (IO binding), and the request's one
 device-to-host copy is the renderer's bit-packed masks. On CPU the faster implementation per
-graph and per stage runs (``runtime.cpu_engines``, ``runtime.prepost``).
+graph and per stage runs (``runtime.cpu_backends``, ``runtime.prepost_choice``).
 
 ``SamEngine.from_model_dir`` validates the manifest, picks providers, engines and
 implementations, opens the graphs and checks what really runs; ``SamEngine(...)`` only
@@ -33,17 +33,17 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime import gpu_setup, ort_runner
-from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
+from runtime.cpu_backends import EngineName, choose_cpu_engines, openvino_available
 from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.graph_loading import GraphOpener, checked_prepost, usable_providers
-from runtime.image_io import ImageHeader, ImageLimits
-from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
+from runtime.image_files import ImageHeader, ImageLimits
 from runtime.manifest import Manifest, load_manifest
-from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.preprocessors import ImagePreprocessor, LoadedImage, PillowPreprocessor
 from runtime.providers import GPU_PROVIDERS, ProviderName, Role
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 from runtime.settings import RuntimeSettings
 from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of, to_host
 

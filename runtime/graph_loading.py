@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 
 from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
-from runtime.cpu_engines import EngineName
+from runtime.cpu_backends import EngineName
 from runtime.cpu_precision import CpuPrecision
 from runtime.device_memory import DeviceMemoryPlan
 from runtime.errors import ModelLoadError
-from runtime.gpu_jpeg import GpuJpegDecoder
+from runtime.gpu_jpeg_reader import GpuJpegDecoder
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
-from runtime.images import ImagePreprocessor
 from runtime.manifest import Manifest
-from runtime.prepost import Implementation, Stage, choose_prepost
+from runtime.prepost_choice import Implementation, Stage, choose_prepost
+from runtime.preprocessors import ImagePreprocessor
 from runtime.providers import GPU_PROVIDERS, ORT_NAMES, ProviderName, resolve_providers, wanted_providers
 from runtime.render import MaskRenderer
 from runtime.settings import RuntimeSettings
@@ -47,7 +47,7 @@ def usable_providers(settings: RuntimeSettings) -> tuple[ProviderName, ...]:
 
 def checked_prepost(model_dir: Path, manifest: Manifest, settings: RuntimeSettings,
                      on_gpu: bool) -> dict[Stage, Implementation]:
-    """Where pre- and post-processing run (``runtime.prepost``); a choice the export cannot serve
+    """Where pre- and post-processing run (``runtime.prepost_choice``); a choice the export cannot serve
     is a ``ModelLoadError``, and a GPU without the graphs a warning."""
     try:
         prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)

@@ -8,7 +8,7 @@ On a GPU provider:
   per-prompt masks when asked). Large outputs are rendered in chunks of prompts so that the
   full-size float intermediates stay within ``max_pixels_per_run`` pixels.
 On CPU the same graphs run with plain ``session.run`` (the benchmark compares them with the
-numpy/Pillow runners; see ``runtime.prepost`` for which one serves).
+numpy/Pillow runners; see ``runtime.prepost_choice`` for which one serves).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from runtime.device_memory import DEFAULT_RENDER_RUN_PIXELS, RenderSlots
-from runtime.gpu_jpeg import GpuJpegDecoder, device_pointer
-from runtime.image_io import ImageHeader, ImageLimits, decode_image, probe_image
-from runtime.images import LoadedImage
+from runtime.gpu_jpeg_reader import GpuJpegDecoder, device_pointer
+from runtime.image_files import ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
 from runtime.masks import BitMask, BoxXYXY
-from runtime.preprocess import PreparedImage, resized_size_hw
+from runtime.preprocessors import LoadedImage
 from runtime.providers import GPU_PROVIDERS, ProviderName
 from runtime.render import RenderedMasks
+from runtime.sam_preprocessing import PreparedImage, resized_size_hw
 from runtime.tensors import LogitsValue, shape_of
 
 ENGINE_NAME = "onnxruntime"

@@ -25,11 +25,11 @@ from PIL import Image
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
-from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
-from runtime.images import LoadedImage
+from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
 from runtime.masks import BitMask, BoxXYXY
-from runtime.preprocess import check_resizable, to_model_coords
+from runtime.preprocessors import LoadedImage
 from runtime.prompt_reuse import PromptReuse
+from runtime.sam_preprocessing import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome
 from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from runtime.cpu_engines import OpenVinoOptions
+from runtime.cpu_backends import OpenVinoOptions
 from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest

@@ -1,7 +1,7 @@
 """Runtime configuration: a frozen snapshot read once from the environment.
 
 Every variable the runtime reads is declared once, with ``env_field`` on the dataclass field it
-sets (here, and in the option dataclasses of ``runtime.providers``, ``cpu_engines``,
+sets (here, and in the option dataclasses of ``runtime.providers``, ``cpu_backends``,
 ``device_memory``, ``shared_store`` and ``shared_config``), with its default, bound and meaning;
 ``python -m serving.settings_table`` prints them as the README's table. A bad value raises
 ``ValueError`` naming the variable, so a misconfigured container fails at start-up, not on a request.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
+from runtime.cpu_backends import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
 from runtime.cpu_precision import CpuPrecisionSetting, parse_cpu_precision
 from runtime.device_memory import DeviceMemorySettings
 from runtime.env_values import (
@@ -27,8 +27,8 @@ from runtime.env_values import (
     read_env,
     read_fields,
 )
-from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
-from runtime.prepost import PrePostSetting, parse_prepost
+from runtime.image_files import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
+from runtime.prepost_choice import PrePostSetting, parse_prepost
 from runtime.providers import CpuOptions, CudaOptions, ProviderConfig, TensorRTOptions
 from runtime.shared_config import SharedCacheConfig
 from runtime.shared_store import SharedStoreSettings

@@ -11,7 +11,7 @@ cannot carry it: 406 ``not_acceptable``. The object::
 
 A point (x, y) in upright original pixels is (x * scale_x, y * scale_y) in the ``input_frame``
 (the decoder's coordinates): the arithmetic of SAM's ``ResizeLongestSide.apply_coords`` and of
-``runtime.preprocess.to_model_coords`` (float64 scales new/old, then float32).
+``runtime.sam_preprocessing.to_model_coords`` (float64 scales new/old, then float32).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from runtime.errors import AnswerTooLarge
 from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.outputs import EmbeddingDtype
-from runtime.preprocess import point_scales_xy
+from runtime.sam_preprocessing import point_scales_xy
 from runtime.tensors import to_host
 
 #: Zip members of an answer with the embedding.

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from runtime.errors import ServiceError
-from runtime.image_io import decode_image
+from runtime.image_files import decode_image
 from runtime.jpeg_structure import count_jpeg_structure
 from serving.contract import parse_custom_attributes, parse_json, parse_raw_image, parse_zip
 

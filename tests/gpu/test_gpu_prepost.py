@@ -19,10 +19,10 @@ from runtime.engine import SamEngine
 from runtime.errors import PayloadTooLarge
 from runtime.graph_runners import OrtMaskRenderer
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
-from runtime.image_io import ImageLimits, decode_image, probe_image
+from runtime.image_files import ImageLimits, decode_image, probe_image
 from runtime.masks import mask_iou
-from runtime.preprocess import to_model_coords
 from runtime.providers import ProviderConfig
+from runtime.sam_preprocessing import to_model_coords
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode, old_service_masks
@@ -117,7 +117,7 @@ def test_gpu_served_masks_equal_sam_predictor(gpu_engine: SamEngine, tiny_sam) -
 
 def test_nvjpeg_decodes_jpegs_on_the_device_close_to_pillow(gpu_engine: SamEngine) -> None:
     pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu12) is not installed")
-    from runtime.gpu_jpeg import GpuJpegDecoder
+    from runtime.gpu_jpeg_reader import GpuJpegDecoder
 
     decoder = GpuJpegDecoder.create(0)
     assert decoder is not None

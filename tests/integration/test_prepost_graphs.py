@@ -18,11 +18,11 @@ from runtime.engine import SamEngine
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
 from runtime.holds import Click, build_prompts
-from runtime.images import LoadedImage
 from runtime.manifest import load_manifest
 from runtime.masks import box_xyxy
-from runtime.preprocess import Preprocessor
+from runtime.preprocessors import LoadedImage
 from runtime.render import NumpyMaskRenderer
+from runtime.sam_preprocessing import Preprocessor
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from export.sam_models import load_checkpoint
-from runtime.cpu_engines import CpuEngineSetting
+from runtime.cpu_backends import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 
 from export.sam_models import build_random, predictor_for
-from runtime.cpu_engines import CpuEngineSetting
+from runtime.cpu_backends import CpuEngineSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.manifest import load_manifest
 from runtime.masks import mask_iou

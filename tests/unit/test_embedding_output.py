@@ -82,7 +82,7 @@ def test_openapi_documents_the_embedding() -> None:
 
 def test_point_scales_are_per_axis_where_rounding_makes_them_differ() -> None:
     """333x1000 resizes to 341x1024: x scales by 1.024, y by 341/333; a swap or a shared scale fails."""
-    from runtime.preprocess import point_scales_xy, to_model_coords
+    from runtime.sam_preprocessing import point_scales_xy, to_model_coords
 
     scale_x, scale_y = point_scales_xy((333, 1000), 1024)
     assert (scale_x, scale_y) == (1024 / 1000, 341 / 333) and scale_x != scale_y

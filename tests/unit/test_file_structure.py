@@ -10,7 +10,7 @@ import pytest
 
 from runtime import file_structure as fs
 from runtime.errors import PayloadTooLarge
-from runtime.image_io import decode_image, probe_image
+from runtime.image_files import decode_image, probe_image
 from runtime.jpeg_structure import count_jpeg_structure
 from tests import hostile_files as bombs
 

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from runtime.cuda_runtime import CudaError, CudaRuntime
-from runtime.gpu_jpeg import GpuJpegDecoder, decode_params
+from runtime.gpu_jpeg_reader import GpuJpegDecoder, decode_params
 from runtime.ort_runner import OrtDecoder, prepost_providers, session_options
 from runtime.providers import CudaOptions, ProviderConfig, provider_arguments
 from runtime.settings import RuntimeSettings

@@ -15,8 +15,8 @@ from export.prepost_graphs import build_postprocess
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer
 from runtime.holds import Click, build_prompts, output_size_hw
-from runtime.preprocess import resized_size_hw, to_model_coords
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
+from runtime.sam_preprocessing import resized_size_hw, to_model_coords
 from tests import cone_model as cone
 
 CPU = ["CPUExecutionProvider"]

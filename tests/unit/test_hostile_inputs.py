@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from runtime.errors import BadRequest, InvalidImage, InvalidPoints, OutputTooLarge, PayloadTooLarge
-from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, ImageLimits, decode_image, probe_image
+from runtime.image_files import DEFAULT_MAX_JPEG_SCANS, ImageLimits, decode_image, probe_image
 from runtime.jpeg_structure import count_jpeg_structure
 from runtime.outputs import OutputOptions, check_output_size, check_per_click_masks, cutout_rgba, encode_result
-from runtime.preprocess import check_resizable
+from runtime.sam_preprocessing import check_resizable
 from serving.contract import parse_json, parse_raw_image, parse_zip
 from serving.sessions import check_session_header
 from tests.reference import encode, zip_archive

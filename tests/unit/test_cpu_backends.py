@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cpu_engines import OpenVinoOptions, choose_cpu_engines
+from runtime.cpu_backends import OpenVinoOptions, choose_cpu_engines
 from runtime.engine import choose_engines
 from runtime.errors import ModelLoadError
 from runtime.openvino_runner import compile_config

@@ -11,7 +11,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from runtime.cpu_engines import OpenVinoOptions
+from runtime.cpu_backends import OpenVinoOptions
 from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
 from runtime.settings import RuntimeSettings

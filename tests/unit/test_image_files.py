@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from runtime.errors import InvalidImage, PayloadTooLarge
-from runtime.image_io import decode_image
+from runtime.image_files import decode_image
 from tests.reference import encode
 
 RGB = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)

@@ -2,7 +2,7 @@
 
 Used only when a GPU provider runs the pre-processing graph and the upload is a JPEG (Pillow's
 format ``JPEG``; MPO and every other format stay with Pillow). The header is read first with
-Pillow (``runtime.image_io.probe_image``), so the pixel limit and the bomb checks hold before
+Pillow (``runtime.image_files.probe_image``), so the pixel limit and the bomb checks hold before
 any device work. nvImageCodec applies the EXIF orientation, as Pillow's path does; its result
 is checked against the header's upright size, and anything unexpected (a decode failure, a
 12-bit or CMYK JPEG it cannot turn into 8-bit RGB, a pitched buffer) falls back to Pillow.
@@ -21,8 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from runtime.cuda_runtime import CudaError, CudaRuntime
-from runtime.image_io import ImageHeader
-from runtime.images import LoadedImage
+from runtime.image_files import ImageHeader
+from runtime.preprocessors import LoadedImage
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.image_io import ImageHeader, ImageLimits, decode_image
-from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.image_files import ImageHeader, ImageLimits, decode_image
 from runtime.providers import ProviderName
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 
 
 @dataclass
@@ -67,7 +67,7 @@ class ImagePreprocessor(Protocol):
 
 
 class PillowPreprocessor:
-    """Pillow decoding and ``runtime.preprocess.Preprocessor`` (host memory)."""
+    """Pillow decoding and ``runtime.sam_preprocessing.Preprocessor`` (host memory)."""
 
     engine = "pillow"
     provider: ProviderName = "cpu"
