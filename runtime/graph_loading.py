@@ -19,7 +19,7 @@ from runtime.cpu_backends import EngineName
 from runtime.cpu_precision import CpuPrecision
 from runtime.device_memory import DeviceMemoryPlan
 from runtime.errors import ModelLoadError
-from runtime.gpu_jpeg_reader import GpuJpegDecoder
+from runtime.gpu_jpeg_reader import GpuJpegReader
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
 from runtime.manifest import Manifest
 from runtime.prepost_choice import Implementation, Stage, choose_prepost
@@ -86,7 +86,7 @@ class GraphOpener:
         """The preprocess graph's runner, with the GPU JPEG decoder when it runs on a GPU."""
         session, active = ort_runner.open_session(self.model_dir, self.manifest, "preprocess", providers,
                                                   self.settings)
-        jpeg = GpuJpegDecoder.create(self.device_id) if active in GPU_PROVIDERS else None
+        jpeg = GpuJpegReader.create(self.device_id) if active in GPU_PROVIDERS else None
         return OrtPreprocessor(session, active, self.manifest.image_size, self.device_id, jpeg)
 
     def renderer(self, providers: tuple[ProviderName, ...], plan: DeviceMemoryPlan | None) -> MaskRenderer:

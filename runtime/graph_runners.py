@@ -21,8 +21,8 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from runtime.device_memory import DEFAULT_RENDER_RUN_PIXELS, RenderSlots
-from runtime.gpu_jpeg_reader import GpuJpegDecoder, device_pointer
-from runtime.image_files import ImageHeader, ImageLimits, decode_image, probe_image
+from runtime.gpu_jpeg_reader import GpuJpegReader, device_pointer
+from runtime.image_files import ImageHeader, ImageLimits, probe_image, read_image
 from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocessors import LoadedImage
@@ -50,22 +50,22 @@ class OrtPreprocessor:
     engine = ENGINE_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, image_size: int, device_id: int = 0,
-                 jpeg_decoder: GpuJpegDecoder | None = None) -> None:
+                 jpeg_reader: GpuJpegReader | None = None) -> None:
         self._session = session
         self.provider = provider
         self.image_size = image_size
         self.device_id = device_id
-        self.jpeg_decoder = jpeg_decoder
+        self.jpeg_reader = jpeg_reader
         self._run_options = device_arena_shrinkage(provider, device_id)
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
         """JPEG on a GPU: header checks, then nvJPEG into device memory; otherwise Pillow."""
-        if self.jpeg_decoder is not None:
+        if self.jpeg_reader is not None:
             probed = probed or probe_image(data, limits)
-            loaded = self.jpeg_decoder.decode(data, probed)
+            loaded = self.jpeg_reader.read(data, probed)
             if loaded is not None:
                 return loaded
-        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
+        return LoadedImage.from_pil(read_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         image_input, size_input = PREPROCESS_INPUTS

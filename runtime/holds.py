@@ -25,7 +25,7 @@ from PIL import Image
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
-from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
+from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, probe_image, read_image
 from runtime.masks import BitMask, BoxXYXY
 from runtime.preprocessors import LoadedImage
 from runtime.prompt_reuse import PromptReuse
@@ -317,7 +317,7 @@ class HoldExtractor:
         rgb: Image.Image | None = None
         if request.need_pixels:
             start = time.perf_counter()
-            rgb = image.rgb() if image is not None else decode_image(entry.image_bytes, limits=self.image_limits)
+            rgb = image.rgb() if image is not None else read_image(entry.image_bytes, limits=self.image_limits)
             if (rgb.height, rgb.width) != out_size:
                 rgb = rgb.resize((out_size[1], out_size[0]), Image.Resampling.BILINEAR)
             timings["cutout_pixels_ms"] = _ms(start)

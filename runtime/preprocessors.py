@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.image_files import ImageHeader, ImageLimits, decode_image
+from runtime.image_files import ImageHeader, ImageLimits, read_image
 from runtime.providers import ProviderName
 from runtime.sam_preprocessing import PreparedImage, Preprocessor
 
@@ -76,7 +76,7 @@ class PillowPreprocessor:
         self.preprocessor = preprocessor
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
-        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
+        return LoadedImage.from_pil(read_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         return self.preprocessor.prepare(image.rgb())

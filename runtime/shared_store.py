@@ -22,7 +22,7 @@ from typing import Literal
 import redis
 
 from runtime.env_values import env_field, non_negative_int, positive
-from runtime.shared_entry import EMBEDDING_BYTES, SharedEntry, decode_entry, encode_entry
+from runtime.shared_entry import EMBEDDING_BYTES, SharedEntry, read_entry, write_entry
 
 _LOG = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class SharedStore:
         self._note(False)
         if value is None:
             return None, self._count("miss")
-        entry = decode_entry(self._identity, value, self._embedding_bytes) if isinstance(value, bytes) else None
+        entry = read_entry(self._identity, value, self._embedding_bytes) if isinstance(value, bytes) else None
         if entry is None:
             _LOG.warning("shared cache: the value under image %s is not a valid entry of this model; ignored", image_id)
             return None, self._count("error")
@@ -157,7 +157,7 @@ class SharedStore:
         if self._paused():
             return False
         try:
-            self._client.set(self._key("emb", image_id), encode_entry(self._identity, entry),
+            self._client.set(self._key("emb", image_id), write_entry(self._identity, entry),
                              ex=self.settings.ttl_s)
         except redis.RedisError as exc:
             self._note(True, repr(exc))

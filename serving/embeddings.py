@@ -42,7 +42,7 @@ def model_id(manifest: Manifest) -> str:
 
 
 @dataclass(frozen=True)
-class EncodedEmbedding:
+class SerialisedEmbedding:
     """An answer's embedding: ``document`` (the wire object without its data) and ``data`` (the raw
     little-endian array, C order, ``document['shape']`` of ``document['dtype']``)."""
 
@@ -55,7 +55,7 @@ def embedding_bytes(shape: tuple[int, ...], dtype: EmbeddingDtype) -> int:
     return math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype) -> EncodedEmbedding:
+def serialise_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype) -> SerialisedEmbedding:
     """``result``'s embedding (float32 1x256x64x64, host or device) as ``dtype`` with its wire object."""
     if result.embedding is None or result.input_size_hw is None:
         raise ValueError("the result carries no embedding")
@@ -73,7 +73,7 @@ def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDty
         "input_frame": manifest.image_size,
         "point_transform": dict(zip(("scale_x", "scale_y"), point_scales_xy((height, width), manifest.image_size))),
     }
-    return EncodedEmbedding(document, array.tobytes())
+    return SerialisedEmbedding(document, array.tobytes())
 
 
 def check_embedding_fits(shape: tuple[int, ...], dtype: EmbeddingDtype, base64_framed: bool,

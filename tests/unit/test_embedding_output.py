@@ -13,7 +13,7 @@ from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.masks import BitMask
 from serving.contract import parse_json, parse_raw_image
-from serving.embeddings import check_embedding_fits, embedding_bytes, encode_embedding, model_id
+from serving.embeddings import check_embedding_fits, embedding_bytes, model_id, serialise_embedding
 from serving.openapi import REQUEST_SCHEMA, RESPONSE_SCHEMA
 
 SHAPE = (1, 256, 64, 64)
@@ -65,7 +65,7 @@ def test_wire_object_and_bytes() -> None:
     embedding = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     result = HoldResult("f" * 32, False, (3000, 4000), (3000, 4000), BitMask.empty((3000, 4000)), [], None, None, {},
                         None, embedding, (768, 1024))
-    encoded = encode_embedding(result, manifest, "float16")
+    encoded = serialise_embedding(result, manifest, "float16")
     assert encoded.data == embedding.astype("<f2").tobytes()
     assert encoded.document == {
         "model_id": hashlib.sha256(f"vit_t:{'ab' * 32}".encode()).hexdigest(), "model_type": "vit_t",
