@@ -125,7 +125,7 @@ def run(model_dir: Path, providers: str, size: tuple[int, int], masks: int, conc
                          ("postprocess", engine.renderer)):
         session = getattr(runner, "_session", None)  # the ONNX Runtime session the runner was given
         if session is None:
-            graphs[role] = {"engine": runner.engine}
+            graphs[role] = {"engine": runner.backend}
             continue
         events = json.loads(Path(session.end_profiling()).read_text())
         graphs[role] = {"provider": runner.provider, **placement(events, runner.provider in GPU_PROVIDERS)}

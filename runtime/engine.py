@@ -10,7 +10,7 @@ embedding and the logits stay there as ``OrtValue``s (IO binding), and the reque
 device-to-host copy is the renderer's bit-packed masks. On CPU the faster implementation per
 graph and per stage runs (``runtime.cpu_backends``, ``runtime.prepost_choice``).
 
-``SamEngine.from_model_dir`` validates the manifest, picks providers, engines and
+``SamEngine.from_model_dir`` validates the manifest, picks providers, backends and
 implementations, opens the graphs and checks what really runs; ``SamEngine(...)`` only
 stores what it is given. Shapes are read from the manifest, and ``decode`` checks its feeds
 at the boundary (as ``SamPredictor`` does) instead of failing inside ONNX Runtime. Encoder
@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from runtime import gpu_setup, ort_runner
-from runtime.cpu_backends import EngineName, choose_cpu_engines, openvino_available
+from runtime.cpu_backends import BackendName, choose_cpu_backends, openvino_available
 from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
@@ -56,7 +56,7 @@ POINT_LABELS = (-1.0, 0.0, 1.0, 2.0, 3.0)
 class EncoderRunner(Protocol):
     """Runs the image encoder: float32 1x3xSxS (host or device) -> embedding 1x256x64x64."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def encode(self, tensor: HostOrDevice) -> EmbeddingValue: ...
@@ -65,7 +65,7 @@ class EncoderRunner(Protocol):
 class DecoderRunner(Protocol):
     """Runs the prompt decoder: an embedding and B prompt feeds -> logits BxTxLxL, scores float32 BxT (host)."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def decode(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> tuple[LogitsValue, NDArray[Any]]: ...
@@ -89,23 +89,23 @@ class Decoded:
     iou_predictions: NDArray[np.float32]
 
 
-def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, EngineName]:
+def choose_backends(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, BackendName]:
     """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice."""
     if providers[0] in GPU_PROVIDERS:
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
     try:
-        return choose_cpu_engines(settings.cpu_engine, openvino_available())
+        return choose_cpu_backends(settings.cpu_engine, openvino_available())
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
 
 
-def choose_precision(settings: RuntimeSettings, manifest: Manifest, engines: dict[Role, EngineName],
+def choose_precision(settings: RuntimeSettings, manifest: Manifest, backends: dict[Role, BackendName],
                      on_gpu: bool) -> CpuPrecision:
     """The CPU tier that runs (``runtime.cpu_precision``); f32 on a GPU provider, whose graphs
     ``SAM_PRECISION`` chooses. A tier this host or model cannot run is a ``ModelLoadError``."""
     if on_gpu:
         return "f32"
-    openvino_encoder = engines["encoder"] == "openvino"
+    openvino_encoder = backends["encoder"] == "openvino"
     support = CpuSupport(bf16_cpu=openvino_encoder and openvino_has_bf16(), openvino_encoder=openvino_encoder,
                          int8_encoder="encoder_int8" in manifest.models)
     try:
@@ -162,16 +162,16 @@ class SamEngine:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
-        """Validate ``model_dir`` and open every graph with the configured providers and engines."""
+        """Validate ``model_dir`` and open every graph with the configured providers and backends."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
         providers = usable_providers(settings)
-        engines = choose_engines(settings, providers)
-        tier = choose_precision(settings, manifest, engines, providers[0] in GPU_PROVIDERS)
+        backends = choose_backends(settings, providers)
+        tier = choose_precision(settings, manifest, backends, providers[0] in GPU_PROVIDERS)
         if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
             gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
         graphs = GraphOpener(model_dir, manifest, settings, tier)
-        encoder = graphs.encoder(engines["encoder"], providers)
+        encoder = graphs.encoder(backends["encoder"], providers)
         # What really runs decides the rest: a GPU build on a host whose GPU cannot start (no device,
         # an old driver) falls back to the CPU, and then the CPU's choices apply to every graph.
         on_gpu = encoder.provider in GPU_PROVIDERS
@@ -182,14 +182,14 @@ class SamEngine:
         images = graphs.preprocessor(providers) if prepost["preprocess"] == "graph" else None
         plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
         renderer = graphs.renderer(providers, plan) if prepost["postprocess"] == "graph" else None
-        decoder = graphs.decoder(engines["decoder"], providers, renderer)
+        decoder = graphs.decoder(backends["decoder"], providers, renderer)
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
         engine = cls(manifest, encoder, decoder, images, renderer,
                      max_prompts=trt.max_prompts if trt else None, max_points=trt.max_points if trt else None,
                      prompts_per_run=None if decoder.provider in GPU_PROVIDERS else settings.cpu_decoder_prompts_per_run,
                      device_plan=plan, precision=gpu_precision(manifest, settings, encoder.provider) if on_gpu else tier)
         log.info("model %s from %s: %s, precision %s (%s)", manifest.model_type, model_dir,
-                 ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()), engine.precision,
+                 ", ".join(f"{stage} on {name}" for stage, name in engine.backends.items()), engine.precision,
                  manifest.weights.get("origin", "unknown weights"))
         return engine
 
@@ -199,11 +199,11 @@ class SamEngine:
         return self.encoder.provider
 
     @property
-    def engines(self) -> dict[str, str]:
+    def backends(self) -> dict[str, str]:
         """What runs each stage, e.g. {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
         "postprocess": "numpy"} (``provider`` says which device ONNX Runtime uses)."""
-        return {"encoder": self.encoder.engine, "decoder": self.decoder.engine,
-                "preprocess": self.images.engine, "postprocess": self.renderer.engine}
+        return {"encoder": self.encoder.backend, "decoder": self.decoder.backend,
+                "preprocess": self.images.backend, "postprocess": self.renderer.backend}
 
     @property
     def on_gpu(self) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 
 from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
-from runtime.cpu_backends import EngineName
+from runtime.cpu_backends import BackendName
 from runtime.cpu_precision import CpuPrecision
 from runtime.device_memory import DeviceMemoryPlan
 from runtime.errors import ModelLoadError
@@ -73,9 +73,9 @@ class GraphOpener:
     def device_id(self) -> int:
         return self.settings.providers.cuda.device_id
 
-    def encoder(self, engine: EngineName, providers: tuple[ProviderName, ...]) -> EncoderRunner:
+    def encoder(self, backend: BackendName, providers: tuple[ProviderName, ...]) -> EncoderRunner:
         """The image encoder's runner."""
-        if engine == "openvino":
+        if backend == "openvino":
             return openvino_runner.OpenVinoEncoder(
                 openvino_runner.compile_graph(self.model_dir, self.manifest, "encoder", self.settings, self.tier))
         session, active = ort_runner.open_session(self.model_dir, self.manifest, "encoder", providers, self.settings,
@@ -95,10 +95,10 @@ class GraphOpener:
                                                   self.settings)
         return OrtMaskRenderer(session, active, self.device_id, *gpu_setup.render_limits(plan, self.settings))
 
-    def decoder(self, engine: EngineName, providers: tuple[ProviderName, ...],
+    def decoder(self, backend: BackendName, providers: tuple[ProviderName, ...],
                 renderer: MaskRenderer | None) -> DecoderRunner:
         """The prompt decoder's runner; its logits stay on the device when ``renderer`` runs there."""
-        if engine == "openvino":
+        if backend == "openvino":
             return openvino_runner.OpenVinoDecoder(
                 openvino_runner.compile_graph(self.model_dir, self.manifest, "decoder", self.settings, self.tier))
         session, active = ort_runner.open_session(self.model_dir, self.manifest, "decoder", providers, self.settings,

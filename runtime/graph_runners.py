@@ -31,7 +31,7 @@ from runtime.render import RenderedMasks
 from runtime.sam_preprocessing import PreparedImage, resized_size_hw
 from runtime.tensors import LogitsValue, shape_of
 
-ENGINE_NAME = "onnxruntime"
+BACKEND_NAME = "onnxruntime"
 
 
 def device_arena_shrinkage(provider: ProviderName, device_id: int) -> ort.RunOptions | None:
@@ -47,7 +47,7 @@ def device_arena_shrinkage(provider: ProviderName, device_id: int) -> ort.RunOpt
 class OrtPreprocessor:
     """``preprocess.onnx``: uint8 HxWx3 -> float32 1x3xSxS (see ``export/prepost_graphs.py``)."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, image_size: int, device_id: int = 0,
                  jpeg_reader: GpuJpegReader | None = None) -> None:
@@ -91,7 +91,7 @@ class OrtPreprocessor:
 class OrtMaskRenderer:
     """``postprocess.onnx``: logits -> packed full-size masks, union, areas, boxes, kept flags."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0,
                  max_pixels_per_run: int = DEFAULT_RENDER_RUN_PIXELS, slots: RenderSlots | None = None) -> None:

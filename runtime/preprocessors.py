@@ -51,7 +51,7 @@ class LoadedImage:
 class ImagePreprocessor(Protocol):
     """Decodes uploads and prepares the encoder's input (float32 1x3xSxS, host or device)."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
@@ -69,7 +69,7 @@ class ImagePreprocessor(Protocol):
 class PillowPreprocessor:
     """Pillow decoding and ``runtime.sam_preprocessing.Preprocessor`` (host memory)."""
 
-    engine = "pillow"
+    backend = "pillow"
     provider: ProviderName = "cpu"
 
     def __init__(self, preprocessor: Preprocessor) -> None:

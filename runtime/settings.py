@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from runtime.cpu_backends import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
+from runtime.cpu_backends import CpuBackendSetting, OpenVinoOptions, parse_cpu_backend
 from runtime.cpu_precision import CpuPrecisionSetting, parse_cpu_precision
 from runtime.device_memory import DeviceMemorySettings
 from runtime.env_values import (
@@ -55,8 +55,8 @@ class RuntimeSettings:
         doc="`auto`: the `fp16` graphs on CUDA (a warning when the export has none: export GPU models with "
             "`--fp16`); `fp16`: refuse to start without them; `fp32`; TensorRT builds fp16 itself (`SAM_TRT_FP16`). "
             "The start-up log names each graph's file and precision (`encoder runs encoder_fp16.onnx (fp16) on cuda`)")
-    cpu_engine: CpuEngineSetting = env_field(
-        "auto", "SAM_CPU_ENGINE", parse_cpu_engine,
+    cpu_engine: CpuBackendSetting = env_field(
+        "auto", "SAM_CPU_ENGINE", parse_cpu_backend,
         doc="on CPU: `auto` (OpenVINO for the encoder when installed, ONNX Runtime for the decoder: the faster of "
             "each, measured), `onnxruntime` or `openvino` for both graphs; GPU providers always use ONNX Runtime")
     cpu_prepost: PrePostSetting = env_field(

@@ -118,7 +118,7 @@ class _Endpoints:
         return JSONResponse({
             "model_type": engine.manifest.model_type,
             "provider": engine.provider,
-            "engines": engine.engines,
+            "engines": engine.backends,
             "encoder_runs": engine.encoder_runs,
             "precision": engine.precision,
             "cache": asdict(service.extractor.cache.stats()),

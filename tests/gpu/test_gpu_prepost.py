@@ -92,7 +92,7 @@ def test_cuda_graphs_equal_the_cpu_ep(gpu_engine: SamEngine, tiny_model_dir: Pat
 
 
 def test_embedding_and_logits_stay_on_the_device(gpu_engine: SamEngine) -> None:
-    assert gpu_engine.engines == {"encoder": "onnxruntime", "decoder": "onnxruntime",
+    assert gpu_engine.backends == {"encoder": "onnxruntime", "decoder": "onnxruntime",
                                   "preprocess": "onnxruntime", "postprocess": "onnxruntime"}
     embedding = gpu_engine.encode(gpu_engine.prepare(Image.fromarray(synthetic_image((480, 640), 3))))
     assert isinstance(embedding.value, ort.OrtValue) and embedding.value.device_name().lower() == "cuda"

@@ -31,7 +31,7 @@ def engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> SamEngine:
     with the exported pre/post-processing graphs on the CPU EP (the graphs a GPU runs)."""
     if request.param == "onnxruntime+graphs":
         engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine="onnxruntime", cpu_prepost="graph"))
-        assert engine.engines["preprocess"] == engine.engines["postprocess"] == "onnxruntime"
+        assert engine.backends["preprocess"] == engine.backends["postprocess"] == "onnxruntime"
         return engine
     return SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine=request.param))
 

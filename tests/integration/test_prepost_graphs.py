@@ -183,4 +183,4 @@ def test_graph_pipeline_needs_exported_graphs(tiny_model_dir: Path, tmp_path: Pa
     with pytest.raises(ModelLoadError, match="SAM_CPU_PREPOST=graph"):
         SamEngine.from_model_dir(copy, RuntimeSettings(cpu_prepost="graph", verify_model_checksums=False))
     old = SamEngine.from_model_dir(copy, RuntimeSettings(cpu_engine="onnxruntime", verify_model_checksums=False))
-    assert old.engines["postprocess"] == "numpy"  # an older export still serves on CPU
+    assert old.backends["postprocess"] == "numpy"  # an older export still serves on CPU
