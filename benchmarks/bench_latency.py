@@ -43,13 +43,13 @@ from benchmarks.report import evaluate_targets, summarize_samples, write_all
 from export.export_sam import export_model, load_model
 from runtime import postprocess
 from runtime.cache import EmbeddingCache
-from runtime.cpu_engines import openvino_available
+from runtime.cpu_backends import openvino_available
 from runtime.holds import Click, ExtractRequest, HoldExtractor
 from runtime.outputs import OutputOptions
 from runtime.providers import ORT_NAMES, CpuOptions, ProviderConfig, TensorRTOptions
 from runtime.settings import RuntimeSettings
 from serving.local_endpoint import start_local_endpoint
-from serving.responses import JSON, LEGACY_TIMING_NAMES, Prediction, encode_prediction
+from serving.responses import JSON, LEGACY_TIMING_NAMES, Prediction, serialise_prediction
 from synthetic.wall_photo import WallPhoto, wall_photo
 
 #: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
@@ -173,7 +173,7 @@ def ours_request(extractor: HoldExtractor, request: ExtractRequest, outputs: Out
     """One request through the runtime plus the server's own response encoding (JSON)."""
     start = time.perf_counter()
     result = extractor.extract(request)
-    encode_prediction(Prediction(result, outputs, JSON), JSON)
+    serialise_prediction(Prediction(result, outputs, JSON), JSON)
     return {"total_ms": (time.perf_counter() - start) * 1000.0, "stages": dict(result.timings_ms),
             "image_id": result.image_id}
 

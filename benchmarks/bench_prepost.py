@@ -10,7 +10,7 @@ rendering of 1, 5 and 20 hold-shaped masks (today's direct numpy calls, the nump
 that serves on CPU, and ``postprocess.onnx`` on the CPU EP / CUDA EP), then output encoding
 of the union (1-bit PNG from packed rows, 8-bit PNG, COCO RLE). Each implementation's
 masks are compared with today's numpy answer in the same run. Writes prepost.json and
-PREPOST.md to --out. ``runtime.prepost.AUTO_CPU_PREPOST`` follows the CPU rows.
+PREPOST.md to --out. ``runtime.prepost_choice.AUTO_CPU_PREPOST`` follows the CPU rows.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from benchmarks.arguments import size_wh
 from benchmarks.bench_latency import _cpu_name, _version, hold_shaped_logits
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
-from runtime.image_io import decode_image
-from runtime.images import LoadedImage, PillowPreprocessor
+from runtime.image_files import read_image
 from runtime.manifest import load_manifest
 from runtime.masks import BitMask, mask_iou
-from runtime.outputs import encode_mask
-from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.outputs import write_mask
+from runtime.preprocessors import LoadedImage, PillowPreprocessor
 from runtime.render import NumpyMaskRenderer, RenderedMasks
-from runtime.rle import encode_rle
+from runtime.rle import to_rle
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 from synthetic.wall_photo import wall_photo
 
 MASK_COUNTS = (1, 5, 20)
@@ -81,7 +81,7 @@ class Implementations:
     pillow: PillowPreprocessor
     renderer: NumpyMaskRenderer
     graphs: dict[str, tuple[OrtPreprocessor, OrtMaskRenderer]]
-    jpeg_decoder: Any = None
+    jpeg_reader: Any = None
 
 
 def _implementations(model_dir: Path) -> Implementations:
@@ -94,10 +94,10 @@ def _implementations(model_dir: Path) -> Implementations:
     found = Implementations(providers, PillowPreprocessor(Preprocessor(size, manifest.pixel_mean, manifest.pixel_std)),
                             NumpyMaskRenderer(size, manifest.mask_threshold), graphs)
     if "cuda" in providers:
-        from runtime.gpu_jpeg import GpuJpegDecoder
+        from runtime.gpu_jpeg_reader import GpuJpegReader
 
-        found.jpeg_decoder = GpuJpegDecoder.create(0)
-        graphs["cuda"][0].jpeg_decoder = found.jpeg_decoder
+        found.jpeg_reader = GpuJpegReader.create(0)
+        graphs["cuda"][0].jpeg_reader = found.jpeg_reader
     return found
 
 
@@ -122,8 +122,8 @@ class Recorder:
 
 def _time_decode_and_preprocess(found: Implementations, jpeg: bytes, record: Recorder) -> PreparedImage:
     """JPEG decode (Pillow; nvImageCodec) and SamPredictor's pre-processing (Pillow/numpy; graphs)."""
-    loaded = LoadedImage.from_pil(record.timed("image_decode", "Pillow", decode_image, jpeg))
-    if found.jpeg_decoder is not None:
+    loaded = LoadedImage.from_pil(record.timed("image_decode", "Pillow", read_image, jpeg))
+    if found.jpeg_reader is not None:
         record.timed("image_decode", "nvImageCodec (cuda)", found.graphs["cuda"][0].load, jpeg, 10**9)
     prepared: PreparedImage = record.timed("preprocess", "Pillow/numpy", found.pillow.prepare, loaded)
     for provider, (pre, _) in found.graphs.items():
@@ -150,9 +150,9 @@ def _time_postprocess(found: Implementations, logits: list[np.ndarray], input_hw
 
 
 def _time_encoding(union: BitMask, record: Recorder) -> None:
-    for name, encode, value in (("1-bit PNG from packed rows", encode_mask, (union, "png1")),
-                                ("8-bit PNG", encode_mask, (union, "png")),
-                                ("COCO RLE", encode_rle, (union.dense(),))):
+    for name, encode, value in (("1-bit PNG from packed rows", write_mask, (union, "png1")),
+                                ("8-bit PNG", write_mask, (union, "png")),
+                                ("COCO RLE", to_rle, (union.dense(),))):
         record.timed("output_encode (5-mask union)", name, encode, *value)
 
 

@@ -55,7 +55,7 @@ def _ms(call: Callable[[], Any]) -> float:
 def _tier(engine: SamEngine, url: str) -> SharedTier:
     nbytes = 4 * int(np.prod(engine.embedding_shape))
     store = SharedStore(SharedStoreSettings(url, command_timeout_ms=2000), identity_of(
-        engine.manifest, engine.engines, engine.provider), nbytes)
+        engine.manifest, engine.backends, engine.provider), nbytes)
     return SharedTier(store, engine.embedding_shape, engine.embedding_from_host)
 
 
@@ -106,10 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             samples.append(one_repeat(100 + repeat, a, b, c))
             print(json.dumps(samples[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "shared_cache.json").write_text(json.dumps({"model_dir": str(args.model_dir), "engines": engine.engines,
+    (args.out / "shared_cache.json").write_text(json.dumps({"model_dir": str(args.model_dir), "engines": engine.backends,
                                                             "samples": samples}, indent=2))
-    (args.out / "SHARED_CACHE.md").write_text(report(args.model_dir, samples, engine.engines))
-    print(report(args.model_dir, samples, engine.engines))
+    (args.out / "SHARED_CACHE.md").write_text(report(args.model_dir, samples, engine.backends))
+    print(report(args.model_dir, samples, engine.backends))
     return 0
 
 

@@ -39,9 +39,9 @@ from runtime.cuda_runtime import CudaError, CudaRuntime
 from runtime.cutout_resize import OrtCutoutResizer
 from runtime.device_memory import cutout_copy_bytes
 from runtime.engine import SamEngine
-from runtime.image_io import ImageLimits
-from runtime.preprocess import to_model_coords
+from runtime.image_files import ImageLimits
 from runtime.providers import GPU_PROVIDERS
+from runtime.sam_preprocessing import to_model_coords
 from runtime.settings import RuntimeSettings
 from synthetic.wall_photo import wall_photo
 
@@ -144,7 +144,7 @@ def run(model_dir: Path, providers: str, size: tuple[int, int], masks: int, conc
     for role, runner in runners + ([("cutout_resize", resizer)] if resizer is not None else []):
         session = getattr(runner, "_session", None)  # the ONNX Runtime session the runner was given
         if session is None:
-            graphs[role] = {"engine": runner.engine}
+            graphs[role] = {"engine": runner.backend}
             continue
         events = json.loads(Path(session.end_profiling()).read_text())
         graphs[role] = {"provider": runner.provider, **placement(events, runner.provider in GPU_PROVIDERS)}

@@ -31,7 +31,7 @@ from runtime.holds import Click, PromptMode, build_prompts
 from runtime.manifest import Manifest
 from runtime.masks import mask_iou
 from runtime.ort_runner import OrtDecoder, OrtEncoder
-from runtime.preprocess import to_model_coords
+from runtime.sam_preprocessing import to_model_coords
 from runtime.tensors import to_host
 from synthetic.test_images import synthetic_image
 

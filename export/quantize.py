@@ -26,7 +26,7 @@ from PIL import Image
 
 from runtime.engine import SamEngine
 from runtime.holds import Click, build_prompts
-from runtime.preprocess import to_model_coords
+from runtime.sam_preprocessing import to_model_coords
 from synthetic.wall_photo import render_wall
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from segment_anything.modeling import Sam
 
 from export.parity import check_parity
 from runtime import openvino_runner, ort_runner
-from runtime.cpu_engines import openvino_available
+from runtime.cpu_backends import openvino_available
 from runtime.cpu_precision import (
     AUTO_ORDER,
     CpuPrecision,

@@ -27,7 +27,7 @@ from export.parity import open_engine, parity_cases
 from runtime.holds import build_prompts
 from runtime.manifest import Manifest
 from runtime.masks import mask_iou
-from runtime.preprocess import to_model_coords
+from runtime.sam_preprocessing import to_model_coords
 from synthetic.test_images import synthetic_image
 
 WEB_DECODER_INT8_FILE = "decoder_web_int8.onnx"

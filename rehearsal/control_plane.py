@@ -65,86 +65,118 @@ class State:
 
 def create_app(moto_url: str, updating_polls: int = 2, work_dir: Path | None = None) -> Starlette:
     """The proxy app in front of ``moto_url``; transform jobs keep their files under ``work_dir``."""
-    state = State()
-    endpoints = EndpointOverlays(updating_polls)
-    http = httpx.AsyncClient(base_url=moto_url, timeout=60.0)
+    proxy = _Proxy(moto_url, updating_polls, work_dir or Path(tempfile.mkdtemp(prefix="rehearsal-transform-jobs-")))
+    return Starlette(routes=[
+        Route("/_rehearsal/calls", proxy.calls, methods=["GET", "DELETE"]),
+        Route("/_rehearsal/faults", proxy.faults, methods=["POST"]),
+        Route("/{path:path}", proxy.forward, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+    ])
 
-    def aws(service: str, region: str) -> Any:
-        return boto3.client(service, endpoint_url=moto_url, region_name=region, aws_access_key_id="rehearsal",
+
+class _Proxy:
+    """The recording proxy's routes: the calls list, fault injection, and every AWS call (answered
+    here for the operations moto lacks, else by moto with the overlays laid over its answer)."""
+
+    def __init__(self, moto_url: str, updating_polls: int, work_dir: Path) -> None:
+        self.moto_url = moto_url
+        self.state = State()
+        self.endpoints = EndpointOverlays(updating_polls)
+        self.http = httpx.AsyncClient(base_url=moto_url, timeout=60.0)
+        self.transforms = TransformJobs(self.aws, work_dir)
+
+    def aws(self, service: str, region: str) -> Any:
+        """A boto3 client of ``service`` talking to moto directly."""
+        return boto3.client(service, endpoint_url=self.moto_url, region_name=region, aws_access_key_id="rehearsal",
                             aws_secret_access_key="rehearsal")
 
-    transforms = TransformJobs(aws, work_dir or Path(tempfile.mkdtemp(prefix="rehearsal-transform-jobs-")))
-
-    async def calls(request: Request) -> Response:
-        with state.lock:
+    async def calls(self, request: Request) -> Response:
+        """The calls recorded so far (DELETE: and forget them)."""
+        with self.state.lock:
             if request.method == "DELETE":
-                state.calls.clear()
-            return JSONResponse(list(state.calls))
+                self.state.calls.clear()
+            return JSONResponse(list(self.state.calls))
 
-    async def faults(request: Request) -> Response:
+    async def faults(self, request: Request) -> Response:
+        """Arm a fault for the next calls of one operation."""
         fault = await request.json()
-        with state.lock:
-            state.faults[fault["operation"]] = {"count": 1, **fault}
+        with self.state.lock:
+            self.state.faults[fault["operation"]] = {"count": 1, **fault}
         return JSONResponse(fault)
 
-    async def proxy(request: Request) -> Response:
+    async def forward(self, request: Request) -> Response:
+        """One AWS call: an armed fault, else our own answer or moto's; recorded either way."""
         body = await request.body()
         service, region = _scope(request.headers.get("authorization", ""))
         operation = _operation(request, body)
         record: dict[str, Any] = {"service": service, "operation": operation}
-        deployment_failure: str | None = None
-        with state.lock:
-            fault = state.faults.get(operation)
-            if fault and fault["count"] > 0 and fault.get("skip", 0) > 0:
-                fault["skip"] -= 1
-                fault = None
-            if fault and fault["count"] > 0:
-                fault["count"] -= 1
-                if "deployment_failure" in fault:
-                    deployment_failure = str(fault["deployment_failure"])
-                else:
-                    response: Response = aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
-                    state.calls.append({**record, "status": response.status_code})
-                    return response
+        fault = self._take_fault(operation)
+        if isinstance(fault, Response):
+            with self.state.lock:
+                self.state.calls.append({**record, "status": fault.status_code})
+            return fault
         document = json.loads(body) if service == "sagemaker" and body else {}
-        if service == "sagemaker" and operation == "UpdateEndpoint":
-            response = endpoints.update_endpoint(document, aws("sagemaker", region), aws("application-autoscaling", region),
-                                                 deployment_failure)
-        elif service == "sagemaker" and operation == "UpdateEndpointWeightsAndCapacities":
-            response = endpoints.update_weights(document, aws("sagemaker", region))
-        elif service == "sagemaker" and operation == "CreateTransformJob":
-            response = transforms.create(document, region)
-        else:
-            raw_path = request.scope["raw_path"].decode() + (f"?{request.url.query}" if request.url.query else "")
-            upstream = await http.request(request.method, raw_path, content=body,
-                                          headers={k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS})
-            response = Response(upstream.content, status_code=upstream.status_code,
-                                headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS})
-            if service == "sagemaker" and upstream.status_code == 200:
-                response = follow(operation, document, upstream.content, response)
+        response = self._answer_here(service, operation, document, region, fault)
+        if response is None:
+            response = await self._answer_by_moto(request, body, service, operation, document)
         if operation == "DescribeEndpoint" and response.status_code == 200:
             record["endpoint_status"] = json.loads(bytes(response.body))["EndpointStatus"]
-        with state.lock:
-            state.calls.append({**record, "status": response.status_code})
+        with self.state.lock:
+            self.state.calls.append({**record, "status": response.status_code})
         return response
 
-    def follow(operation: str, document: dict[str, Any], content: bytes, response: Response) -> Response:
+    def _take_fault(self, operation: str) -> Response | str | None:
+        """Use up one armed fault of ``operation``: its AWS error, the deployment failure it names,
+        or None (none armed, or this call is one of those it lets through)."""
+        with self.state.lock:
+            fault = self.state.faults.get(operation)
+            if fault and fault["count"] > 0 and fault.get("skip", 0) > 0:
+                fault["skip"] -= 1
+                return None
+            if not fault or fault["count"] <= 0:
+                return None
+            fault["count"] -= 1
+            if "deployment_failure" in fault:
+                return str(fault["deployment_failure"])
+            return aws_error(int(fault.get("status", 400)), fault["code"], fault["message"])
+
+    def _answer_here(self, service: str, operation: str, document: dict[str, Any], region: str,
+                     deployment_failure: str | None) -> Response | None:
+        """Our answer to the SageMaker operations moto lacks; None for every other call."""
+        if service != "sagemaker":
+            return None
+        if operation == "UpdateEndpoint":
+            return self.endpoints.update_endpoint(document, self.aws("sagemaker", region),
+                                                  self.aws("application-autoscaling", region), deployment_failure)
+        if operation == "UpdateEndpointWeightsAndCapacities":
+            return self.endpoints.update_weights(document, self.aws("sagemaker", region))
+        if operation == "CreateTransformJob":
+            return self.transforms.create(document, region)
+        return None
+
+    async def _answer_by_moto(self, request: Request, body: bytes, service: str, operation: str,
+                              document: dict[str, Any]) -> Response:
+        """moto's answer to the call, with the overlays laid over a successful SageMaker one."""
+        raw_path = request.scope["raw_path"].decode() + (f"?{request.url.query}" if request.url.query else "")
+        upstream = await self.http.request(request.method, raw_path, content=body,
+                                           headers={k: v for k, v in request.headers.items()
+                                                    if k.lower() not in _HOP_HEADERS})
+        response = Response(upstream.content, status_code=upstream.status_code,
+                            headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS})
+        if service == "sagemaker" and upstream.status_code == 200:
+            return self._follow(operation, document, upstream.content, response)
+        return response
+
+    def _follow(self, operation: str, document: dict[str, Any], content: bytes, response: Response) -> Response:
         """Lay the overlays over moto's answers (and forget a deleted endpoint's)."""
         if operation == "DeleteEndpoint":
-            endpoints.forget(document.get("EndpointName", ""))
+            self.endpoints.forget(document.get("EndpointName", ""))
         elif operation == "DescribeEndpoint":
-            return Response(endpoints.describe(document.get("EndpointName", ""), content), status_code=200,
+            return Response(self.endpoints.describe(document.get("EndpointName", ""), content), status_code=200,
                             media_type=JSON_11)
         elif operation == "DescribeTransformJob":
-            return Response(transforms.describe(document.get("TransformJobName", ""), content), status_code=200,
+            return Response(self.transforms.describe(document.get("TransformJobName", ""), content), status_code=200,
                             media_type=JSON_11)
         return response
-
-    return Starlette(routes=[
-        Route("/_rehearsal/calls", calls, methods=["GET", "DELETE"]),
-        Route("/_rehearsal/faults", faults, methods=["POST"]),
-        Route("/{path:path}", proxy, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
-    ])
 
 
 def _scope(authorization: str) -> tuple[str, str]:

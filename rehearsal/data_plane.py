@@ -107,95 +107,128 @@ def create_app(containers: Mapping[str, str | Sequence[str]] | str, limits: Limi
     """The data-plane app: ``containers`` maps variant names to container URLs, one per instance
     (``ANY_VARIANT``: the containers of every variant; a plain string is one); ``weights`` are the
     static routing's."""
-    urls = _instances(containers)
-    http = {name: [httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(limits.invocation_timeout_s, connect=5.0))
-                   for url in instances] for name, instances in urls.items()}
-    background = {name: [httpx.Client(base_url=url, timeout=3600.0) for url in instances]
-                  for name, instances in urls.items()}
-    static = [Variant(name, (weights or {}).get(name, 1.0)) for name in urls if name != ANY_VARIANT]
-    router = VariantRouter(seed)
-    aws: dict[str, Any] = {}
-    pools: dict[str, ThreadPoolExecutor] = {}
+    plane = _DataPlane(_instances(containers), limits, routing, weights or {}, seed)
+    return Starlette(routes=[
+        Route("/endpoints/{name}/invocations", plane.invoke, methods=["POST"]),
+        Route("/endpoints/{name}/async-invocations", plane.invoke_async, methods=["POST"]),
+        Route("/ping", plane.ping, methods=["GET"]),
+    ])
 
-    def client(service: str) -> Any:  # made on first use: real-time calls need no AWS set-up
-        if service not in aws:
-            aws[service] = boto3.client(service)
-        return aws[service]
 
-    def endpoint_variants(endpoint: str) -> list[Variant]:
+class _DataPlane:
+    """The routes over one set of containers: variant name -> instance URLs, with an async client
+    per instance for real-time calls and a blocking one for the background (asynchronous) calls."""
+
+    def __init__(self, urls: dict[str, list[str]], limits: Limits, routing: Routing,
+                 weights: Mapping[str, float], seed: int | None) -> None:
+        self.urls = urls
+        self.limits = limits
+        self.routing = routing
+        timeout = httpx.Timeout(limits.invocation_timeout_s, connect=5.0)
+        self.http = {name: [httpx.AsyncClient(base_url=url, timeout=timeout) for url in instances]
+                     for name, instances in urls.items()}
+        self.background = {name: [httpx.Client(base_url=url, timeout=3600.0) for url in instances]
+                           for name, instances in urls.items()}
+        self.static = [Variant(name, weights.get(name, 1.0)) for name in urls if name != ANY_VARIANT]
+        self.router = VariantRouter(seed)
+        self.aws: dict[str, Any] = {}
+        self.pools: dict[str, ThreadPoolExecutor] = {}
+
+    def client(self, service: str) -> Any:
+        """The boto3 client of ``service``, made on first use: real-time calls need no AWS set-up."""
+        if service not in self.aws:
+            self.aws[service] = boto3.client(service)
+        return self.aws[service]
+
+    def endpoint_variants(self, endpoint: str) -> list[Variant]:
         """The endpoint's variants and current weights (DescribeEndpoint), or the static ones."""
-        if routing == "static":
-            return static or [Variant("Primary")]
+        if self.routing == "static":
+            return self.static or [Variant("Primary")]
         try:
-            described = client("sagemaker").describe_endpoint(EndpointName=endpoint)
+            described = self.client("sagemaker").describe_endpoint(EndpointName=endpoint)
         except ClientError as exc:
             if "Could not find endpoint" in str(exc):
-                account = client("sts").get_caller_identity()["Account"]
+                account = self.client("sts").get_caller_identity()["Account"]
                 raise RoutingError(f"Endpoint {endpoint} of account {account} not found.") from exc
             raise
         return [Variant(v["VariantName"], float(v.get("CurrentWeight", 1.0))) for v in described["ProductionVariants"]]
 
-    async def route(endpoint: str, target: str | None = None,
+    async def route(self, endpoint: str, target: str | None = None,
                     session_id: str | None = None) -> tuple[str, str, int]:
         """(variant, key of its containers, instance index) for an invocation; raises RoutingError."""
-        variants = await asyncio.to_thread(endpoint_variants, endpoint)
-        variant = router.choose(endpoint, variants, target, session_id)
-        if variant not in urls and ANY_VARIANT not in urls:
+        variants = await asyncio.to_thread(self.endpoint_variants, endpoint)
+        variant = self.router.choose(endpoint, variants, target, session_id)
+        if variant not in self.urls and ANY_VARIANT not in self.urls:
             raise RoutingError(f"the rehearsal has no container for variant {variant} of endpoint {endpoint}: start "
                                f"the data plane with --variant {variant}=URL")
-        key = variant if variant in urls else ANY_VARIANT
-        return variant, key, router.choose_instance(variant, len(urls[key]), session_id)
+        key = variant if variant in self.urls else ANY_VARIANT
+        return variant, key, self.router.choose_instance(variant, len(self.urls[key]), session_id)
 
-    async def invoke(request: Request) -> Response:
+    async def invoke(self, request: Request) -> Response:
+        """A real-time invocation, forwarded under SageMaker's limits."""
         endpoint = request.path_params["name"]
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_request_bytes:
-            return _too_large(limits.max_request_bytes)
-        chunks, size = [], 0
-        async for chunk in request.stream():  # a body without Content-Length stops at the limit too
-            size += len(chunk)
-            if size > limits.max_request_bytes:
-                return _too_large(limits.max_request_bytes)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        body = await self._bounded_body(request)
+        if isinstance(body, Response):
+            return body
         attributes = request.headers.get("x-amzn-sagemaker-custom-attributes", "")
-        if len(attributes) > limits.max_custom_attributes:
+        if len(attributes) > self.limits.max_custom_attributes:
             return validation_error("1 validation error detected: Value at 'customAttributes' failed to satisfy "
-                                    f"constraint: Member must have length less than or equal to {limits.max_custom_attributes}")
+                                    "constraint: Member must have length less than or equal to "
+                                    f"{self.limits.max_custom_attributes}")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
-            variant, container, instance = await route(endpoint,
-                                                       request.headers.get("x-amzn-sagemaker-target-variant"),
-                                                       request.headers.get("x-amzn-sagemaker-session-id"))
+            variant, container, instance = await self.route(endpoint,
+                                                            request.headers.get("x-amzn-sagemaker-target-variant"),
+                                                            request.headers.get("x-amzn-sagemaker-session-id"))
         except RoutingError as exc:
             return validation_error(exc.message)
         try:
-            upstream = await http[container][instance].post("/invocations", content=body, headers=headers)
+            upstream = await self.http[container][instance].post("/invocations", content=body, headers=headers)
         except httpx.TimeoutException:
             return model_error(0, TIMEOUT_MESSAGE, endpoint)
         except httpx.TransportError as exc:
             return model_error(0, f"the container did not answer: {exc}", endpoint)
+        return self._real_time_answer(upstream, endpoint, variant, instance)
+
+    async def _bounded_body(self, request: Request) -> bytes | Response:
+        """The request body, or SageMaker's 413 once it (declared or streamed) is over the limit."""
+        limit = self.limits.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a body without Content-Length stops at the limit too
+            size += len(chunk)
+            if size > limit:
+                return _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _real_time_answer(self, upstream: httpx.Response, endpoint: str, variant: str, instance: int) -> Response:
+        """The container's answer as SageMaker returns it (errors as ``ModelError``), noting the
+        sessions it opened or closed."""
         if upstream.status_code >= 400:
             return model_error(upstream.status_code, upstream.content.decode(errors="replace"), endpoint)
-        if len(upstream.content) > limits.max_response_bytes:
+        if len(upstream.content) > self.limits.max_response_bytes:
             return model_error(0, f"Response payload size of {len(upstream.content)} bytes exceeds the maximum of "
-                                  f"{limits.max_response_bytes} bytes for real-time inference", endpoint)
+                                  f"{self.limits.max_response_bytes} bytes for real-time inference", endpoint)
         returned = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
         returned["x-Amzn-Invoked-Production-Variant"] = variant
         opened = upstream.headers.get("x-amzn-sagemaker-new-session-id")
         if opened:
-            router.session_opened(opened.split(";")[0].strip(), variant, instance)
+            self.router.session_opened(opened.split(";")[0].strip(), variant, instance)
         closed = upstream.headers.get("x-amzn-sagemaker-closed-session-id")
         if closed:
-            router.session_closed(closed.strip())
+            self.router.session_closed(closed.strip())
         return Response(upstream.content, status_code=200, headers=returned)
 
-    async def invoke_async(request: Request) -> Response:
+    async def invoke_async(self, request: Request) -> Response:
+        """An asynchronous invocation: 202 with the output locations, the work queued in the background."""
         endpoint = request.path_params["name"]
         input_location = request.headers.get("x-amzn-sagemaker-inputlocation")
         if not input_location:
             return validation_error("InputLocation is required")
-        sagemaker = client("sagemaker")
+        sagemaker = self.client("sagemaker")
         config_name = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
         async_config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name).get("AsyncInferenceConfig")
         if not async_config:
@@ -205,24 +238,22 @@ def create_app(containers: Mapping[str, str | Sequence[str]] | str, limits: Limi
         inference_id = request.headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
         output = f"{output_path}/{inference_id}.out"
         failure = f"{failure_path}/{inference_id}-error.out"
-        headers = {"content-type": request.headers.get("x-amzn-sagemaker-content-type", "application/octet-stream")}
-        if request.headers.get("x-amzn-sagemaker-accept"):
-            headers["accept"] = request.headers["x-amzn-sagemaker-accept"]
-        if request.headers.get("x-amzn-sagemaker-custom-attributes"):
-            headers["x-amzn-sagemaker-custom-attributes"] = request.headers["x-amzn-sagemaker-custom-attributes"]
         try:
-            _, container, instance = await route(endpoint)
+            _, container, instance = await self.route(endpoint)
         except RoutingError as exc:
             return validation_error(exc.message)
         workers = int(async_config.get("ClientConfig", {}).get("MaxConcurrentInvocationsPerInstance", 4))
-        pool = pools.setdefault(endpoint, ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"async-{endpoint}"))
-        pool.submit(_process, background[container][instance], client("s3"), input_location, headers, output, failure)
+        pool = self.pools.setdefault(endpoint, ThreadPoolExecutor(max_workers=workers,
+                                                                  thread_name_prefix=f"async-{endpoint}"))
+        pool.submit(_process, self.background[container][instance], self.client("s3"), input_location,
+                    _async_container_headers(request), output, failure)
         return JSONResponse({"InferenceId": inference_id}, status_code=202,
                             headers={"X-Amzn-SageMaker-OutputLocation": output,
                                      "X-Amzn-SageMaker-FailureLocation": failure})
 
-    async def ping(request: Request) -> Response:
-        for container in (instance for instances in http.values() for instance in instances):
+    async def ping(self, request: Request) -> Response:
+        """200 when every container's ``/ping`` is; else the first other status (503: no answer)."""
+        for container in (instance for instances in self.http.values() for instance in instances):
             try:
                 upstream = await container.get("/ping", timeout=2.0)
             except httpx.TransportError:
@@ -231,11 +262,15 @@ def create_app(containers: Mapping[str, str | Sequence[str]] | str, limits: Limi
                 return Response(status_code=upstream.status_code)
         return Response(status_code=200)
 
-    return Starlette(routes=[
-        Route("/endpoints/{name}/invocations", invoke, methods=["POST"]),
-        Route("/endpoints/{name}/async-invocations", invoke_async, methods=["POST"]),
-        Route("/ping", ping, methods=["GET"]),
-    ])
+
+def _async_container_headers(request: Request) -> dict[str, str]:
+    """The headers an asynchronous invocation sends the container, from its ``X-Amzn-SageMaker-*`` ones."""
+    headers = {"content-type": request.headers.get("x-amzn-sagemaker-content-type", "application/octet-stream")}
+    if request.headers.get("x-amzn-sagemaker-accept"):
+        headers["accept"] = request.headers["x-amzn-sagemaker-accept"]
+    if request.headers.get("x-amzn-sagemaker-custom-attributes"):
+        headers["x-amzn-sagemaker-custom-attributes"] = request.headers["x-amzn-sagemaker-custom-attributes"]
+    return headers
 
 
 #: SageMaker's own text when a container misses the 60 s limit.

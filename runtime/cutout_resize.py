@@ -23,10 +23,10 @@ from PIL import Image
 
 from runtime.cuda_runtime import CudaError
 from runtime.device_memory import cutout_copy_bytes
-from runtime.gpu_jpeg import device_pointer
+from runtime.gpu_jpeg_reader import device_pointer
 from runtime.host_staging import StagingBuffer, host_view
-from runtime.images import LoadedImage
 from runtime.manifest import CUTOUT_RESIZE_INPUTS, CUTOUT_RESIZE_OUTPUTS
+from runtime.preprocessors import LoadedImage
 from runtime.providers import GPU_PROVIDERS, ProviderName
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class OrtCutoutResizer:
     ``copied_bytes``: bytes the last resize copied from its output to the host buffer.
     """
 
-    engine = "onnxruntime"
+    backend = "onnxruntime"
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, staging: StagingBuffer,
                  device_id: int = 0, run_options: ort.RunOptions | None = None) -> None:

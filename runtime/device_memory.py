@@ -58,11 +58,24 @@ class DeviceMemorySettings:
     renders at once at most; ``SAM_GPU_RENDER_WAIT_S``: how long a render waits for a slot;
     ``SAM_GPU_ARENA_CAPS``: cap the sessions' CUDA arenas at their planned shares (``arena_limits``)."""
 
-    fraction: float = env_field(0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction)
-    budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes))
-    max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int))
-    render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float)
-    arena_caps: bool = env_field(True, "SAM_GPU_ARENA_CAPS", parse_bool)
+    fraction: float = env_field(
+        0.85, "SAM_GPU_MEMORY_FRACTION", parse_fraction,
+        doc="the device memory budget, a fraction of the GPU's memory: the model sessions (estimated from the graph "
+            "files), `SAM_GPU_RENDER_SLOTS` mask renders at once (half of the rest at most) and the embedding cache "
+            "(at most `SAM_CACHE_BYTES`); the start-up log prints the split. A CUDA out-of-memory answers 503 "
+            "`overloaded` and frees half the cached embeddings")
+    budget_bytes: int | None = env_field(None, "SAM_GPU_MEMORY_BYTES", positive(parse_bytes),
+                                         doc="the device memory budget in bytes, instead of `SAM_GPU_MEMORY_FRACTION`")
+    max_render_slots: int = env_field(8, "SAM_GPU_RENDER_SLOTS", positive(int),
+                                      doc="mask renders holding device memory at once")
+    render_wait_s: float = env_field(20.0, "SAM_GPU_RENDER_WAIT_S", positive_float,
+                                     doc="a render waits this long for a slot, then 503 `overloaded`")
+    arena_caps: bool = env_field(True, "SAM_GPU_ARENA_CAPS", parse_bool,
+                                 doc="cap the post-processing session's CUDA arena at the plan's render share (render "
+                                     "slots x one run's bytes; `gpu_mem_limit`, growing by what is asked), so renders "
+                                     "beyond the plan fail as 503 `overloaded` instead of taking the embedding cache's "
+                                     "memory; the encoder and decoder are not capped (their share is an estimate). "
+                                     "`SAM_CUDA_MEM_LIMIT`, when set, caps every session, and the smaller cap wins")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:

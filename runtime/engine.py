@@ -1,6 +1,6 @@
 """The SAM engine: four runners behind small protocols, one request path for CPU and GPU.
 
-- images (``runtime.images.ImagePreprocessor``): upload -> decoded image -> encoder input;
+- images (``runtime.preprocessors.ImagePreprocessor``): upload -> decoded image -> encoder input;
 - encoder (``EncoderRunner``): encoder input -> image embedding;
 - decoder (``DecoderRunner``): embedding + B prompts -> low-res logits and scores;
 - renderer (``runtime.render.MaskRenderer``): logits -> full-size masks, union, areas, boxes.
@@ -8,9 +8,9 @@
 On a GPU provider every runner is ONNX Runtime on the device: the encoder input, the
 embedding and the logits stay there as ``OrtValue``s (IO binding), and the request's one
 device-to-host copy is the renderer's bit-packed masks. On CPU the faster implementation per
-graph and per stage runs (``runtime.cpu_engines``, ``runtime.prepost``).
+graph and per stage runs (``runtime.cpu_backends``, ``runtime.prepost_choice``).
 
-``SamEngine.from_model_dir`` validates the manifest, picks providers, engines and
+``SamEngine.from_model_dir`` validates the manifest, picks providers, backends and
 implementations, opens the graphs and checks what really runs; ``SamEngine(...)`` only
 stores what it is given. Shapes are read from the manifest, and ``decode`` checks its feeds
 at the boundary (as ``SamPredictor`` does) instead of failing inside ONNX Runtime. Encoder
@@ -32,21 +32,19 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime import gpu_libraries, gpu_setup, openvino_runner, ort_runner
-from runtime.cpu_engines import EngineName, choose_cpu_engines, openvino_available
+from runtime import gpu_setup, ort_runner
+from runtime.cpu_backends import BackendName, choose_cpu_backends, openvino_available
 from runtime.cpu_precision import TIERS_KEY, CpuPrecision, CpuSupport, choose_cpu_precision, openvino_has_bf16
 from runtime.cutout_resize import OrtCutoutResizer
 from runtime.device_memory import DeviceMemoryPlan, out_of_memory_is_overload
 from runtime.errors import InvalidPoints, ModelLoadError
-from runtime.gpu_jpeg import GpuJpegDecoder
-from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
-from runtime.image_io import ImageHeader, ImageLimits
-from runtime.images import ImagePreprocessor, LoadedImage, PillowPreprocessor
+from runtime.graph_loading import GraphOpener, checked_prepost, usable_providers
+from runtime.image_files import ImageHeader, ImageLimits
 from runtime.manifest import Manifest, load_manifest
-from runtime.prepost import choose_prepost
-from runtime.preprocess import PreparedImage, Preprocessor
-from runtime.providers import GPU_PROVIDERS, ORT_NAMES, ProviderName, Role, resolve_providers, wanted_providers
+from runtime.preprocessors import ImagePreprocessor, LoadedImage, PillowPreprocessor
+from runtime.providers import GPU_PROVIDERS, ProviderName, Role
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 from runtime.settings import RuntimeSettings
 from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue, shape_of, to_host
 
@@ -59,7 +57,7 @@ POINT_LABELS = (-1.0, 0.0, 1.0, 2.0, 3.0)
 class EncoderRunner(Protocol):
     """Runs the image encoder: float32 1x3xSxS (host or device) -> embedding 1x256x64x64."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def encode(self, tensor: HostOrDevice) -> EmbeddingValue: ...
@@ -68,7 +66,7 @@ class EncoderRunner(Protocol):
 class DecoderRunner(Protocol):
     """Runs the prompt decoder: an embedding and B prompt feeds -> logits BxTxLxL, scores float32 BxT (host)."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def decode(self, embedding: EmbeddingValue, feeds: dict[str, NDArray[np.float32]]) -> tuple[LogitsValue, NDArray[Any]]: ...
@@ -92,23 +90,23 @@ class Decoded:
     iou_predictions: NDArray[np.float32]
 
 
-def choose_engines(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, EngineName]:
+def choose_backends(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, BackendName]:
     """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice."""
     if providers[0] in GPU_PROVIDERS:
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
     try:
-        return choose_cpu_engines(settings.cpu_engine, openvino_available())
+        return choose_cpu_backends(settings.cpu_engine, openvino_available())
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
 
 
-def choose_precision(settings: RuntimeSettings, manifest: Manifest, engines: dict[Role, EngineName],
+def choose_precision(settings: RuntimeSettings, manifest: Manifest, backends: dict[Role, BackendName],
                      on_gpu: bool) -> CpuPrecision:
     """The CPU tier that runs (``runtime.cpu_precision``); f32 on a GPU provider, whose graphs
     ``SAM_PRECISION`` chooses. A tier this host or model cannot run is a ``ModelLoadError``."""
     if on_gpu:
         return "f32"
-    openvino_encoder = engines["encoder"] == "openvino"
+    openvino_encoder = backends["encoder"] == "openvino"
     support = CpuSupport(bf16_cpu=openvino_encoder and openvino_has_bf16(), openvino_encoder=openvino_encoder,
                          int8_encoder="encoder_int8" in manifest.models)
     try:
@@ -168,59 +166,27 @@ class SamEngine:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, settings: RuntimeSettings) -> SamEngine:
-        """Validate ``model_dir`` and open every graph with the configured providers and engines."""
+        """Validate ``model_dir`` and open every graph with the configured providers and backends."""
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify_checksums=settings.verify_model_checksums)
-        available = ort.get_available_providers()
-        if any(name in GPU_PROVIDERS and ORT_NAMES[name] in available for name in wanted_providers(settings.providers)):
-            ort_runner.preload_gpu_libraries()
-        unloadable = gpu_libraries.unloadable_providers(settings.providers, available)
-        providers = resolve_providers(settings.providers, available, unloadable)
-        engines = choose_engines(settings, providers)
-        tier = choose_precision(settings, manifest, engines, providers[0] in GPU_PROVIDERS)
-        device_id = settings.providers.cuda.device_id
+        providers = usable_providers(settings)
+        backends = choose_backends(settings, providers)
+        tier = choose_precision(settings, manifest, backends, providers[0] in GPU_PROVIDERS)
         if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
             gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
-        encoder: EncoderRunner
-        if engines["encoder"] == "openvino":
-            encoder = openvino_runner.OpenVinoEncoder(
-                openvino_runner.compile_graph(model_dir, manifest, "encoder", settings, tier))
-        else:
-            session, active = ort_runner.open_session(model_dir, manifest, "encoder", providers, settings, tier)
-            encoder = ort_runner.OrtEncoder(session, active, device_id)
+        graphs = GraphOpener(model_dir, manifest, settings, tier)
+        encoder = graphs.encoder(backends["encoder"], providers)
         # What really runs decides the rest: a GPU build on a host whose GPU cannot start (no device,
         # an old driver) falls back to the CPU, and then the CPU's choices apply to every graph.
         on_gpu = encoder.provider in GPU_PROVIDERS
         if providers[0] in GPU_PROVIDERS and not on_gpu:
             log.warning("the GPU providers %s did not start (see above); every graph runs on the CPU", list(providers))
             providers = ("cpu",)
-        try:
-            prepost = choose_prepost(settings.cpu_prepost, on_gpu, manifest.has_prepost_graphs)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from exc
-        if on_gpu and not manifest.has_prepost_graphs:
-            log.warning("%s has no preprocess/postprocess graphs (an older export): pre- and post-processing run "
-                        "on the CPU; export again to keep requests on the GPU", model_dir)
-        images: ImagePreprocessor | None = None
-        if prepost["preprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "preprocess", providers, settings)
-            jpeg = GpuJpegDecoder.create(device_id) if active in GPU_PROVIDERS else None
-            images = OrtPreprocessor(session, active, manifest.image_size, device_id, jpeg)
+        prepost = checked_prepost(model_dir, manifest, settings, on_gpu)
+        images = graphs.preprocessor(providers) if prepost["preprocess"] == "graph" else None
         plan = gpu_setup.memory_plan(manifest, providers[0], settings) if on_gpu else None
-        renderer: MaskRenderer | None = None
-        if prepost["postprocess"] == "graph":
-            session, active = ort_runner.open_session(model_dir, manifest, "postprocess", providers, settings,
-                                                      arena_limit_bytes=gpu_setup.arena_limit(plan, "postprocess", settings))
-            renderer = OrtMaskRenderer(session, active, device_id, *gpu_setup.render_limits(plan, settings))
-        decoder: DecoderRunner
-        if engines["decoder"] == "openvino":
-            decoder = openvino_runner.OpenVinoDecoder(
-                openvino_runner.compile_graph(model_dir, manifest, "decoder", settings, tier))
-        else:
-            session, active = ort_runner.open_session(model_dir, manifest, "decoder", providers, settings, tier)
-            logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS
-            decoder = ort_runner.OrtDecoder(session, active, device_id, logits_on_device,
-                                            settings.providers.cpu.memory_arena)
+        renderer = graphs.renderer(providers, plan) if prepost["postprocess"] == "graph" else None
+        decoder = graphs.decoder(backends["decoder"], providers, renderer)
         trt = settings.providers.tensorrt if decoder.provider == "tensorrt" else None
         cutout = gpu_setup.open_cutout_resizer(model_dir, manifest, providers, settings) if on_gpu else None
         engine = cls(manifest, encoder, decoder, images, renderer,
@@ -229,7 +195,7 @@ class SamEngine:
                      device_plan=plan, precision=gpu_precision(manifest, settings, encoder.provider) if on_gpu else tier,
                      cutout=cutout)
         log.info("model %s from %s: %s, precision %s (%s)", manifest.model_type, model_dir,
-                 ", ".join(f"{stage} on {name}" for stage, name in engine.engines.items()), engine.precision,
+                 ", ".join(f"{stage} on {name}" for stage, name in engine.backends.items()), engine.precision,
                  manifest.weights.get("origin", "unknown weights"))
         return engine
 
@@ -239,11 +205,11 @@ class SamEngine:
         return self.encoder.provider
 
     @property
-    def engines(self) -> dict[str, str]:
+    def backends(self) -> dict[str, str]:
         """What runs each stage, e.g. {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
         "postprocess": "numpy"} (``provider`` says which device ONNX Runtime uses)."""
-        return {"encoder": self.encoder.engine, "decoder": self.decoder.engine,
-                "preprocess": self.images.engine, "postprocess": self.renderer.engine}
+        return {"encoder": self.encoder.backend, "decoder": self.decoder.backend,
+                "preprocess": self.images.backend, "postprocess": self.renderer.backend}
 
     @property
     def on_gpu(self) -> bool:
@@ -397,3 +363,4 @@ class SamEngine:
         decoded = self.decode(embedding.value, np.array([[[10.0, 10.0], [0.0, 0.0]]], np.float32),
                               np.array([[1.0, -1.0]], np.float32))
         self.render(decoded, [0], embedding.input_size_hw, embedding.orig_size_hw)
+

@@ -3,18 +3,20 @@
 ``read_env(environ, NAME, parse, default)`` applies a parser and names the variable when
 the value is bad, so a misconfigured container fails at start-up with the variable's name.
 
-``env_field(default, NAME, parse)`` declares a settings dataclass field once: its default
-(the dataclass's), its variable and its parser (which holds its bound). ``read_fields`` reads
-every such field of a class from the environment; ``env_name`` names a field's variable for
-the README and OpenAPI tables. A new setting is one line in its dataclass.
+``env_field(default, NAME, parse, doc=...)`` declares a settings dataclass field once: its
+default (the dataclass's), its variable, its parser (which holds its bound) and its meaning.
+``read_fields`` reads every such field of a class from the environment; ``env_name`` names a
+field's variable for the README and OpenAPI tables; ``declared_settings`` walks a settings tree
+(nested dataclasses included) for the README's configuration table
+(``python -m serving.settings_table``). A new setting is one line in its dataclass.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, TypeVar, get_args, get_type_hints
 
 T = TypeVar("T")
 S = TypeVar("S", bound=str)
@@ -38,18 +40,23 @@ def read_env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], d
 
 @dataclass(frozen=True)
 class EnvVar:
-    """How one settings field is read: the variable's name and its parser (bounds included)."""
+    """How one settings field is read and documented: the variable's name, its parser (bounds
+    included), what it means, and (``shown``) how the README writes a default that is not one
+    value (one that depends on the device or the image), else None."""
 
     name: str
     parse: Callable[[str], Any]
+    doc: str = ""
+    shown: str | None = None
 
 
 _ENV = "env"
 
 
-def env_field(default: Any, name: str, parse: Callable[[str], Any]) -> Any:
-    """A dataclass field with ``default``, set by the environment variable ``name`` through ``parse``."""
-    return field(default=default, metadata={_ENV: EnvVar(name, parse)})
+def env_field(default: Any, name: str, parse: Callable[[str], Any], doc: str = "", shown: str | None = None) -> Any:
+    """A dataclass field with ``default`` (``dataclasses.MISSING``: a required one), set by the environment
+    variable ``name`` through ``parse``; ``doc`` and ``shown`` are its README row (see ``EnvVar``)."""
+    return field(default=default, metadata={_ENV: EnvVar(name, parse, doc, shown)})
 
 
 def env_vars(cls: type) -> dict[str, EnvVar]:
@@ -67,6 +74,47 @@ def read_fields(cls: type, environ: Mapping[str, str], defaults: Mapping[str, An
     (or ``defaults[name]``, for a default that depends on other variables)."""
     default_of = {f.name: f.default for f in fields(cls)} | dict(defaults or {})
     return {name: read_env(environ, var.name, var.parse, default_of[name]) for name, var in env_vars(cls).items()}
+
+
+def read_field(cls: type, environ: Mapping[str, str], field_name: str) -> Any:
+    """One ``env_field`` of ``cls`` read from ``environ`` (its default when unset or blank)."""
+    var = env_vars(cls)[field_name]
+    return read_env(environ, var.name, var.parse, {f.name: f.default for f in fields(cls)}[field_name])
+
+
+@dataclass(frozen=True)
+class DeclaredSetting:
+    """One ``env_field`` found in a settings tree: the field's path from the root (``("runtime",
+    "providers", "cuda", "device_id")``), the dataclass declaring it, its default and its variable."""
+
+    path: tuple[str, ...]
+    owner: type
+    default: Any
+    var: EnvVar
+
+
+def declared_settings(cls: type, path: tuple[str, ...] = ()) -> list[DeclaredSetting]:
+    """Every ``env_field`` of ``cls`` and of the settings dataclasses nested in it (a field whose
+    type is a dataclass, or one or None), in declaration order, depth first."""
+    hints = get_type_hints(cls)
+    found: list[DeclaredSetting] = []
+    for f in fields(cls):
+        if _ENV in f.metadata:
+            found.append(DeclaredSetting((*path, f.name), cls, f.default, f.metadata[_ENV]))
+            continue
+        nested = [t for t in (hints[f.name], *get_args(hints[f.name])) if isinstance(t, type) and is_dataclass(t)]
+        if nested:
+            found.extend(declared_settings(nested[0], (*path, f.name)))
+    return found
+
+
+def format_bytes(n: int) -> str:
+    """Bytes as the tables write them: the largest binary unit that divides ``n`` (``6 MiB``), else bytes."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
 
 
 def parse_bytes(text: str) -> int:

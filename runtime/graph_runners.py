@@ -8,7 +8,7 @@ On a GPU provider:
   per-prompt masks when asked). Large outputs are rendered in chunks of prompts so that the
   full-size float intermediates stay within ``max_pixels_per_run`` pixels.
 On CPU the same graphs run with plain ``session.run`` (the benchmark compares them with the
-numpy/Pillow runners; see ``runtime.prepost`` for which one serves).
+numpy/Pillow runners; see ``runtime.prepost_choice`` for which one serves).
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from runtime.device_memory import DEFAULT_RENDER_RUN_PIXELS, RenderSlots
-from runtime.gpu_jpeg import GpuJpegDecoder, device_pointer
-from runtime.image_io import ImageHeader, ImageLimits, decode_image, probe_image
-from runtime.images import LoadedImage
+from runtime.gpu_jpeg_reader import GpuJpegReader, device_pointer
+from runtime.image_files import ImageHeader, ImageLimits, probe_image, read_image
 from runtime.manifest import POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS, PREPROCESS_INPUTS, PREPROCESS_OUTPUTS
 from runtime.masks import BitMask, BoxXYXY
-from runtime.preprocess import PreparedImage, resized_size_hw
+from runtime.preprocessors import LoadedImage
 from runtime.providers import GPU_PROVIDERS, ProviderName
 from runtime.render import RenderedMasks
+from runtime.sam_preprocessing import PreparedImage, resized_size_hw
 from runtime.tensors import LogitsValue, shape_of
 
-ENGINE_NAME = "onnxruntime"
+BACKEND_NAME = "onnxruntime"
 
 
 def device_arena_shrinkage(provider: ProviderName, device_id: int) -> ort.RunOptions | None:
@@ -47,25 +47,25 @@ def device_arena_shrinkage(provider: ProviderName, device_id: int) -> ort.RunOpt
 class OrtPreprocessor:
     """``preprocess.onnx``: uint8 HxWx3 -> float32 1x3xSxS (see ``export/prepost_graphs.py``)."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, image_size: int, device_id: int = 0,
-                 jpeg_decoder: GpuJpegDecoder | None = None) -> None:
+                 jpeg_reader: GpuJpegReader | None = None) -> None:
         self._session = session
         self.provider = provider
         self.image_size = image_size
         self.device_id = device_id
-        self.jpeg_decoder = jpeg_decoder
+        self.jpeg_reader = jpeg_reader
         self._run_options = device_arena_shrinkage(provider, device_id)
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
         """JPEG on a GPU: header checks, then nvJPEG into device memory; otherwise Pillow."""
-        if self.jpeg_decoder is not None:
+        if self.jpeg_reader is not None:
             probed = probed or probe_image(data, limits)
-            loaded = self.jpeg_decoder.decode(data, probed)
+            loaded = self.jpeg_reader.read(data, probed)
             if loaded is not None:
                 return loaded
-        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
+        return LoadedImage.from_pil(read_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         image_input, size_input = PREPROCESS_INPUTS
@@ -91,7 +91,7 @@ class OrtPreprocessor:
 class OrtMaskRenderer:
     """``postprocess.onnx``: logits -> packed full-size masks, union, areas, boxes, kept flags."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0,
                  max_pixels_per_run: int = DEFAULT_RENDER_RUN_PIXELS, slots: RenderSlots | None = None) -> None:

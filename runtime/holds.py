@@ -26,12 +26,12 @@ from PIL import Image
 from runtime.cache import CachedImage, EmbeddingCache, image_id_for, local_copy
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
-from runtime.image_io import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, decode_image, probe_image
-from runtime.images import LoadedImage
+from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, probe_image, read_image
 from runtime.masks import BitMask, BoxXYXY
 from runtime.pixel_store import pack_rgb, unpack_rgb
-from runtime.preprocess import check_resizable, to_model_coords
+from runtime.preprocessors import LoadedImage
 from runtime.prompt_reuse import PromptReuse
+from runtime.sam_preprocessing import check_resizable, to_model_coords
 from runtime.settings import RuntimeSettings
 from runtime.shared_store import Outcome
 from runtime.shared_tier import SharedTier, behind_tier, cached_or_shared, open_shared_tier
@@ -399,7 +399,7 @@ class HoldExtractor:
         if entry.upright_pixels is not None:
             return unpack_rgb(entry.upright_pixels, entry.orig_size_hw)
         self._count_decode()
-        return decode_image(entry.image_bytes, limits=self.image_limits)
+        return read_image(entry.image_bytes, limits=self.image_limits)
 
     def _count_decode(self) -> None:
         with self._decodes_lock:

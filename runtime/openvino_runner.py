@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from runtime.cpu_engines import OpenVinoOptions
+from runtime.cpu_backends import OpenVinoOptions
 from runtime.cpu_precision import CpuPrecision, tier_role
 from runtime.errors import ModelLoadError
 from runtime.manifest import ENCODER_INPUT, ENCODER_OUTPUT, Manifest
@@ -26,7 +26,7 @@ from runtime.tensors import EmbeddingValue, HostOrDevice, to_host
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAME = "openvino"
+BACKEND_NAME = "openvino"
 
 
 def inference_precision(tier: CpuPrecision) -> str:
@@ -74,7 +74,7 @@ def compile_graph(model_dir: Path, manifest: Manifest, role: Role, settings: Run
 class OpenVinoEncoder:
     """The image encoder compiled by OpenVINO for CPU."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
     provider: ProviderName = "cpu"
 
     def __init__(self, compiled: Any) -> None:
@@ -91,7 +91,7 @@ class OpenVinoEncoder:
 class OpenVinoDecoder:
     """The prompt decoder compiled by OpenVINO for CPU (dynamic prompt and point counts)."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
     provider: ProviderName = "cpu"
 
     def __init__(self, compiled: Any) -> None:

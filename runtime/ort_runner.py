@@ -28,7 +28,7 @@ from runtime.tensors import EmbeddingValue, HostOrDevice, LogitsValue
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAME = "onnxruntime"
+BACKEND_NAME = "onnxruntime"
 
 
 def session_options(settings: RuntimeSettings, role: Role, on_gpu: bool = False) -> ort.SessionOptions:
@@ -165,7 +165,7 @@ def open_session(model_dir: Path, manifest: Manifest, role: Role, providers: tup
 class OrtEncoder:
     """The image encoder on an ONNX Runtime session (CPU, CUDA or TensorRT)."""
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0) -> None:
         self._session = session
@@ -203,7 +203,7 @@ class OrtDecoder:
     instead of being uploaded with every request.
     """
 
-    engine = ENGINE_NAME
+    backend = BACKEND_NAME
 
     def __init__(self, session: ort.InferenceSession, provider: ProviderName, device_id: int = 0,
                  logits_on_device: bool = False, cpu_arena: bool = True) -> None:

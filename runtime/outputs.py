@@ -105,7 +105,7 @@ def cutout_rgba(rgb: Image.Image, mask: NDArray[np.bool_]) -> Image.Image:
     return rgba
 
 
-def encode_result(rgba: Image.Image, options: OutputOptions) -> bytes:
+def write_result(rgba: Image.Image, options: OutputOptions) -> bytes:
     """Encode the cut-out as PNG (RGBA) or WebP (RGBA, lossy with exact alpha)."""
     buffer = io.BytesIO()
     if options.result_format == "png":
@@ -121,7 +121,7 @@ def encode_result(rgba: Image.Image, options: OutputOptions) -> bytes:
     return buffer.getvalue()
 
 
-def encode_mask(mask: NDArray[np.bool_] | BitMask, fmt: MaskFormat, png_level: int = 1) -> bytes:
+def write_mask(mask: NDArray[np.bool_] | BitMask, fmt: MaskFormat, png_level: int = 1) -> bytes:
     """Encode a bool (H, W) mask as 8-bit grayscale PNG (0/255) or 1-bit PNG.
 
     A 1-bit PNG is written straight from a ``BitMask``'s packed rows (no unpacking).

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
+from runtime.env_values import env_field, parse_bool, parse_bytes, positive
 from runtime.errors import ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,31 @@ class TensorRTOptions:
     1..``max_points`` points (clicks plus the padding point or two box corners).
     """
 
-    fp16: bool = True
-    engine_cache: bool = True
-    cache_dir: str = "/tmp/sam-trt-cache"
-    timing_cache: bool = True
-    max_workspace_bytes: int = 2 << 30
-    builder_optimization_level: int = 3
-    max_prompts: int = 64
-    opt_prompts: int = 8
-    max_points: int = 16
-    cuda_graph: bool = False
+    fp16: bool = env_field(True, "SAM_TRT_FP16", parse_bool, doc="TensorRT builds its engines in fp16")
+    engine_cache: bool = env_field(
+        True, "SAM_TRT_ENGINE_CACHE", parse_bool,
+        doc="TensorRT keeps built engines in `SAM_TRT_CACHE_DIR` (engines are tied to GPU model, TensorRT version, "
+            "precision and profile)")
+    cache_dir: str = env_field(
+        "/tmp/sam-trt-cache", "SAM_TRT_CACHE_DIR", str,
+        doc="TensorRT's engine and timing caches. A model directory may ship built engines in `trt-cache/` (copy "
+            "this directory after a first start on the same instance type and image): they are copied into the "
+            "cache at start-up, so a new instance skips the build (`runtime/trt_cache.py`)")
+    timing_cache: bool = env_field(True, "SAM_TRT_TIMING_CACHE", parse_bool,
+                                   doc="TensorRT keeps its timing cache in `SAM_TRT_CACHE_DIR`")
+    max_workspace_bytes: int = env_field(2 << 30, "SAM_TRT_MAX_WORKSPACE", positive(parse_bytes),
+                                         doc="TensorRT builder: workspace memory")
+    builder_optimization_level: int = env_field(3, "SAM_TRT_OPT_LEVEL", int,
+                                                doc="TensorRT builder: optimization level, 0 to 5")
+    max_prompts: int = env_field(64, "SAM_TRT_MAX_PROMPTS", positive(int),
+                                 doc="the decoder's optimization profile: most prompts of one run")
+    opt_prompts: int = env_field(8, "SAM_TRT_OPT_PROMPTS", positive(int),
+                                 doc="the decoder's optimization profile: the prompts TensorRT tunes for")
+    max_points: int = env_field(16, "SAM_TRT_MAX_POINTS", positive(int),
+                                doc="the decoder's optimization profile: most points of a prompt (clicks plus "
+                                    "the padding point)")
+    cuda_graph: bool = env_field(False, "SAM_TRT_CUDA_GRAPH", parse_bool,
+                                 doc="TensorRT captures its runs as CUDA graphs")
     layer_norm_fp32_fallback: bool = True
 
     def __post_init__(self) -> None:
@@ -99,8 +115,9 @@ class TensorRTOptions:
 class CudaOptions:
     """CUDA EP options."""
 
-    device_id: int = 0
-    gpu_mem_limit_bytes: int | None = None
+    device_id: int = env_field(0, "SAM_CUDA_DEVICE_ID", int, doc="the CUDA device every graph runs on")
+    gpu_mem_limit_bytes: int | None = env_field(None, "SAM_CUDA_MEM_LIMIT", positive(parse_bytes),
+                                                doc="the CUDA provider's memory arena limit")
     arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kSameAsRequested"
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
 
@@ -128,22 +145,40 @@ class CpuOptions:
     use). The encoder's pool never spins (see ``runtime.ort_runner.session_options``).
     """
 
-    intra_op_threads: int = 0
+    intra_op_threads: int = env_field(0, "SAM_CPU_THREADS", int, shown="0 (all cores)", doc="CPU provider threads")
     inter_op_threads: int = 1
-    memory_arena: bool = True
-    spinning: bool = True
+    memory_arena: bool = env_field(True, "SAM_CPU_ARENA", parse_bool,
+                                   doc="CPU provider memory arena (the decoder's arena hands its memory back after "
+                                       "each run)")
+    spinning: bool = env_field(True, "SAM_CPU_SPINNING", parse_bool,
+                               doc="the decoder's idle pool threads busy-wait (turn off when other processes share "
+                                   "the cores; the encoder's pool never spins)")
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ValueError("thread counts must be >= 0")
 
 
+def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
+    """'auto' or a comma-separated order of tensorrt, cuda, cpu."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in AUTO_ORDER]
+    if unknown or not names:
+        raise ValueError(f"{text!r}: expected 'auto' or a list of {', '.join(AUTO_ORDER)}")
+    return cast(tuple[ProviderName, ...], names)
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """Which providers to use (``auto`` or an explicit order) and their options."""
 
-    requested: tuple[ProviderName, ...] | Literal["auto"] = "auto"
-    require_gpu: bool = False
+    requested: tuple[ProviderName, ...] | Literal["auto"] = env_field(
+        "auto", "SAM_PROVIDERS", parse_providers,
+        doc="`auto` (TensorRT when `libnvinfer.so.10` loads, CUDA, CPU as available) or an order such as `cuda,cpu`")
+    require_gpu: bool = env_field(False, "SAM_REQUIRE_GPU", parse_bool, shown="`false` (`true` in the GPU image)",
+                                  doc="fail at start-up instead of running on CPU")
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
     cuda: CudaOptions = field(default_factory=CudaOptions)
     cpu: CpuOptions = field(default_factory=CpuOptions)

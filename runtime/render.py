@@ -42,7 +42,7 @@ class RenderedMasks:
 class MaskRenderer(Protocol):
     """Renders chosen (prompt, token) masks of the decoder's logits at an output size."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def render(self, low_res: LogitsValue, mask_indices: NDArray[np.int64], input_size_hw: tuple[int, int],
@@ -63,7 +63,7 @@ def kept_by_area(areas: NDArray[np.int64], min_area: int) -> NDArray[np.bool_]:
 class NumpyMaskRenderer:
     """SAM's two-stage bilinear upsampling in numpy, evaluated only where an edge can be."""
 
-    engine = "numpy"
+    backend = "numpy"
     provider: ProviderName = "cpu"
 
     def __init__(self, image_size: int, mask_threshold: float = 0.0) -> None:

@@ -38,7 +38,7 @@ def column_major_runs(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
     return runs
 
 
-def encode_rle(mask: NDArray[np.bool_]) -> dict[str, Any]:
+def to_rle(mask: NDArray[np.bool_]) -> dict[str, Any]:
     """COCO compressed RLE of a bool (H, W) mask: ``{"size": [H, W], "counts": str}``."""
     height, width = (int(d) for d in mask.shape)
     runs = column_major_runs(mask)

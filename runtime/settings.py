@@ -1,33 +1,36 @@
 """Runtime configuration: a frozen snapshot read once from the environment.
 
-Every variable the runtime reads is named here. A bad value raises ``ValueError`` naming
-the variable, so a misconfigured container fails at start-up, not on a request.
+Every variable the runtime reads is declared once, with ``env_field`` on the dataclass field it
+sets (here, and in the option dataclasses of ``runtime.providers``, ``cpu_backends``,
+``device_memory``, ``shared_store`` and ``shared_config``), with its default, bound and meaning;
+``python -m serving.settings_table`` prints them as the README's table. A bad value raises
+``ValueError`` naming the variable, so a misconfigured container fails at start-up, not on a request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import Any, Literal, get_args
 
-from runtime.cpu_engines import CpuEngineSetting, OpenVinoOptions, parse_cpu_engine
+from runtime.cpu_backends import CpuBackendSetting, OpenVinoOptions, parse_cpu_backend
 from runtime.cpu_precision import CpuPrecisionSetting, parse_cpu_precision
 from runtime.device_memory import DeviceMemorySettings
 from runtime.env_values import (
     choice,
     env_field,
-    non_negative_int,
+    env_name,
+    format_bytes,
     parse_bool,
     parse_bytes,
     positive,
     read_env,
     read_fields,
 )
-from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
-from runtime.prepost import PrePostSetting, parse_prepost
-from runtime.providers import AUTO_ORDER, CpuOptions, CudaOptions, ProviderConfig, ProviderName, TensorRTOptions
-from runtime.shared_config import SharedCacheConfig, parse_store_url
+from runtime.image_files import DEFAULT_MAX_JPEG_SCANS, DEFAULT_MAX_PIXELS
+from runtime.prepost_choice import PrePostSetting, parse_prepost
+from runtime.providers import CpuOptions, CudaOptions, ProviderConfig, TensorRTOptions
+from runtime.shared_config import SharedCacheConfig
 from runtime.shared_store import SharedStoreSettings
 
 Precision = Literal["auto", "fp32", "fp16"]
@@ -36,29 +39,10 @@ Precision = Literal["auto", "fp32", "fp16"]
 #: plus the upright RGB pixels (36 MB at 12 MP) and decoded prompts (``runtime.cache.entry_bytes_for``).
 DEFAULT_CACHE_BYTES_GPU = 2 << 30  # ml.g4dn.xlarge: 16 GiB host RAM, 16 GiB T4
 DEFAULT_CACHE_BYTES_CPU = 1 << 30  # ml.m5.large: 8 GiB host RAM
-
-def parse_providers(text: str) -> tuple[ProviderName, ...] | Literal["auto"]:
-    """'auto' or a comma-separated order of tensorrt, cuda, cpu."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
-    unknown = [n for n in names if n not in AUTO_ORDER]
-    if unknown or not names:
-        raise ValueError(f"{text!r}: expected 'auto' or a list of {', '.join(AUTO_ORDER)}")
-    return cast(tuple[ProviderName, ...], names)
-
+#: SAM_CPU_PRECISION's old name, still read; when both are set they must agree.
+OLD_CPU_PRECISION_VAR = "SAM_OPENVINO_PRECISION"
 
 _precision: Callable[[str], Precision] = choice(*get_args(Precision))
-
-
-def _cpu_precision(environ: Mapping[str, str]) -> CpuPrecisionSetting:
-    """SAM_CPU_PRECISION, or its old name SAM_OPENVINO_PRECISION; both set must agree."""
-    new = read_env(environ, "SAM_CPU_PRECISION", parse_cpu_precision, None)
-    old = read_env(environ, "SAM_OPENVINO_PRECISION", parse_cpu_precision, None)
-    if new is not None and old is not None and new != old:
-        raise ValueError(f"SAM_CPU_PRECISION={new} and its old name SAM_OPENVINO_PRECISION={old} disagree: "
-                         "set SAM_CPU_PRECISION only")
-    return new or old or "auto"
 
 
 @dataclass(frozen=True)
@@ -66,24 +50,55 @@ class RuntimeSettings:
     """Everything the engine needs besides the model directory."""
 
     providers: ProviderConfig = field(default_factory=ProviderConfig)
-    precision: Precision = env_field("auto", "SAM_PRECISION", _precision)
-    cpu_engine: CpuEngineSetting = env_field("auto", "SAM_CPU_ENGINE", parse_cpu_engine)
-    cpu_prepost: PrePostSetting = env_field("auto", "SAM_CPU_PREPOST", parse_prepost)
-    #: The CPU tier's precision (``runtime.cpu_precision``); SAM_OPENVINO_PRECISION is its old name.
-    cpu_precision: CpuPrecisionSetting = "auto"
+    precision: Precision = env_field(
+        "auto", "SAM_PRECISION", _precision,
+        doc="`auto`: the `fp16` graphs on CUDA (a warning when the export has none: export GPU models with "
+            "`--fp16`); `fp16`: refuse to start without them; `fp32`; TensorRT builds fp16 itself (`SAM_TRT_FP16`). "
+            "The start-up log names each graph's file and precision (`encoder runs encoder_fp16.onnx (fp16) on cuda`)")
+    cpu_engine: CpuBackendSetting = env_field(
+        "auto", "SAM_CPU_ENGINE", parse_cpu_backend,
+        doc="on CPU: `auto` (OpenVINO for the encoder when installed, ONNX Runtime for the decoder: the faster of "
+            "each, measured), `onnxruntime` or `openvino` for both graphs; GPU providers always use ONNX Runtime")
+    cpu_prepost: PrePostSetting = env_field(
+        "auto", "SAM_CPU_PREPOST", parse_prepost,
+        doc="on CPU: `auto` (Pillow/numpy pre-processing and mask rendering: faster on CPU, measured), `numpy`, or "
+            "`graph` (the exported `preprocess.onnx`/`postprocess.onnx` on the CPU EP, as a GPU runs them); GPU "
+            "providers always use the graphs when the export has them")
+    cpu_precision: CpuPrecisionSetting = env_field(
+        "auto", "SAM_CPU_PRECISION", parse_cpu_precision,
+        doc="the CPU tier (`runtime.cpu_precision`): `f32` (parity with PyTorch), `bf16` (OpenVINO's bfloat16 "
+            "inference for the graphs it runs; CPUs with AVX512-BF16 or AMX such as ml.c7i), `int8` (the `--int8` "
+            "graphs), or `auto` (the fastest tier whose recorded parity passes the gate, see \"CPU precision "
+            "tiers\"; f32 for random weights). A tier the CPU or model cannot run is a start-up error naming why; "
+            f"GPU providers ignore it (`SAM_PRECISION` applies there). `{OLD_CPU_PRECISION_VAR}` is its old name")
     openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
-    cache_bytes: int | None = env_field(None, "SAM_CACHE_BYTES", positive(parse_bytes))
+    cache_bytes: int | None = env_field(
+        None, "SAM_CACHE_BYTES", positive(parse_bytes),
+        shown=f"{format_bytes(DEFAULT_CACHE_BYTES_GPU)} on GPU, {format_bytes(DEFAULT_CACHE_BYTES_CPU)} on CPU "
+              "(`deploy_to_sagemaker.sh` sets a quarter of the instance's memory, 512 MiB to 8 GiB)",
+        doc="embedding cache budget (`512MiB`, `2GiB`, ...)")
     device_memory: DeviceMemorySettings = field(default_factory=DeviceMemorySettings)
-    max_image_pixels: int = env_field(DEFAULT_MAX_PIXELS, "SAM_MAX_IMAGE_PIXELS", positive(int))
-    max_jpeg_scans: int = env_field(DEFAULT_MAX_JPEG_SCANS, "SAM_MAX_JPEG_SCANS", positive(int))
-    max_clicks: int = env_field(64, "SAM_MAX_CLICKS", positive(int))
-    #: Prompts per decoder run on the host (memory grows with a run's prompts; see SamEngine).
-    cpu_decoder_prompts_per_run: int = env_field(4, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int))
-    #: Bytes of decoded prompts kept per cached image, so resent clicks skip the decoder (0: off).
-    prompt_cache_bytes_per_image: int = env_field(32 << 20, "SAM_PROMPT_CACHE_BYTES_PER_IMAGE", parse_bytes)
-    verify_model_checksums: bool = env_field(True, "SAM_VERIFY_MODEL_SHA256", parse_bool)
-    #: ONNX Runtime's profiler writes each session's node placement and timings here (diagnostics).
-    ort_profile_dir: str | None = env_field(None, "SAM_ORT_PROFILE_DIR", str)
+    max_image_pixels: int = env_field(DEFAULT_MAX_PIXELS, "SAM_MAX_IMAGE_PIXELS", positive(int),
+                                      doc="larger photos are refused (413)")
+    max_jpeg_scans: int = env_field(DEFAULT_MAX_JPEG_SCANS, "SAM_MAX_JPEG_SCANS", positive(int),
+                                    doc="progressive JPEGs with more scans are refused before decoding (each scan is "
+                                        "a decode pass)")
+    max_clicks: int = env_field(64, "SAM_MAX_CLICKS", positive(int), doc="points per request")
+    cpu_decoder_prompts_per_run: int = env_field(
+        4, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int),
+        doc="on CPU the decoder runs a request's prompts in slices of this many (its working memory grows with a "
+            "run's prompts)")
+    prompt_cache_bytes_per_image: int = env_field(
+        32 << 20, "SAM_PROMPT_CACHE_BYTES_PER_IMAGE", parse_bytes,
+        doc="CPU tier: bytes of decoded prompts (1 MiB each) kept with each cached image, charged to the embedding "
+            "cache, so a request that resends earlier clicks decodes only the new ones; `/stats` `prompt_cache` and "
+            "the answer's `timings_ms` (`prompts_decoded`, `prompts_reused`) count them; 0 turns it off")
+    verify_model_checksums: bool = env_field(True, "SAM_VERIFY_MODEL_SHA256", parse_bool,
+                                             doc="check model files against the manifest at start-up")
+    ort_profile_dir: str | None = env_field(
+        None, "SAM_ORT_PROFILE_DIR", str,
+        doc="diagnostics: ONNX Runtime's profiler writes each session's node timings and placement (execution "
+            "provider per node) here; `benchmarks/gpu_placement.py` reads them")
     #: The shared embedding tier (Valkey/Redis), or None without SAM_SHARED_CACHE_URL.
     shared_cache: SharedCacheConfig | None = None
 
@@ -93,79 +108,48 @@ class RuntimeSettings:
             return self.cache_bytes
         return DEFAULT_CACHE_BYTES_GPU if on_gpu else DEFAULT_CACHE_BYTES_CPU
 
-    @staticmethod
-    def _tensorrt(environ: Mapping[str, str], trt_defaults: TensorRTOptions) -> TensorRTOptions:
-        return TensorRTOptions(
-            fp16=read_env(environ, "SAM_TRT_FP16", parse_bool, trt_defaults.fp16),
-            engine_cache=read_env(environ, "SAM_TRT_ENGINE_CACHE", parse_bool, trt_defaults.engine_cache),
-            cache_dir=read_env(environ, "SAM_TRT_CACHE_DIR", str, trt_defaults.cache_dir),
-            timing_cache=read_env(environ, "SAM_TRT_TIMING_CACHE", parse_bool, trt_defaults.timing_cache),
-            max_workspace_bytes=read_env(environ, "SAM_TRT_MAX_WORKSPACE", positive(parse_bytes), trt_defaults.max_workspace_bytes),
-            builder_optimization_level=read_env(environ, "SAM_TRT_OPT_LEVEL", int, trt_defaults.builder_optimization_level),
-            max_prompts=read_env(environ, "SAM_TRT_MAX_PROMPTS", positive(int), trt_defaults.max_prompts),
-            opt_prompts=read_env(environ, "SAM_TRT_OPT_PROMPTS", positive(int), trt_defaults.opt_prompts),
-            max_points=read_env(environ, "SAM_TRT_MAX_POINTS", positive(int), trt_defaults.max_points),
-            cuda_graph=read_env(environ, "SAM_TRT_CUDA_GRAPH", parse_bool, trt_defaults.cuda_graph),
-        )
-
-    @staticmethod
-    def _shared_cache(environ: Mapping[str, str]) -> SharedCacheConfig | None:
-        """The SAM_SHARED_CACHE_* settings, or None when SAM_SHARED_CACHE_URL is unset."""
-        url = read_env(environ, "SAM_SHARED_CACHE_URL", parse_store_url, None)
-        secret_id = read_env(environ, "SAM_SHARED_CACHE_SECRET_ID", str.strip, None)
-        password_file = read_env(environ, "SAM_SHARED_CACHE_PASSWORD_FILE", Path, None)
-        if url is None:
-            if secret_id or password_file:
-                raise ValueError("SAM_SHARED_CACHE_SECRET_ID / SAM_SHARED_CACHE_PASSWORD_FILE need SAM_SHARED_CACHE_URL")
-            return None
-        if secret_id and password_file:
-            raise ValueError("set SAM_SHARED_CACHE_SECRET_ID or SAM_SHARED_CACHE_PASSWORD_FILE, not both")
-        defaults = SharedStoreSettings(url)
-        store = SharedStoreSettings(
-            url,
-            connect_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_CONNECT_TIMEOUT_MS", positive(int),
-                                        defaults.connect_timeout_ms),
-            command_timeout_ms=read_env(environ, "SAM_SHARED_CACHE_COMMAND_TIMEOUT_MS", positive(int),
-                                        defaults.command_timeout_ms),
-            ttl_s=read_env(environ, "SAM_SHARED_CACHE_TTL_S", positive(int), defaults.ttl_s),
-            lock_ttl_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_TTL_MS", positive(int), defaults.lock_ttl_ms),
-            lock_wait_ms=read_env(environ, "SAM_SHARED_CACHE_LOCK_WAIT_MS", non_negative_int, defaults.lock_wait_ms),
-            retry_after_ms=read_env(environ, "SAM_SHARED_CACHE_RETRY_AFTER_MS", non_negative_int,
-                                    defaults.retry_after_ms),
-        )
-        return SharedCacheConfig(store, secret_id, password_file)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
         """Read the ``SAM_*`` variables (see the README's configuration table)."""
-        trt_defaults = TensorRTOptions()
-        try:
-            tensorrt = cls._tensorrt(environ, trt_defaults)
-        except ValueError as exc:
-            if "environment variable" in str(exc):
-                raise
-            raise ValueError(f"TensorRT settings (SAM_TRT_*) are inconsistent: {exc}") from exc
-        cuda_defaults, cpu_defaults, providers_defaults = CudaOptions(), CpuOptions(), ProviderConfig()
-        cuda = CudaOptions(
-            device_id=read_env(environ, "SAM_CUDA_DEVICE_ID", int, cuda_defaults.device_id),
-            gpu_mem_limit_bytes=read_env(environ, "SAM_CUDA_MEM_LIMIT", positive(parse_bytes),
-                                         cuda_defaults.gpu_mem_limit_bytes),
-        )
-        cpu = CpuOptions(
-            intra_op_threads=read_env(environ, "SAM_CPU_THREADS", int, cpu_defaults.intra_op_threads),
-            memory_arena=read_env(environ, "SAM_CPU_ARENA", parse_bool, cpu_defaults.memory_arena),
-            spinning=read_env(environ, "SAM_CPU_SPINNING", parse_bool, cpu_defaults.spinning),
-        )
-        providers = ProviderConfig(
-            requested=read_env(environ, "SAM_PROVIDERS", parse_providers, providers_defaults.requested),
-            require_gpu=read_env(environ, "SAM_REQUIRE_GPU", parse_bool, providers_defaults.require_gpu),
-            tensorrt=tensorrt, cuda=cuda, cpu=cpu,
-        )
-        openvino_defaults = OpenVinoOptions()
-        openvino = OpenVinoOptions(
-            cache_dir=read_env(environ, "SAM_OPENVINO_CACHE_DIR", str, openvino_defaults.cache_dir),
-        )
-        return cls(providers=providers, openvino=openvino,
+        providers = ProviderConfig(tensorrt=_tensorrt(environ), cuda=CudaOptions(**read_fields(CudaOptions, environ)),
+                                   cpu=CpuOptions(**read_fields(CpuOptions, environ)),
+                                   **read_fields(ProviderConfig, environ))
+        return cls(providers=providers, openvino=OpenVinoOptions(**read_fields(OpenVinoOptions, environ)),
                    device_memory=DeviceMemorySettings(**read_fields(DeviceMemorySettings, environ)),
-                   shared_cache=cls._shared_cache(environ), cpu_precision=_cpu_precision(environ),
-                   **read_fields(cls, environ))
+                   shared_cache=_shared_cache(environ),
+                   **read_fields(cls, environ, {"cpu_precision": _cpu_precision_by_old_name(environ)}))
+
+
+def _tensorrt(environ: Mapping[str, str]) -> TensorRTOptions:
+    """The SAM_TRT_* settings; values that do not fit together name the group."""
+    try:
+        return TensorRTOptions(**read_fields(TensorRTOptions, environ))
+    except ValueError as exc:
+        if "environment variable" in str(exc):
+            raise
+        raise ValueError(f"TensorRT settings (SAM_TRT_*) are inconsistent: {exc}") from exc
+
+
+def _cpu_precision_by_old_name(environ: Mapping[str, str]) -> Any:
+    """SAM_CPU_PRECISION's default: its old name's value when that is set (else the declared
+    default); both set must agree."""
+    new_var = env_name(RuntimeSettings, "cpu_precision")
+    new = read_env(environ, new_var, parse_cpu_precision, None)
+    old = read_env(environ, OLD_CPU_PRECISION_VAR, parse_cpu_precision, None)
+    if new is not None and old is not None and new != old:
+        raise ValueError(f"{new_var}={new} and its old name {OLD_CPU_PRECISION_VAR}={old} disagree: "
+                         f"set {new_var} only")
+    return old if old is not None else RuntimeSettings.cpu_precision
+
+
+def _shared_cache(environ: Mapping[str, str]) -> SharedCacheConfig | None:
+    """The SAM_SHARED_CACHE_* settings, or None when SAM_SHARED_CACHE_URL is unset."""
+    store = read_fields(SharedStoreSettings, environ, {"url": None})
+    source = read_fields(SharedCacheConfig, environ)
+    if store["url"] is None:
+        if source["secret_id"] or source["password_file"]:
+            raise ValueError("SAM_SHARED_CACHE_SECRET_ID / SAM_SHARED_CACHE_PASSWORD_FILE need SAM_SHARED_CACHE_URL")
+        return None
+    if source["secret_id"] and source["password_file"]:
+        raise ValueError("set SAM_SHARED_CACHE_SECRET_ID or SAM_SHARED_CACHE_PASSWORD_FILE, not both")
+    return SharedCacheConfig(SharedStoreSettings(**store), **source)

@@ -10,15 +10,12 @@ execution role needs ``secretsmanager:GetSecretValue`` on it).
 from __future__ import annotations
 
 import json
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.env_values import env_field
 from runtime.shared_store import SharedStoreSettings
-
-#: The URL schemes a Redis-protocol store is reached by: plain TCP, or TLS (ElastiCache in-transit encryption).
-URL_SCHEMES = ("redis", "rediss")
 
 
 class SharedCacheUnavailable(Exception):
@@ -30,20 +27,13 @@ class SharedCacheConfig:
     """The store's settings plus where its password comes from (at most one of the two)."""
 
     store: SharedStoreSettings
-    secret_id: str | None = None
-    password_file: Path | None = None
-
-
-def parse_store_url(text: str) -> str:
-    """A ``redis://`` or ``rediss://`` URL with a host and no password in it."""
-    url = text.strip()
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in URL_SCHEMES or not parts.hostname:
-        raise ValueError("expected redis://HOST:PORT or rediss://HOST:PORT (TLS)")
-    if parts.password is not None:
-        raise ValueError("the URL must not carry a password: put it in SAM_SHARED_CACHE_PASSWORD_FILE or a Secrets "
-                         "Manager secret named by SAM_SHARED_CACHE_SECRET_ID")
-    return url
+    secret_id: str | None = env_field(
+        None, "SAM_SHARED_CACHE_SECRET_ID", str.strip,
+        doc="an AWS Secrets Manager secret holding the store's AUTH password (or ElastiCache user's token), read at "
+            "start-up: the string, or JSON with a `password` field; not with `SAM_SHARED_CACHE_PASSWORD_FILE`")
+    password_file: Path | None = env_field(
+        None, "SAM_SHARED_CACHE_PASSWORD_FILE", Path,
+        doc="a file holding the store's AUTH password, read at start-up; not with `SAM_SHARED_CACHE_SECRET_ID`")
 
 
 def read_password(config: SharedCacheConfig, secrets_client: Any = None) -> str | None:

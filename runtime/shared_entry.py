@@ -42,7 +42,7 @@ def _payload_checksum(embedding: bytes, image_bytes: bytes) -> bytes:
     return digest.digest()
 
 
-def encode_entry(identity: bytes, entry: SharedEntry) -> bytes:
+def write_entry(identity: bytes, entry: SharedEntry) -> bytes:
     """The stored value for ``entry`` under the model ``identity`` (32 bytes)."""
     header = _HEADER.pack(
         MAGIC, identity, *entry.orig_size_hw, *entry.input_size_hw,
@@ -57,7 +57,7 @@ def encoded_bytes(entry: SharedEntry) -> int:
     return _HEADER.size + len(entry.embedding) + len(entry.image_bytes)
 
 
-def decode_entry(identity: bytes, value: bytes, embedding_bytes: int = EMBEDDING_BYTES
+def read_entry(identity: bytes, value: bytes, embedding_bytes: int = EMBEDDING_BYTES
                  ) -> SharedEntry | None:
     """The entry in ``value`` if it is whole, ours and for model ``identity``; else ``None``."""
     if len(value) < _HEADER.size:

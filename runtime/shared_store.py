@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from typing import Literal
 
 import redis
 
-from runtime.shared_entry import EMBEDDING_BYTES, SharedEntry, decode_entry, encode_entry
+from runtime.env_values import env_field, non_negative_int, positive
+from runtime.shared_entry import EMBEDDING_BYTES, SharedEntry, read_entry, write_entry
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,19 +33,46 @@ _COUNTER_OF: dict[Outcome, str] = {"hit": "hits", "miss": "misses", "error": "er
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
+#: The URL schemes a Redis-protocol store is reached by: plain TCP, or TLS (ElastiCache in-transit encryption).
+URL_SCHEMES = ("redis", "rediss")
+
+
+def parse_store_url(text: str) -> str:
+    """A ``redis://`` or ``rediss://`` URL with a host and no password in it."""
+    url = text.strip()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in URL_SCHEMES or not parts.hostname:
+        raise ValueError("expected redis://HOST:PORT or rediss://HOST:PORT (TLS)")
+    if parts.password is not None:
+        raise ValueError("the URL must not carry a password: put it in SAM_SHARED_CACHE_PASSWORD_FILE or a Secrets "
+                         "Manager secret named by SAM_SHARED_CACHE_SECRET_ID")
+    return url
+
+
 @dataclass(frozen=True)
 class SharedStoreSettings:
     """``url``: ``redis://`` or ``rediss://`` (TLS), no password in it; timeouts in milliseconds;
     ``ttl_s``: seconds an entry lives; the encode lock lives ``lock_ttl_ms`` and a waiter waits at
     most ``lock_wait_ms`` before encoding anyway; ``retry_after_ms``: pause after a failure."""
 
-    url: str
-    connect_timeout_ms: int = 50
-    command_timeout_ms: int = 200
-    ttl_s: int = 3600
-    lock_ttl_ms: int = 30_000
-    lock_wait_ms: int = 10_000
-    retry_after_ms: int = 1000
+    url: str = env_field(MISSING, "SAM_SHARED_CACHE_URL", parse_store_url,
+                         shown="none (no shared tier)",
+                         doc="the shared embedding tier behind the in-process cache: `redis://HOST:PORT/DB` or "
+                             "`rediss://` (TLS) of a Valkey/Redis server (Amazon ElastiCache); no password in the URL "
+                             "(see \"Several instances\")")
+    connect_timeout_ms: int = env_field(50, "SAM_SHARED_CACHE_CONNECT_TIMEOUT_MS", positive(int),
+                                        doc="the store's connection timeout; a store slower than that is a miss")
+    command_timeout_ms: int = env_field(200, "SAM_SHARED_CACHE_COMMAND_TIMEOUT_MS", positive(int),
+                                        doc="the store's command timeout; a store slower than that is a miss")
+    ttl_s: int = env_field(3600, "SAM_SHARED_CACHE_TTL_S", positive(int), doc="how long a stored embedding lives")
+    lock_ttl_ms: int = env_field(30_000, "SAM_SHARED_CACHE_LOCK_TTL_MS", positive(int),
+                                 doc="the encode lock's lifetime (two instances given the same new photo at once "
+                                     "encode it once)")
+    lock_wait_ms: int = env_field(10_000, "SAM_SHARED_CACHE_LOCK_WAIT_MS", non_negative_int,
+                                  doc="how long an instance waits for another's encode lock before encoding anyway")
+    retry_after_ms: int = env_field(1000, "SAM_SHARED_CACHE_RETRY_AFTER_MS", non_negative_int,
+                                    doc="after a store failure, lookups skip the store this long (a stalled store "
+                                        "costs one timeout per period, not one per request)")
 
 
 @dataclass
@@ -123,7 +152,7 @@ class SharedStore:
         self._note(False)
         if value is None:
             return None, self._count("miss")
-        entry = decode_entry(self._identity, value, self._embedding_bytes) if isinstance(value, bytes) else None
+        entry = read_entry(self._identity, value, self._embedding_bytes) if isinstance(value, bytes) else None
         if entry is None:
             _LOG.warning("shared cache: the value under image %s is not a valid entry of this model; ignored", image_id)
             return None, self._count("error")
@@ -134,7 +163,7 @@ class SharedStore:
         if self._paused():
             return False
         try:
-            self._client.set(self._key("emb", image_id), encode_entry(self._identity, entry),
+            self._client.set(self._key("emb", image_id), write_entry(self._identity, entry),
                              ex=self.settings.ttl_s)
         except redis.RedisError as exc:
             self._note(True, repr(exc))

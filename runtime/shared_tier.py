@@ -187,7 +187,7 @@ def open_shared_tier(config: SharedCacheConfig | None, engine: SamEngine) -> tup
     except SharedCacheUnavailable as exc:
         _LOG.error("shared cache off: %s", exc)
         return None, str(exc)
-    identity = identity_of(engine.manifest, engine.engines, engine.provider)
+    identity = identity_of(engine.manifest, engine.backends, engine.provider)
     nbytes = int(np.prod(engine.embedding_shape)) * 4
     store = SharedStore(config.store, identity, nbytes, password)
     _LOG.info("shared cache on: %s (model identity %s)", _without_credentials(config.store.url), identity.hex()[:16])

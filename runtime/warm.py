@@ -20,8 +20,8 @@ from typing import Literal
 from runtime.cache import image_id_for
 from runtime.errors import SharedTierFailing, SharedTierOff
 from runtime.holds import HoldExtractor
-from runtime.image_io import probe_image
-from runtime.preprocess import check_resizable
+from runtime.image_files import probe_image
+from runtime.sam_preprocessing import check_resizable
 from runtime.shared_tier import SharedTier
 
 WarmOutcome = Literal["stored", "already_present"]

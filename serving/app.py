@@ -5,7 +5,7 @@ Routes: ``GET /ping``, ``POST /invocations`` and the SageMaker Runtime path
 ``GET /healthz``, ``GET /openapi.json``, ``GET /stats`` and, for Batch Transform,
 ``GET /execution-parameters`` (``serving.batch``). ``/ping`` answers 503 until the
 state holds a loaded service, and again while draining (``serving.server`` runs the
-process lifecycle). Invocations call the service directly (parse, predict, encode); the
+process lifecycle). Invocations call the service directly (parse, predict, serialise); the
 handler functions in ``serving.handlers`` are the same steps for AWS's toolkit.
 """
 
@@ -35,7 +35,7 @@ from serving.errors import NotReady, http_status
 from serving.openapi import openapi_schema
 from serving.pages import page_routes
 from serving.responses import Prediction
-from serving.service import HoldService, RequestContext, encode, parse
+from serving.service import HoldService, RequestContext, parse, serialise
 from serving.workers import Admission, WorkerPool
 
 log = logging.getLogger("sam.server")
@@ -118,7 +118,7 @@ class _Endpoints:
         return JSONResponse({
             "model_type": engine.manifest.model_type,
             "provider": engine.provider,
-            "engines": engine.engines,
+            "engines": engine.backends,
             "encoder_runs": engine.encoder_runs,
             "image_decodes": service.extractor.image_decodes,
             "precision": engine.precision,
@@ -144,7 +144,7 @@ class _Endpoints:
             return await self._invoke(request, request_id, state.service)
 
     async def _invoke(self, request: Request, request_id: str, service: HoldService) -> Response:
-        """Read the body, then parse, predict and encode on a worker thread within the request deadline."""
+        """Read the body, then parse, predict and serialise on a worker thread within the request deadline."""
         settings = self.settings
         deadline = time.monotonic() + settings.request_timeout_s
         body = await read_body(request, settings.max_body_bytes, min(settings.body_timeout_s, settings.request_timeout_s))
@@ -154,7 +154,7 @@ class _Endpoints:
         def work() -> tuple[bytes, str, dict[str, str], dict[str, Any]]:
             invocation = parse(body, content_type, context)
             prediction = service.predict(invocation)
-            payload, media = encode(prediction, context.accept, settings.max_response_bytes)
+            payload, media = serialise(prediction, context.accept, settings.max_response_bytes)
             return payload, media, prediction.headers, _log_facts(prediction)
 
         payload, media, headers, facts = await self.workers.run(work, max(0.0, deadline - time.monotonic()),

@@ -22,10 +22,10 @@ import numpy as np
 
 from runtime.errors import EmbeddingModelMismatch, InvalidEmbedding
 from runtime.holds import GivenEmbedding
-from runtime.image_io import ImageLimits
+from runtime.image_files import ImageLimits
 from runtime.manifest import Manifest
 from runtime.outputs import EMBEDDING_DTYPES, EmbeddingDtype
-from runtime.preprocess import point_scales_xy, resized_size_hw
+from runtime.sam_preprocessing import point_scales_xy, resized_size_hw
 from serving.embeddings import embedding_bytes, model_id
 
 #: The fields of a brought embedding object (anything else is ignored with a warning).
@@ -83,7 +83,7 @@ def parse_embedding_object(document: Any, raw_data: bytes | None = None) -> tupl
     return wire, warnings
 
 
-def decode_embedding(wire: EmbeddingWire, manifest: Manifest, limits: ImageLimits) -> GivenEmbedding:
+def read_embedding(wire: EmbeddingWire, manifest: Manifest, limits: ImageLimits) -> GivenEmbedding:
     """Check ``wire`` against this model and the image limits, then decode it (no encoder): the float32
     ``manifest.embedding_shape`` array with its sizes. Raises a 400 naming the first problem."""
     expected_id = model_id(manifest)

@@ -11,7 +11,7 @@ cannot carry it: 406 ``not_acceptable``. The object::
 
 A point (x, y) in upright original pixels is (x * scale_x, y * scale_y) in the ``input_frame``
 (the decoder's coordinates): the arithmetic of SAM's ``ResizeLongestSide.apply_coords`` and of
-``runtime.preprocess.to_model_coords`` (float64 scales new/old, then float32).
+``runtime.sam_preprocessing.to_model_coords`` (float64 scales new/old, then float32).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from runtime.errors import AnswerTooLarge
 from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.outputs import EmbeddingDtype
-from runtime.preprocess import point_scales_xy
+from runtime.sam_preprocessing import point_scales_xy
 from runtime.tensors import to_host
 
 #: Zip members of an answer with the embedding.
@@ -65,7 +65,7 @@ def encoder_variant(precision: str) -> str:
 
 
 @dataclass(frozen=True)
-class EncodedEmbedding:
+class SerialisedEmbedding:
     """An answer's embedding: ``document`` (the wire object without its data) and ``data`` (the raw
     little-endian array, C order, ``document['shape']`` of ``document['dtype']``)."""
 
@@ -78,8 +78,8 @@ def embedding_bytes(shape: tuple[int, ...], dtype: EmbeddingDtype) -> int:
     return math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype,
-                     precision: str = "f32") -> EncodedEmbedding:
+def serialise_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDtype,
+                     precision: str = "f32") -> SerialisedEmbedding:
     """``result``'s embedding (float32 1x256x64x64, host or device) as ``dtype`` with its wire object;
     ``precision``: the engine's (``SamEngine.precision``), named in ``encoder_variant``."""
     if result.embedding is None or result.input_size_hw is None:
@@ -99,7 +99,7 @@ def encode_embedding(result: HoldResult, manifest: Manifest, dtype: EmbeddingDty
         "input_frame": manifest.image_size,
         "point_transform": dict(zip(("scale_x", "scale_y"), point_scales_xy((height, width), manifest.image_size))),
     }
-    return EncodedEmbedding(document, array.tobytes())
+    return SerialisedEmbedding(document, array.tobytes())
 
 
 def check_embedding_fits(shape: tuple[int, ...], dtype: EmbeddingDtype, base64_framed: bool,

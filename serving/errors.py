@@ -39,7 +39,7 @@ class NotAcceptable(ServiceError):
 
 
 class UnsupportedMediaType(ServiceError):
-    """The request's ``Content-Type`` is not one we decode."""
+    """The request's ``Content-Type`` is not one we read."""
 
     code = "unsupported_media_type"
 

@@ -19,7 +19,7 @@ from runtime.errors import ServiceError
 from serving.config import ServerSettings
 from serving.errors import http_status
 from serving.responses import Prediction
-from serving.service import HoldService, Invocation, RequestContext, encode, parse
+from serving.service import HoldService, Invocation, RequestContext, parse, serialise
 
 try:  # present in AWS's framework containers and in our dev environment, not needed to serve
     from sagemaker_inference.errors import BaseInferenceToolkitError
@@ -83,4 +83,4 @@ def predict_fn(data: Invocation, model: HoldService) -> Prediction:
 @_service_errors
 def output_fn(prediction: Prediction, accept: str | None) -> tuple[bytes, str]:
     """Encode the prediction for ``accept``: (body, content type)."""
-    return encode(prediction, accept)
+    return serialise(prediction, accept)

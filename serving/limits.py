@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from runtime.cache import entry_bytes_for
 from runtime.device_memory import DeviceMemorySettings
-from runtime.env_values import env_name
+from runtime.env_values import env_name, format_bytes
 from runtime.file_structure import (
     MAX_BMP_RLE_BYTES,
     MAX_FILE_BYTES_PER_PIXEL,
@@ -49,13 +49,6 @@ class Limit:
     beyond: str
 
 
-def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
-
-
 def _seconds(s: float) -> str:
     return f"{s:g} s"
 
@@ -72,14 +65,18 @@ def _gpu_var(field_name: str) -> str:
 
 
 def limits(settings: ServerSettings) -> list[Limit]:
-    """The limits in force under ``settings``."""
-    runtime = settings.runtime
-    image_size = 1024  # SAM's input resolution (every model type); the aspect-ratio bound is 2x it
+    """The limits in force under ``settings``, in the README's order."""
+    return [*_request_limits(settings), *_image_limits(settings.runtime), *_prompt_and_answer_limits(settings),
+            *_gpu_limits(settings.runtime), *_session_limits(settings)]
+
+
+def _request_limits(settings: ServerSettings) -> list[Limit]:
+    """Bytes, times and concurrency of a request and its connection."""
     return [
-        Limit("request body", _bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
+        Limit("request body", format_bytes(settings.max_body_bytes), _var("max_body_bytes"), "413 payload_too_large"),
         Limit("time to send a request head (from connecting, or from the previous answer)",
               _seconds(settings.header_timeout_s), _var("header_timeout_s"), "connection closed (408 if a head had begun)"),
-        Limit("answer (response body)", _bytes(settings.max_response_bytes), _var("max_response_bytes"),
+        Limit("answer (response body)", format_bytes(settings.max_response_bytes), _var("max_response_bytes"),
               "413 output_too_large with a max_side that fits (before model work when the formats tell the size)"),
         Limit("time to send the request body", _seconds(settings.body_timeout_s), _var("body_timeout_s"),
               "408 request_timeout"),
@@ -92,6 +89,13 @@ def limits(settings: ServerSettings) -> list[Limit]:
               f"{_var('worker_threads')} + {_var('max_queued_requests')}", "503 overloaded (/ping does not count)"),
         Limit("invocations worked on at once (threads; a timed-out one keeps its thread until it ends)",
               str(settings.worker_threads), _var("worker_threads"), "waits in the queue"),
+    ]
+
+
+def _image_limits(runtime: RuntimeSettings) -> list[Limit]:
+    """Bounds on an image file's pixels and structure, checked before it is decoded."""
+    image_size = 1024  # SAM's input resolution (every model type); the aspect-ratio bound is 2x it
+    return [
         Limit("image pixels (width x height, from the header)", f"{runtime.max_image_pixels:,}",
               _var("max_image_pixels"), "413 payload_too_large"),
         Limit("JPEG scans (progressive JPEGs cost a decode pass per scan)", str(runtime.max_jpeg_scans),
@@ -106,33 +110,51 @@ def limits(settings: ServerSettings) -> list[Limit]:
               "413 payload_too_large"),
         Limit("WebP canvas (VP8X), before libwebp allocates it", "the image pixel limit", _var("max_image_pixels"),
               "413 payload_too_large"),
-        Limit("run-length-encoded BMP pixel data", _bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
+        Limit("run-length-encoded BMP pixel data", format_bytes(MAX_BMP_RLE_BYTES), "", "413 payload_too_large"),
         Limit("image file size (padding, trailing data)",
-              f"{_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
+              f"{format_bytes(MAX_FILE_OVERHEAD_BYTES)} + {MAX_FILE_BYTES_PER_PIXEL} bytes a pixel", "",
               "413 payload_too_large"),
         Limit("image aspect ratio (the short side must be at least 1 px at the model's 1024)",
               f"{2 * image_size}:1", "", "400 invalid_image"),
-        Limit("points per request", str(runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
+    ]
+
+
+def _prompt_and_answer_limits(settings: ServerSettings) -> list[Limit]:
+    """Bounds on the prompt (points, zip archives, headers) and on what the answer may hold."""
+    return [
+        Limit("points per request", str(settings.runtime.max_clicks), _var("max_clicks"), "400 invalid_points"),
         Limit("zip archive entries", str(settings.max_zip_entries), _var("max_zip_entries"), "413 payload_too_large"),
-        Limit("zip member size (checked while inflating)", _bytes(settings.max_zip_member_bytes),
+        Limit("zip member size (checked while inflating)", format_bytes(settings.max_zip_member_bytes),
               _var("max_zip_member_bytes"), "413 payload_too_large"),
-        Limit("points.json in a zip", _bytes(MAX_POINTS_JSON_BYTES), "", "413 payload_too_large"),
+        Limit("points.json in a zip", format_bytes(MAX_POINTS_JSON_BYTES), "", "413 payload_too_large"),
         Limit("X-Amzn-SageMaker-Custom-Attributes (SageMaker's own limit; ASCII)",
               f"{MAX_CUSTOM_ATTRIBUTES_CHARS} characters, {MAX_CUSTOM_ATTRIBUTE_FIELDS} fields", "", "400 bad_request"),
         Limit("X-Amzn-SageMaker-Session-Id", f"{MAX_SESSION_ID_CHARS} characters", "", "400 bad_request"),
         Limit("WebP cut-out (libwebp's limits)", f"{WEBP_MAX_PIXELS:,} pixels, {WEBP_MAX_SIDE} px a side", "",
               "400 output_too_large, before any model work"),
-        Limit("per-click masks of one request (bit-packed)", _bytes(MAX_PER_CLICK_MASK_BYTES), "",
+        Limit("per-click masks of one request (bit-packed)", format_bytes(MAX_PER_CLICK_MASK_BYTES), "",
               "400 output_too_large, before any model work"),
+    ]
+
+
+def _gpu_limits(runtime: RuntimeSettings) -> list[Limit]:
+    """The GPU's render slots and memory budget."""
+    return [
         Limit("mask renders at once on a GPU (fewer when the device memory budget cannot hold them)",
               str(runtime.device_memory.max_render_slots), _gpu_var("max_render_slots"),
               f"waits up to {_seconds(runtime.device_memory.render_wait_s)} (`{_gpu_var('render_wait_s')}`), then 503 overloaded"),
         Limit("GPU memory the service plans to use (sessions, renders, embedding cache)",
               f"{runtime.device_memory.fraction:.0%} of the device", _gpu_var("fraction"),
               "an allocation failure: 503 overloaded, half the cached embeddings freed"),
+    ]
+
+
+def _session_limits(settings: ServerSettings) -> list[Limit]:
+    """Sessions' count and lifetime, and the drain on shutdown."""
+    return [
         Limit("open sessions", str(settings.max_sessions), _var("max_sessions"), "429 capacity_exhausted"),
         Limit("session lifetime", _seconds(settings.session_ttl_s), _var("session_ttl_s"), "410 session_expired"),
-        _cached_photos_row(runtime),
+        _cached_photos_row(settings.runtime),
         Limit("embeddings pinned by sessions", "half of the embedding cache", _var("cache_bytes"),
               "429 capacity_exhausted"),
         Limit("drain on SIGTERM", _seconds(settings.graceful_timeout_s), _var("graceful_timeout_s"),
@@ -144,10 +166,10 @@ def _cached_photos_row(runtime: RuntimeSettings) -> Limit:
     """How many 12 MP photos the default cache budgets hold (``runtime.cache.entry_bytes_for``)."""
     photo, prompts = PHOTO_12MP_HW, runtime.prompt_cache_bytes_per_image
     cpu, gpu = runtime.cache_budget(on_gpu=False), runtime.cache_budget(on_gpu=True)
-    held = (f"{cpu // entry_bytes_for(photo)} on CPU ({_bytes(cpu)}; {cpu // entry_bytes_for(photo, prompts)} with "
-            f"full prompt stores), {gpu // entry_bytes_for(photo)} on GPU ({_bytes(gpu)})")
-    return Limit(f"cached 12 MP photos (each: a {_bytes(EMBEDDING_BYTES)} embedding, {kept_pixel_bytes(photo) / 1e6:g} MB "
-                 f"of upright pixels, on CPU up to {_bytes(prompts)} of decoded prompts)", held, _var("cache_bytes"),
+    held = (f"{cpu // entry_bytes_for(photo)} on CPU ({format_bytes(cpu)}; {cpu // entry_bytes_for(photo, prompts)} with "
+            f"full prompt stores), {gpu // entry_bytes_for(photo)} on GPU ({format_bytes(gpu)})")
+    return Limit(f"cached 12 MP photos (each: a {format_bytes(EMBEDDING_BYTES)} embedding, {kept_pixel_bytes(photo) / 1e6:g} MB "
+                 f"of upright pixels, on CPU up to {format_bytes(prompts)} of decoded prompts)", held, _var("cache_bytes"),
                  "the least recently used is evicted; its image_id then answers 404 unknown_image_id")
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.holds import HoldResult
-from runtime.outputs import IMAGE_MASK_FORMATS, MaskFormat, OutputOptions, cutout_rgba, encode_mask, encode_result
-from runtime.rle import encode_rle
-from serving.embeddings import EMBEDDING_BIN_MEMBER, EMBEDDING_JSON_MEMBER, EncodedEmbedding
+from runtime.outputs import IMAGE_MASK_FORMATS, MaskFormat, OutputOptions, cutout_rgba, write_mask, write_result
+from runtime.rle import to_rle
+from serving.embeddings import EMBEDDING_BIN_MEMBER, EMBEDDING_JSON_MEMBER, SerialisedEmbedding
 from serving.errors import NotAcceptable
 
 JSON = "application/json"
@@ -47,7 +47,7 @@ class Prediction:
     #: The precision the model ran in (``SamEngine.precision``: f32, bf16, int8; fp32/fp16 on a GPU).
     precision: str = "f32"
     #: The image embedding, when ``outputs.embedding`` asked for it.
-    embedding: EncodedEmbedding | None = None
+    embedding: SerialisedEmbedding | None = None
     #: A warm request's report line (``serving.warm``); then ``result`` is None.
     warm: dict[str, Any] | None = None
 
@@ -87,7 +87,7 @@ def check_carries_embedding(media: str | None) -> None:
         raise NotAcceptable(f"an {PNG} answer is the mask alone and cannot carry the embedding: accept {JSON} or {ZIP}")
 
 
-def encode_prediction(prediction: Prediction, media: str,
+def serialise_prediction(prediction: Prediction, media: str,
                       check_files_bytes: Callable[[int], None] | None = None) -> tuple[bytes, str]:
     """Encode a prediction as ``media`` (already negotiated).
 
@@ -114,7 +114,7 @@ def encode_prediction(prediction: Prediction, media: str,
 
 
 @dataclass(frozen=True)
-class EncodedImages:
+class SerialisedImages:
     """The encoded outputs of one answer: cut-out, mask and per-click masks (None when not asked);
     with ``mask_format: rle`` the masks as COCO RLE dictionaries instead of PNGs."""
 
@@ -131,29 +131,29 @@ class EncodedImages:
         return -(-total // 3) * 4 if media == JSON else total
 
 
-def _images(prediction: Prediction, media: str) -> EncodedImages:
+def _images(prediction: Prediction, media: str) -> SerialisedImages:
     result, outputs = prediction.result, prediction.outputs
     assert result is not None
     if media == PNG:
         fmt: MaskFormat = "png1" if outputs.mask_format == "png1" else "png"
-        return EncodedImages(None, encode_mask(result.union, fmt, outputs.png_level), None)
+        return SerialisedImages(None, write_mask(result.union, fmt, outputs.png_level), None)
     image = None
     if outputs.result_format != "none":
         if result.rgb is None:
             raise ValueError("the result image was requested but no pixels were kept")
-        image = encode_result(cutout_rgba(result.rgb, result.mask), outputs)
+        image = write_result(cutout_rgba(result.rgb, result.mask), outputs)
     fmt = outputs.mask_format
-    mask = encode_mask(result.union, fmt, outputs.png_level) if fmt in IMAGE_MASK_FORMATS else None
-    mask_rle = encode_rle(result.mask) if fmt == "rle" else None
+    mask = write_mask(result.union, fmt, outputs.png_level) if fmt in IMAGE_MASK_FORMATS else None
+    mask_rle = to_rle(result.mask) if fmt == "rle" else None
     per_click = per_click_rle = None
     if result.masks is not None and fmt == "rle":
-        per_click_rle = [encode_rle(m.dense(keep=False)) for m in result.masks]  # one full-size mask at a time
+        per_click_rle = [to_rle(m.dense(keep=False)) for m in result.masks]  # one full-size mask at a time
     elif result.masks is not None and media == JSON:
-        per_click = [encode_mask(m, "png1", outputs.png_level) for m in result.masks]
-    return EncodedImages(image, mask, per_click, mask_rle, per_click_rle)
+        per_click = [write_mask(m, "png1", outputs.png_level) for m in result.masks]
+    return SerialisedImages(image, mask, per_click, mask_rle, per_click_rle)
 
 
-def metadata(prediction: Prediction, images: EncodedImages | None = None) -> dict[str, Any]:
+def metadata(prediction: Prediction, images: SerialisedImages | None = None) -> dict[str, Any]:
     """Everything but the image files: ids, sizes, per-click results, timings, warnings, RLE masks."""
     result = prediction.result
     assert result is not None
@@ -182,7 +182,7 @@ def metadata(prediction: Prediction, images: EncodedImages | None = None) -> dic
     }
 
 
-def _encode_json(prediction: Prediction, images: EncodedImages) -> bytes:
+def _serialise_json(prediction: Prediction, images: SerialisedImages) -> bytes:
     body: dict[str, Any] = {
         "result_image_base64": _b64(images.result),
         "mask_image_base64": _b64(images.mask),
@@ -195,7 +195,7 @@ def _encode_json(prediction: Prediction, images: EncodedImages) -> bytes:
     return json.dumps(body).encode("utf-8")
 
 
-def _encode_zip(prediction: Prediction, images: EncodedImages) -> bytes:
+def _serialise_zip(prediction: Prediction, images: SerialisedImages) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         if images.result is not None:
@@ -209,7 +209,7 @@ def _encode_zip(prediction: Prediction, images: EncodedImages) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_png(prediction: Prediction, images: EncodedImages) -> bytes:
+def _serialise_png(prediction: Prediction, images: SerialisedImages) -> bytes:
     assert images.mask is not None
     return images.mask
 
@@ -228,4 +228,4 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-_ENCODERS: dict[str, Callable[[Prediction, EncodedImages], bytes]] = {JSON: _encode_json, ZIP: _encode_zip, PNG: _encode_png}
+_ENCODERS: dict[str, Callable[[Prediction, SerialisedImages], bytes]] = {JSON: _serialise_json, ZIP: _serialise_zip, PNG: _serialise_png}

@@ -53,7 +53,7 @@ def serve(settings: ServerSettings) -> int:
             state.ready.set()
             log.info("model ready", extra={"load_s": round(time.perf_counter() - start, 3),
                                            "provider": state.service.extractor.engine.provider,
-                                           "engines": state.service.extractor.engine.engines,
+                                           "engines": state.service.extractor.engine.backends,
                                            "precision": state.service.extractor.engine.precision})
         except Exception as exc:  # noqa: BLE001 - reported and turned into the exit code
             state.load_error = f"{type(exc).__name__}: {exc}"

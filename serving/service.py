@@ -1,6 +1,6 @@
 """The hold service: what ``model_fn`` returns and the handler functions drive.
 
-``parse`` (input_fn), ``predict`` (predict_fn) and ``encode`` (output_fn) are the one code
+``parse`` (input_fn), ``predict`` (predict_fn) and ``serialise`` (output_fn) are the one code
 path used by our HTTP server and by AWS's sagemaker-inference ``Transformer``.
 """
 
@@ -17,10 +17,10 @@ from runtime.outputs import check_output_size, check_per_click_masks
 from serving.answer_size import check_answer_estimate, check_answer_size, least_answer_bytes
 from serving.config import ServerSettings
 from serving.contract import ParsedRequest, parse_request
-from serving.embedding_input import decode_embedding
-from serving.embeddings import check_embedding_fits, encode_embedding
+from serving.embedding_input import read_embedding
+from serving.embeddings import check_embedding_fits, serialise_embedding
 from serving.errors import NotAcceptable
-from serving.responses import JSON, PNG, Prediction, check_carries_embedding, encode_prediction, negotiate
+from serving.responses import JSON, PNG, Prediction, check_carries_embedding, negotiate, serialise_prediction
 from serving.sessions import NEW_SESSION, SessionStore, check_session_header
 from serving.warm import check_warm_request, warm_line
 
@@ -61,7 +61,7 @@ class Invocation:
 
 
 def parse(body: bytes | str, content_type: str | None, context: RequestContext | None) -> Invocation:
-    """input_fn: decode the body by content type; negotiate the response type early if known."""
+    """input_fn: read the body by content type; negotiate the response type early if known."""
     if context is None:
         return Invocation(parse_request(body, content_type), None, None)
     parsed = parse_request(body, content_type, context.custom_attributes,
@@ -153,7 +153,7 @@ class HoldService:
             self.sessions.close(session.session_id)
             headers[CLOSED_SESSION_HEADER] = closed = session.session_id
         dtype = parsed.outputs.embedding_dtype
-        embedding = None if dtype is None else encode_embedding(result, self.extractor.engine.manifest, dtype, precision)
+        embedding = None if dtype is None else serialise_embedding(result, self.extractor.engine.manifest, dtype, precision)
         return Prediction(result, parsed.outputs, parsed.default_accept, (*self.warnings, *warnings), headers, closed,
                           precision, embedding)
 
@@ -171,7 +171,7 @@ class HoldService:
         if session_header is not None or parsed.close_session:
             raise BadRequest("a brought embedding is not kept by the endpoint, so it cannot open, use or close a "
                              "session: send it without X-Amzn-SageMaker-Session-Id and close_session")
-        return decode_embedding(parsed.embedding, self.extractor.engine.manifest, self.extractor.image_limits)
+        return read_embedding(parsed.embedding, self.extractor.engine.manifest, self.extractor.image_limits)
 
     def _check_outputs(self, size_hw: tuple[int, int], invocation: Invocation, options: ExtractOptions,
                        need_pixels: bool) -> None:
@@ -194,18 +194,18 @@ class HoldService:
                                  limit)
 
 
-def encode(prediction: Prediction, accept: str | None, max_response_bytes: int | None = None) -> tuple[bytes, str]:
-    """output_fn: negotiate ``accept`` against the request's default and encode.
+def serialise(prediction: Prediction, accept: str | None, max_response_bytes: int | None = None) -> tuple[bytes, str]:
+    """output_fn: negotiate ``accept`` against the request's default and serialise.
 
-    ``max_response_bytes``: refuse (413 ``output_too_large``) an encoded answer over it.
+    ``max_response_bytes``: refuse (413 ``output_too_large``) a serialised answer over it.
     """
     result = prediction.result
     if max_response_bytes is None or result is None:
-        return encode_prediction(prediction, negotiate(accept, prediction.default_accept))
+        return serialise_prediction(prediction, negotiate(accept, prediction.default_accept))
 
     def check(answer_bytes: int) -> None:
         check_answer_size(answer_bytes, result.out_size_hw, max_response_bytes)
 
-    payload, media = encode_prediction(prediction, negotiate(accept, prediction.default_accept), check)
+    payload, media = serialise_prediction(prediction, negotiate(accept, prediction.default_accept), check)
     check(len(payload))  # the framing (metadata, RLE masks) counts too
     return payload, media

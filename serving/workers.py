@@ -1,6 +1,6 @@
 """A fixed pool of worker threads for the requests' CPU/GPU work, counted honestly.
 
-Request work (decode, encoder, decoder, post-processing, encoding) runs in at most
+Request work (image reading, encoder, decoder, post-processing, serialising) runs in at most
 ``threads`` threads. A request waits in a bounded queue while every thread is busy; a
 request that cannot even queue is refused at once (``Overloaded``, 503). A request whose
 time runs out answers 503 at its deadline: if its work had not started, it is cancelled

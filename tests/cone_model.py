@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, sha256_of_file
-from runtime.preprocess import resized_size_hw, to_model_coords
+from runtime.sam_preprocessing import resized_size_hw, to_model_coords
 
 #: Radius of each mask token's disk, model-frame pixels.
 TOKEN_RADII_1024 = (40.0, 20.0, 60.0, 30.0)

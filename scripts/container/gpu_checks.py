@@ -39,7 +39,7 @@ from runtime.gpu_libraries import TENSORRT_LIBRARIES, library_problem, unloadabl
 from runtime.providers import ProviderConfig
 
 capi = os.path.join(os.path.dirname(ort.__file__), "capi")
-try:  # JPEG decoding on the GPU (runtime/gpu_jpeg.py); it warns about nvJPEG2000/nvTIFF, which JPEG does not need
+try:  # JPEG decoding on the GPU (runtime/gpu_jpeg_reader.py); it warns about nvJPEG2000/nvTIFF, which JPEG does not need
     from nvidia import nvimgcodec
     nvimgcodec_version = getattr(nvimgcodec, "__version__", "imported")
 except Exception as exc:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from runtime.errors import ServiceError
-from runtime.image_io import decode_image
+from runtime.image_files import read_image
 from runtime.jpeg_structure import count_jpeg_structure
 from serving.contract import parse_custom_attributes, parse_json, parse_raw_image, parse_zip
 
@@ -102,7 +102,7 @@ def test_mutated_images_decode_or_are_refused(which: int, flips: list[tuple[int,
         data[position % len(data)] = value
     data = data[: max(1, cut % (len(data) + 1))]
     try:
-        image = decode_image(bytes(data), max_pixels=4_000_000)
+        image = read_image(bytes(data), max_pixels=4_000_000)
         assert image.mode == "RGB"
     except ServiceError:
         pass

@@ -42,7 +42,7 @@ def test_cuda_engine_keeps_embeddings_on_device_and_matches_cpu(tiny_model_dir: 
         providers=ProviderConfig(requested=("cuda",), require_gpu=True), precision="fp32", cpu_engine="openvino"))
     cpu = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(providers=ProviderConfig(requested=("cpu",))))
     assert gpu.provider == "cuda" and gpu.on_gpu
-    assert gpu.engines == {"encoder": "onnxruntime", "decoder": "onnxruntime",  # SAM_CPU_ENGINE is for CPU only
+    assert gpu.backends == {"encoder": "onnxruntime", "decoder": "onnxruntime",  # SAM_CPU_ENGINE is for CPU only
                            "preprocess": "onnxruntime", "postprocess": "onnxruntime"}  # graphs on the CUDA EP
     image = synthetic_image((480, 640), 3)
     embedding = gpu.encode(gpu.prepare(Image.fromarray(image)))

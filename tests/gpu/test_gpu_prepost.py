@@ -21,10 +21,10 @@ from runtime.engine import SamEngine
 from runtime.errors import PayloadTooLarge
 from runtime.graph_runners import OrtMaskRenderer
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor, build_prompts
-from runtime.image_io import ImageLimits, decode_image, probe_image
+from runtime.image_files import ImageLimits, probe_image, read_image
 from runtime.masks import mask_iou
-from runtime.preprocess import to_model_coords
 from runtime.providers import ProviderConfig
+from runtime.sam_preprocessing import to_model_coords
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode, old_service_masks
@@ -98,7 +98,7 @@ def test_cuda_graphs_equal_the_cpu_ep(gpu_engine: SamEngine, tiny_model_dir: Pat
 
 
 def test_embedding_and_logits_stay_on_the_device(gpu_engine: SamEngine) -> None:
-    assert gpu_engine.engines == {"encoder": "onnxruntime", "decoder": "onnxruntime",
+    assert gpu_engine.backends == {"encoder": "onnxruntime", "decoder": "onnxruntime",
                                   "preprocess": "onnxruntime", "postprocess": "onnxruntime"}
     embedding = gpu_engine.encode(gpu_engine.prepare(Image.fromarray(synthetic_image((480, 640), 3))))
     assert isinstance(embedding.value, ort.OrtValue) and embedding.value.device_name().lower() == "cuda"
@@ -114,7 +114,7 @@ def test_gpu_served_masks_equal_sam_predictor(gpu_engine: SamEngine, tiny_sam) -
     extractor = HoldExtractor(gpu_engine, EmbeddingCache(64 << 20))
     for data in (encode(image), encode(image, "JPEG", quality=95)):
         result = extractor.extract(ExtractRequest(clicks, image_bytes=data, options=ExtractOptions(per_click_masks=True)))
-        reference = np.asarray(decode_image(data))
+        reference = np.asarray(read_image(data))
         union, per_click = old_service_masks(tiny_sam, reference, [(c.x, c.y) for c in clicks])
         assert result.prompt_masks is not None
         assert min(mask_iou(a, b) for a, b in zip(result.prompt_masks, per_click)) >= 0.99
@@ -123,9 +123,9 @@ def test_gpu_served_masks_equal_sam_predictor(gpu_engine: SamEngine, tiny_sam) -
 
 def test_nvjpeg_decodes_jpegs_on_the_device_close_to_pillow(gpu_engine: SamEngine) -> None:
     pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (nvidia-nvimgcodec-cu12) is not installed")
-    from runtime.gpu_jpeg import GpuJpegDecoder
+    from runtime.gpu_jpeg_reader import GpuJpegReader
 
-    decoder = GpuJpegDecoder.create(0)
+    decoder = GpuJpegReader.create(0)
     assert decoder is not None
     upright = synthetic_image((600, 800), 5)
     exif = Image.Exif()
@@ -133,7 +133,7 @@ def test_nvjpeg_decodes_jpegs_on_the_device_close_to_pillow(gpu_engine: SamEngin
     rotated = encode(Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))), "JPEG", quality=92, exif=exif)
     loaded = gpu_engine.load_image(rotated, ImageLimits())
     assert loaded.device is not None and loaded.size_hw == (600, 800)
-    pillow = np.asarray(decode_image(rotated), dtype=np.int16)
+    pillow = np.asarray(read_image(rotated), dtype=np.int16)
     device = np.asarray(loaded.rgb(), dtype=np.int16)
     assert device.shape == pillow.shape and np.mean(np.abs(device - pillow) <= 1) >= 0.999
     png = gpu_engine.load_image(encode(upright), ImageLimits())

@@ -22,8 +22,8 @@ from runtime.device_memory import CUTOUT_STAGING_KEEP_BYTES, cutout_copy_bytes
 from runtime.engine import SamEngine
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.host_staging import PageableAllocator, StagingBuffer
-from runtime.images import LoadedImage
 from runtime.manifest import CUTOUT_RESIZE_INPUTS, CUTOUT_RESIZE_OUTPUTS, load_manifest
+from runtime.preprocessors import LoadedImage
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode

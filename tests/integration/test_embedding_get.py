@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from runtime.holds import Click, ExtractRequest, HoldExtractor
-from runtime.preprocess import to_model_coords
+from runtime.sam_preprocessing import to_model_coords
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.reference import encode

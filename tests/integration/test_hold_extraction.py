@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 from segment_anything import SamPredictor
 
-from runtime import image_io
+from runtime import image_files
 from runtime.cache import EmbeddingCache
 from runtime.engine import SamEngine
 from runtime.errors import BadRequest, InvalidPoints, UnknownImageId
@@ -31,7 +31,7 @@ def engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> SamEngine:
     with the exported pre/post-processing graphs on the CPU EP (the graphs a GPU runs)."""
     if request.param == "onnxruntime+graphs":
         engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine="onnxruntime", cpu_prepost="graph"))
-        assert engine.engines["preprocess"] == engine.engines["postprocess"] == "onnxruntime"
+        assert engine.backends["preprocess"] == engine.backends["postprocess"] == "onnxruntime"
         return engine
     return SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings(cpu_engine=request.param))
 
@@ -246,13 +246,13 @@ def test_a_new_jpeg_is_walked_once(extractor: HoldExtractor, monkeypatch: pytest
     """The header probe's structure walk (scan, segment and fill-byte limits) is handed to the decode, not
     repeated: one walk per new photo, none for a follow-up by image_id (the photo was checked)."""
     walks: list[int] = []
-    real_walk = image_io.check_file_structure
+    real_walk = image_files.check_file_structure
 
     def counting_walk(data: bytes, max_jpeg_scans: int, max_pixels: int) -> None:
         walks.append(len(data))
         real_walk(data, max_jpeg_scans, max_pixels)
 
-    monkeypatch.setattr(image_io, "check_file_structure", counting_walk)
+    monkeypatch.setattr(image_files, "check_file_structure", counting_walk)
     data = encode(synthetic_image((480, 640), seed=12), "JPEG")
     first = extractor.extract(ExtractRequest(_clicks((480, 640), 2), image_bytes=data, need_pixels=False))
     assert not first.cache_hit and walks == [len(data)]

@@ -18,11 +18,11 @@ from runtime.engine import SamEngine
 from runtime.errors import InvalidPoints, ModelLoadError
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
 from runtime.holds import Click, build_prompts
-from runtime.images import LoadedImage
 from runtime.manifest import load_manifest
 from runtime.masks import box_xyxy
-from runtime.preprocess import Preprocessor
+from runtime.preprocessors import LoadedImage
 from runtime.render import NumpyMaskRenderer
+from runtime.sam_preprocessing import Preprocessor
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 
@@ -183,4 +183,4 @@ def test_graph_pipeline_needs_exported_graphs(tiny_model_dir: Path, tmp_path: Pa
     with pytest.raises(ModelLoadError, match="SAM_CPU_PREPOST=graph"):
         SamEngine.from_model_dir(copy, RuntimeSettings(cpu_prepost="graph", verify_model_checksums=False))
     old = SamEngine.from_model_dir(copy, RuntimeSettings(cpu_engine="onnxruntime", verify_model_checksums=False))
-    assert old.engines["postprocess"] == "numpy"  # an older export still serves on CPU
+    assert old.backends["postprocess"] == "numpy"  # an older export still serves on CPU

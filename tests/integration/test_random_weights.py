@@ -18,7 +18,7 @@ import torch
 from export.sam_models import build_random
 from runtime.manifest import sha256_of_file
 from serving.config import ServerSettings
-from serving.service import RANDOM_WEIGHTS_WARNING, HoldService, RequestContext, encode, parse
+from serving.service import RANDOM_WEIGHTS_WARNING, HoldService, RequestContext, parse, serialise
 from synthetic.wall_photo import wall_photo
 from tests.integration.server import REPO
 
@@ -62,7 +62,7 @@ def test_a_model_with_real_weights_carries_no_warning(tiny_model_dir: Path, tmp_
     body = json.dumps({"image_base64": base64.b64encode(PHOTO.jpeg).decode(), "points": [POINT]})
     for service, warnings in ((real, []), (random, [RANDOM_WEIGHTS_WARNING])):
         prediction = service.predict(parse(body, "application/json", RequestContext(request_id="t")))
-        payload, _ = encode(prediction, "application/json")
+        payload, _ = serialise(prediction, "application/json")
         assert json.loads(payload)["warnings"] == warnings
         assert ("weights=random" in prediction.headers["X-Amzn-SageMaker-Custom-Attributes"]) == bool(warnings)
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from export.sam_models import load_checkpoint
-from runtime.cpu_engines import CpuEngineSetting
+from runtime.cpu_backends import CpuBackendSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.masks import mask_iou
 from runtime.settings import RuntimeSettings
@@ -40,9 +40,9 @@ def rotated_photo(vit_b_checkpoint: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("cpu_engine", ["onnxruntime", "openvino"])
 def test_vit_b_matches_old_service_on_a_rotated_portrait_photo(vit_b_model_dir: Path, rotated_photo: dict[str, Any],
-                                                                cpu_engine: CpuEngineSetting) -> None:
+                                                                cpu_engine: CpuBackendSetting) -> None:
     extractor = HoldExtractor.from_model_dir(vit_b_model_dir, RuntimeSettings(cpu_engine=cpu_engine))
-    assert extractor.engine.engines["encoder"] == cpu_engine
+    assert extractor.engine.backends["encoder"] == cpu_engine
     clicks = rotated_photo["clicks"]
     per_click = rotated_photo["per_click"]
     result = extractor.extract(ExtractRequest(clicks, image_bytes=rotated_photo["data"],

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 
 from export.sam_models import build_random, predictor_for
-from runtime.cpu_engines import CpuEngineSetting
+from runtime.cpu_backends import CpuBackendSetting
 from runtime.holds import Click, ExtractOptions, ExtractRequest, HoldExtractor
 from runtime.manifest import load_manifest
 from runtime.masks import mask_iou
@@ -33,10 +33,10 @@ def test_vit_t_export_records_parity_against_mobilesam(vit_t_model_dir: Path) ->
 
 
 @pytest.mark.parametrize("cpu_engine", ["onnxruntime", "openvino"])
-def test_vit_t_extraction_matches_mobilesam_old_service(vit_t_model_dir: Path, cpu_engine: CpuEngineSetting) -> None:
+def test_vit_t_extraction_matches_mobilesam_old_service(vit_t_model_dir: Path, cpu_engine: CpuBackendSetting) -> None:
     sam = build_random("vit_t", 5)
     extractor = HoldExtractor.from_model_dir(vit_t_model_dir, RuntimeSettings(cpu_engine=cpu_engine))
-    assert {k: extractor.engine.engines[k] for k in ("encoder", "decoder")} == {"encoder": cpu_engine, "decoder": cpu_engine}
+    assert {k: extractor.engine.backends[k] for k in ("encoder", "decoder")} == {"encoder": cpu_engine, "decoder": cpu_engine}
     upright = synthetic_image((900, 700), seed=3)
     exif = Image.Exif()
     exif[0x0112] = 6

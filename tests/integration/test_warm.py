@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from runtime.shared_entry import decode_entry
+from runtime.shared_entry import read_entry
 from synthetic.test_images import synthetic_image
 from tests.integration.server import LocalEndpoint, log_records, start_server
 from tests.redis_server import redis_server
@@ -86,7 +86,7 @@ def test_a_warm_request_stores_the_embedding_once(server: LocalEndpoint, store: 
     assert line["original_size_hw"] == [480, 640] and "encoder_ms" in line["timings_ms"]
     identity, value = _stored_value(raw, line["image_id"])
     assert line["stored_bytes"] == len(value)  # written before the answer, not by the background writer
-    entry = decode_entry(identity, value)
+    entry = read_entry(identity, value)
     assert entry is not None and entry.image_bytes == photo and entry.orig_size_hw == (480, 640)
     assert _runs(server) == runs + 1
     assert answer.headers["x-amzn-sagemaker-custom-attributes"] == f"image_id={line['image_id']}&warm=stored"
@@ -110,7 +110,7 @@ def test_a_garbage_entry_is_replaced_not_reported_present(server: LocalEndpoint,
     again = _warm_raw(server, photo).json()
     assert again["outcome"] == "stored", again
     identity, value = _stored_value(raw, first["image_id"])
-    assert decode_entry(identity, value) is not None and again["stored_bytes"] == len(value)
+    assert read_entry(identity, value) is not None and again["stored_bytes"] == len(value)
     assert again["encoder_ran"] is False  # the local cache had it: stored again without encoding
 
 

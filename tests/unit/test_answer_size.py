@@ -12,9 +12,9 @@ from PIL import Image
 from runtime.errors import AnswerTooLarge
 from runtime.holds import output_size_hw
 from runtime.masks import BitMask
-from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.outputs import OutputOptions, cutout_rgba, write_mask, write_result
 from serving.answer_size import check_answer_estimate, check_answer_size, least_answer_bytes
-from serving.responses import JSON, PNG, ZIP, EncodedImages
+from serving.responses import JSON, PNG, ZIP, SerialisedImages
 
 
 def _encoded_files_bytes(size_hw: tuple[int, int], outputs: OutputOptions) -> int:
@@ -22,8 +22,8 @@ def _encoded_files_bytes(size_hw: tuple[int, int], outputs: OutputOptions) -> in
     rng = np.random.default_rng(1)
     rgb = Image.fromarray(rng.integers(0, 256, (*size_hw, 3), dtype=np.uint8))
     mask = rng.random(size_hw) > 0.5
-    cutout = encode_result(cutout_rgba(rgb, mask), outputs)
-    return len(cutout) + len(encode_mask(BitMask.from_dense(mask), outputs.mask_format, outputs.png_level))
+    cutout = write_result(cutout_rgba(rgb, mask), outputs)
+    return len(cutout) + len(write_mask(BitMask.from_dense(mask), outputs.mask_format, outputs.png_level))
 
 
 @pytest.mark.parametrize("size_hw", [(48, 64), (301, 199)])
@@ -60,7 +60,7 @@ def test_an_encoded_answer_over_the_limit_is_refused() -> None:
 
 
 def test_the_files_are_counted_as_the_answer_carries_them() -> None:
-    images = EncodedImages(b"r" * 10, b"m" * 5, [b"p" * 3, b"q" * 3])
+    images = SerialisedImages(b"r" * 10, b"m" * 5, [b"p" * 3, b"q" * 3])
     assert images.framed_bytes(ZIP) == 21
     assert images.framed_bytes(JSON) == len(base64.b64encode(b"x" * 21))
-    assert EncodedImages(None, b"m" * 7, None).framed_bytes(PNG) == 7
+    assert SerialisedImages(None, b"m" * 7, None).framed_bytes(PNG) == 7

@@ -13,12 +13,12 @@ import pytest
 
 from runtime.errors import BadRequest, EmbeddingModelMismatch, InvalidEmbedding
 from runtime.holds import HoldResult
-from runtime.image_io import ImageLimits
+from runtime.image_files import ImageLimits
 from runtime.manifest import Manifest
 from runtime.masks import BitMask
 from serving.contract import parse_json, parse_zip
-from serving.embedding_input import decode_embedding, parse_embedding_object
-from serving.embeddings import encode_embedding, model_id
+from serving.embedding_input import parse_embedding_object, read_embedding
+from serving.embeddings import model_id, serialise_embedding
 from serving.openapi import REQUEST_SCHEMA
 
 SHAPE = (1, 256, 64, 64)
@@ -44,13 +44,13 @@ def _object(dtype: str = "float32", size_hw: tuple[int, int] = (333, 1000),
     """What an outputs.embedding answer returns for ARRAY (JSON: with data_base64)."""
     result = HoldResult("f" * 32, False, size_hw, size_hw, BitMask.empty(size_hw), [], None, None, {}, None, ARRAY,
                         input_hw)
-    encoded = encode_embedding(result, MANIFEST, dtype)  # type: ignore[arg-type]
+    encoded = serialise_embedding(result, MANIFEST, dtype)  # type: ignore[arg-type]
     return {**encoded.document, "data_base64": base64.b64encode(encoded.data).decode()}
 
 
 def _decode(document: dict[str, Any]) -> Any:
     wire, _ = parse_embedding_object(document)
-    return decode_embedding(wire, MANIFEST, LIMITS)
+    return read_embedding(wire, MANIFEST, LIMITS)
 
 
 def test_an_answer_object_decodes_to_the_same_array_and_sizes() -> None:
@@ -160,12 +160,12 @@ def test_zip_request_carries_the_raw_array() -> None:
     parsed = parse_zip(_zip({"points.json": points, "embedding.json": json.dumps(document).encode(),
                              "embedding.bin": raw}), 16, 64 << 20)
     assert parsed.embedding is not None and parsed.outputs.result_format == "none"
-    assert decode_embedding(parsed.embedding, MANIFEST, LIMITS).array.tobytes() == raw
+    assert read_embedding(parsed.embedding, MANIFEST, LIMITS).array.tobytes() == raw
     with pytest.raises(InvalidEmbedding, match="embedding.bin has 4194300 bytes"):
         wire = parse_zip(_zip({"points.json": points, "embedding.json": json.dumps(document).encode(),
                                "embedding.bin": raw[:-4]}), 16, 64 << 20).embedding
         assert wire is not None
-        decode_embedding(wire, MANIFEST, LIMITS)
+        read_embedding(wire, MANIFEST, LIMITS)
     with pytest.raises(BadRequest, match="lacks embedding.bin"):
         parse_zip(_zip({"points.json": points, "embedding.json": json.dumps(document).encode()}), 16, 64 << 20)
     with pytest.raises(BadRequest, match="both image.bin and embedding.json"):

@@ -14,7 +14,7 @@ from runtime.holds import HoldResult
 from runtime.manifest import Manifest
 from runtime.masks import BitMask
 from serving.contract import parse_json, parse_raw_image
-from serving.embeddings import check_embedding_fits, embedding_bytes, encode_embedding, encoder_variant, model_id
+from serving.embeddings import check_embedding_fits, embedding_bytes, encoder_variant, model_id, serialise_embedding
 from serving.openapi import REQUEST_SCHEMA, RESPONSE_SCHEMA
 
 SHAPE = (1, 256, 64, 64)
@@ -82,7 +82,7 @@ def test_wire_object_and_bytes() -> None:
     embedding = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     result = HoldResult("f" * 32, False, (3000, 4000), (3000, 4000), BitMask.empty((3000, 4000)), [], None, None, {},
                         None, embedding, (768, 1024))
-    encoded = encode_embedding(result, manifest, "float16", "int8")
+    encoded = serialise_embedding(result, manifest, "float16", "int8")
     assert encoded.data == embedding.astype("<f2").tobytes()
     assert encoded.document == {
         "model_id": hashlib.sha256(f"vit_t:decoder:{'cd' * 32}".encode()).hexdigest(), "model_type": "vit_t",
@@ -99,7 +99,7 @@ def test_openapi_documents_the_embedding() -> None:
 
 def test_point_scales_are_per_axis_where_rounding_makes_them_differ() -> None:
     """333x1000 resizes to 341x1024: x scales by 1.024, y by 341/333; a swap or a shared scale fails."""
-    from runtime.preprocess import point_scales_xy, to_model_coords
+    from runtime.sam_preprocessing import point_scales_xy, to_model_coords
 
     scale_x, scale_y = point_scales_xy((333, 1000), 1024)
     assert (scale_x, scale_y) == (1024 / 1000, 341 / 333) and scale_x != scale_y

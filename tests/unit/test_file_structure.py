@@ -10,7 +10,7 @@ import pytest
 
 from runtime import file_structure as fs
 from runtime.errors import InvalidImage, PayloadTooLarge
-from runtime.image_io import ImageLimits, decode_image, probe_image
+from runtime.image_files import ImageLimits, probe_image, read_image
 from runtime.jpeg_structure import count_jpeg_structure
 from runtime.webp_structure import WebPStructure, count_webp_structure
 from tests import hostile_files as bombs
@@ -36,15 +36,15 @@ def test_structure_bombs_are_refused_before_pillow_walks_them(build: Callable[[i
     with pytest.raises(PayloadTooLarge, match=words):
         probe_image(bomb)
     assert time.process_time() - started < 0.2
-    reference = np.asarray(decode_image(build(1)))
-    assert np.array_equal(np.asarray(decode_image(build(within))), reference)  # the same pixels, still accepted
+    reference = np.asarray(read_image(build(1)))
+    assert np.array_equal(np.asarray(read_image(build(within))), reference)  # the same pixels, still accepted
 
 
 def test_padding_after_the_image_is_refused_by_the_size_rule() -> None:
     width, height = bombs.SIZE_WH
     allowed = fs.MAX_FILE_OVERHEAD_BYTES + fs.MAX_FILE_BYTES_PER_PIXEL * width * height
     plain = bombs.png_with_trailing_bytes(0)
-    assert decode_image(bombs.png_with_trailing_bytes(allowed - len(plain))).size == bombs.SIZE_WH
+    assert read_image(bombs.png_with_trailing_bytes(allowed - len(plain))).size == bombs.SIZE_WH
     with pytest.raises(PayloadTooLarge, match="more than a 64x48 image can justify"):
         probe_image(bombs.png_with_trailing_bytes(allowed - len(plain) + 1))
 
@@ -63,13 +63,13 @@ def test_the_jpeg_walk_counts_fill_bytes_before_the_first_scan_only() -> None:
 
 
 def test_a_probed_upload_is_parsed_once() -> None:
-    """decode_image takes the file probe_image opened: the header is not parsed a second time."""
+    """read_image takes the file probe_image opened: the header is not parsed a second time."""
     data = bombs.jpeg_with_fill_bytes(0)
     header = probe_image(data)
     opened = header.opened.take()
     assert opened is not None and header.opened.take() is None
     header = probe_image(data)
-    assert np.array_equal(np.asarray(decode_image(data, probed=header)), np.asarray(decode_image(data)))
+    assert np.array_equal(np.asarray(read_image(data, probed=header)), np.asarray(read_image(data)))
     assert header.opened.take() is None  # handed over: the header no longer holds the image
 
 
@@ -100,10 +100,10 @@ def test_an_mpo_decodes_its_first_frame_and_never_follows_the_other_offsets() ->
     mpo = bombs.mpo_with_frames_outside_the_file(4092)
     started = time.process_time()
     header = probe_image(mpo)
-    decoded = decode_image(mpo, probed=header)
+    decoded = read_image(mpo, probed=header)
     assert time.process_time() - started < 0.2
     assert header.format == "MPO"
-    assert np.array_equal(np.asarray(decoded), np.asarray(decode_image(bombs.jpeg_with_fill_bytes(0))))
+    assert np.array_equal(np.asarray(decoded), np.asarray(read_image(bombs.jpeg_with_fill_bytes(0))))
 
 
 def test_an_animation_frame_counts_with_its_own_chunks() -> None:

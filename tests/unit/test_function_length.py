@@ -17,12 +17,8 @@ MAX_FUNCTION_LINES = 60
 PRODUCT_PATHS = ("runtime", "serving", "export", "deploy", "rehearsal", "holds_client", "benchmarks",
                  "inference.py", "package_model.py")
 
-#: (file, function) still over the limit.
-STILL_LONG = frozenset({
-    ("rehearsal/control_plane.py", "create_app"),
-    ("rehearsal/data_plane.py", "create_app"),
-    ("runtime/engine.py", "from_model_dir"),
-    ("serving/limits.py", "limits"),
+#: (file, function) still over the limit: none left; the list stays so a new exception is named here.
+STILL_LONG: frozenset[tuple[str, str]] = frozenset({
 })
 
 

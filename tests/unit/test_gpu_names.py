@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from runtime.cuda_runtime import CudaError, CudaRuntime
-from runtime.gpu_jpeg import GpuJpegDecoder, decode_params
+from runtime.gpu_jpeg_reader import GpuJpegReader, read_params
 from runtime.ort_runner import OrtDecoder, prepost_providers, session_options
 from runtime.providers import CudaOptions, ProviderConfig, provider_arguments
 from runtime.settings import RuntimeSettings
@@ -17,7 +17,7 @@ from runtime.settings import RuntimeSettings
 
 def test_nvimgcodec_decode_params_build_with_the_pinned_wheel() -> None:
     nvimgcodec = pytest.importorskip("nvidia.nvimgcodec")
-    params = decode_params(nvimgcodec)
+    params = read_params(nvimgcodec)
     assert isinstance(params, nvimgcodec.DecodeParams)
     assert params.color_spec == nvimgcodec.ColorSpec.SRGB
     assert params.apply_exif_orientation is True
@@ -59,9 +59,9 @@ def test_a_failed_stream_sync_falls_back_to_pillow() -> None:
     try:
         cuda.memory_bytes()
     except CudaError:
-        decoder = GpuJpegDecoder(decoder=None, params=None, cuda=cuda)
-        assert decoder._decode_finished(1) is False  # the error code is not ignored
-        assert decoder._decode_finished(0) is True  # nothing to wait for
+        decoder = GpuJpegReader(decoder=None, params=None, cuda=cuda)
+        assert decoder._read_finished(1) is False  # the error code is not ignored
+        assert decoder._read_finished(0) is True  # nothing to wait for
     else:
         pytest.skip("a working GPU: the sync succeeds")
 

@@ -15,8 +15,8 @@ from export.prepost_graphs import build_postprocess
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer
 from runtime.holds import Click, build_prompts, output_size_hw
-from runtime.preprocess import resized_size_hw, to_model_coords
 from runtime.render import MaskRenderer, NumpyMaskRenderer, RenderedMasks
+from runtime.sam_preprocessing import resized_size_hw, to_model_coords
 from tests import cone_model as cone
 
 CPU = ["CPUExecutionProvider"]
@@ -73,7 +73,7 @@ EDGE_CLICKS = (Click(0.0, 0.0), Click(800.0, 300.0), Click(400.0, 600.0), Click(
 @pytest.mark.parametrize("orig_size_hw", [(600, 800), (1500, 2000), (2000, 1500), (3024, 4032)])
 def test_masks_are_sam_disks_around_each_click(cone_session: ort.InferenceSession, renderer: MaskRenderer,
                                                orig_size_hw: tuple[int, int]) -> None:
-    if renderer.engine != "numpy" and orig_size_hw[0] * orig_size_hw[1] > 4_000_000:
+    if renderer.backend != "numpy" and orig_size_hw[0] * orig_size_hw[1] > 4_000_000:
         pytest.skip("12 MP per-click masks through the graph on the CPU EP: covered at 3 MP")
     height, width = orig_size_hw
     clicks = (Click(width * 0.3, height * 0.4), Click(width * 0.35, height * 0.42), Click(width * 0.8, height * 0.7))

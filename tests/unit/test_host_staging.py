@@ -79,7 +79,7 @@ def test_no_pinned_memory_leaves_the_cut_out_to_the_host() -> None:
     from runtime.cuda_runtime import CudaError, CudaRuntime
     from runtime.cutout_resize import OrtCutoutResizer
     from runtime.host_staging import PinnedAllocator
-    from runtime.images import LoadedImage
+    from runtime.preprocessors import LoadedImage
 
     cuda = CudaRuntime.load(0)
     if cuda is None:

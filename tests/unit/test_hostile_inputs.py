@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from runtime.errors import BadRequest, InvalidImage, InvalidPoints, OutputTooLarge, PayloadTooLarge
-from runtime.image_io import DEFAULT_MAX_JPEG_SCANS, ImageLimits, decode_image, probe_image
+from runtime.image_files import DEFAULT_MAX_JPEG_SCANS, ImageLimits, probe_image, read_image
 from runtime.jpeg_structure import count_jpeg_structure
-from runtime.outputs import OutputOptions, check_output_size, check_per_click_masks, cutout_rgba, encode_result
-from runtime.preprocess import check_resizable
+from runtime.outputs import OutputOptions, check_output_size, check_per_click_masks, cutout_rgba, write_result
+from runtime.sam_preprocessing import check_resizable
 from serving.contract import parse_json, parse_raw_image, parse_zip
 from serving.sessions import check_session_header
 from tests.reference import encode, zip_archive
@@ -166,17 +166,17 @@ def test_scan_bomb_is_refused_before_decoding() -> None:
         probe_image(bomb)
     assert time.process_time() - started < 1.0
     with pytest.raises(PayloadTooLarge):
-        decode_image(bomb)
+        read_image(bomb)
     ok = _progressive_jpeg_with_scans(20)
-    assert decode_image(ok).size == (64, 64)
+    assert read_image(ok).size == (64, 64)
     with pytest.raises(PayloadTooLarge, match="more than 5 scans"):
-        decode_image(ok, limits=ImageLimits(max_jpeg_scans=5))
+        read_image(ok, limits=ImageLimits(max_jpeg_scans=5))
 
 
 def test_bomb_messages_quote_our_pixel_limit() -> None:
     huge = encode(Image.new("1", (14_000, 14_000)), "PNG")  # 196 MP: Pillow's own bomb error fires first
     with pytest.raises(PayloadTooLarge) as info:
-        decode_image(huge)
+        read_image(huge)
     assert "64000000" in info.value.message and "178956970" not in info.value.message
 
 
@@ -188,7 +188,7 @@ def test_upright_size_comes_from_the_header_with_exif() -> None:
     image.save(buffer, "JPEG", exif=exif)
     header = probe_image(buffer.getvalue())
     assert header.stored_size_wh == (50, 30) and header.upright_size_hw == (50, 30)
-    assert decode_image(buffer.getvalue()).size == (30, 50)
+    assert read_image(buffer.getvalue()).size == (30, 50)
 
 
 def test_out_of_memory_is_ours_not_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,7 +197,7 @@ def test_out_of_memory_is_ours_not_the_clients(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(Image.Image, "load", exhausted)
     with pytest.raises(MemoryError):
-        decode_image(PNG)
+        read_image(PNG)
 
 
 @pytest.mark.parametrize("size_hw", [(4000, 4000), (100, 16384), (6000, 8000)])
@@ -218,7 +218,7 @@ def test_a_12_mp_noise_cut_out_encodes_as_webp() -> None:
     mask = np.zeros((3024, 4032), bool)
     mask[:1000, :1000] = True
     check_output_size((3024, 4032), OutputOptions(result_format="webp"))
-    assert encode_result(cutout_rgba(rgb, mask), OutputOptions(result_format="webp"))[:4] == b"RIFF"
+    assert write_result(cutout_rgba(rgb, mask), OutputOptions(result_format="webp"))[:4] == b"RIFF"
 
 
 def test_per_click_masks_beyond_the_budget_are_refused_with_a_max_side_that_fits() -> None:

@@ -13,8 +13,8 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from runtime.masks import BitMask, box_xyxy
-from runtime.outputs import encode_mask
-from runtime.rle import column_major_runs, encode_rle
+from runtime.outputs import write_mask
+from runtime.rle import column_major_runs, to_rle
 
 
 def _reference(mask: np.ndarray) -> dict[str, object]:
@@ -26,7 +26,7 @@ def _reference(mask: np.ndarray) -> dict[str, object]:
 @settings(max_examples=150, deadline=None)
 @given(arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))))
 def test_rle_equals_pycocotools_and_decodes_back(mask: np.ndarray) -> None:
-    rle = encode_rle(mask)
+    rle = to_rle(mask)
     assert rle == _reference(mask)
     decoded = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()})
     np.testing.assert_array_equal(decoded.astype(bool), mask)
@@ -43,7 +43,7 @@ def test_rle_edge_cases(size_hw: tuple[int, int], fill: str) -> None:
         mask[0, 0] = mask[-1, -1] = True
     elif fill == "stripes":
         mask[:, ::2] = True
-    assert encode_rle(mask) == _reference(mask)
+    assert to_rle(mask) == _reference(mask)
     runs = column_major_runs(mask)
     assert int(runs.sum()) == mask.size and int(runs[1::2].sum()) == int(mask.sum())
 
@@ -52,7 +52,7 @@ def test_rle_is_column_major_and_json_ready() -> None:
     mask = np.zeros((3, 4), bool)
     mask[0, 1] = mask[1, 1] = True  # column 1, rows 0-1: column-major positions 3 and 4
     assert column_major_runs(mask).tolist() == [3, 2, 7]
-    rle = encode_rle(mask)
+    rle = to_rle(mask)
     assert rle["size"] == [3, 4] and isinstance(rle["counts"], str)
 
 
@@ -67,7 +67,7 @@ def test_bitmask_round_trips_and_measures(mask: np.ndarray) -> None:
     assert dense.any() == packed.any() == bool(mask.any())
     other = np.roll(mask, 1, axis=1)
     np.testing.assert_array_equal((packed | BitMask.from_dense(other)).dense(), mask | other)
-    png = np.asarray(Image.open(io.BytesIO(encode_mask(packed, "png1"))).convert("L")) > 0
+    png = np.asarray(Image.open(io.BytesIO(write_mask(packed, "png1"))).convert("L")) > 0
     np.testing.assert_array_equal(png, mask)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.outputs import OutputOptions, cutout_rgba, encode_mask, encode_result
+from runtime.outputs import OutputOptions, cutout_rgba, write_mask, write_result
 
 RGB = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
 MASK = np.zeros((30, 50), bool)
@@ -29,21 +29,21 @@ def test_cutout_rejects_mismatched_mask() -> None:
 
 def test_png_result_round_trips_exactly() -> None:
     rgba = cutout_rgba(Image.fromarray(RGB), MASK)
-    decoded = Image.open(io.BytesIO(encode_result(rgba, OutputOptions())))
+    decoded = Image.open(io.BytesIO(write_result(rgba, OutputOptions())))
     assert decoded.format == "PNG" and decoded.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(rgba))
 
 
 def test_webp_result_keeps_alpha_exactly() -> None:
     rgba = cutout_rgba(Image.fromarray(RGB), MASK)
-    decoded = Image.open(io.BytesIO(encode_result(rgba, OutputOptions(result_format="webp"))))
+    decoded = Image.open(io.BytesIO(write_result(rgba, OutputOptions(result_format="webp"))))
     assert decoded.format == "WEBP" and decoded.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(decoded)[..., 3], np.asarray(rgba)[..., 3])
 
 
 @pytest.mark.parametrize("fmt,mode", [("png", "L"), ("png1", "1")])
 def test_masks_round_trip(fmt: str, mode: str) -> None:
-    decoded = Image.open(io.BytesIO(encode_mask(MASK, fmt)))  # type: ignore[arg-type]
+    decoded = Image.open(io.BytesIO(write_mask(MASK, fmt)))  # type: ignore[arg-type]
     assert decoded.mode == mode
     values = np.asarray(decoded.convert("L"))
     np.testing.assert_array_equal(values > 0, MASK)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from runtime import postprocess as pp
 from runtime.masks import box_xyxy
-from runtime.preprocess import resized_size_hw, to_model_coords
+from runtime.sam_preprocessing import resized_size_hw, to_model_coords
 from tests import cone_model as cone
 
 

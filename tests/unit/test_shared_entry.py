@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.shared_entry import SharedEntry, decode_entry, encode_entry, model_identity
+from runtime.shared_entry import SharedEntry, model_identity, read_entry, write_entry
 
 _OURS = model_identity("a" * 64, "b" * 64)
 _OTHER = model_identity("a" * 64, "c" * 64)
@@ -18,16 +18,16 @@ def _entry() -> SharedEntry:
 
 def test_round_trip_is_exact() -> None:
     entry = _entry()
-    assert decode_entry(_OURS, encode_entry(_OURS, entry), _SMALL) == entry
+    assert read_entry(_OURS, write_entry(_OURS, entry), _SMALL) == entry
 
 
 def test_foreign_model_is_a_miss() -> None:
-    assert decode_entry(_OTHER, encode_entry(_OURS, _entry()), _SMALL) is None
+    assert read_entry(_OTHER, write_entry(_OURS, _entry()), _SMALL) is None
 
 
 def test_garbage_is_a_miss() -> None:
-    value = encode_entry(_OURS, _entry())
+    value = write_entry(_OURS, _entry())
     flipped = value[:-3] + bytes([value[-3] ^ 1]) + value[-2:]
     for bad in (b"", b"junk", value[:-1], value + b"x", flipped):
-        assert decode_entry(_OURS, bad, _SMALL) is None
-    assert decode_entry(_OURS, value, _SMALL * 2) is None
+        assert read_entry(_OURS, bad, _SMALL) is None
+    assert read_entry(_OURS, value, _SMALL * 2) is None

@@ -11,7 +11,7 @@ import pytest
 from export.web_decoder import WEB_DECODER_FILE
 from runtime import postprocess as pp
 from runtime.manifest import load_manifest
-from runtime.preprocess import resized_size_hw, to_model_coords
+from runtime.sam_preprocessing import resized_size_hw, to_model_coords
 
 CLICKS = [
     [((400.0, 300.0), 1)],

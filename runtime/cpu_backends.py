@@ -1,8 +1,10 @@
-"""Which inference engine runs each graph on CPU: ONNX Runtime or OpenVINO.
+"""Which backend (inference library) runs each graph on CPU: ONNX Runtime or OpenVINO.
+
+"Engine" in this codebase is the ``SamEngine`` only; the setting keeps its public name.
 
 On a GPU provider both graphs stay on ONNX Runtime (TensorRT or CUDA). On CPU,
 ``SAM_CPU_ENGINE`` chooses: ``onnxruntime`` or ``openvino`` for both graphs, or ``auto``,
-which takes the faster engine per graph as measured by ``benchmarks/bench_latency.py`` on
+which takes the faster backend per graph as measured by ``benchmarks/bench_latency.py`` on
 our machines (``benchmarks/RESULTS.md``): OpenVINO for the image encoder when it is
 installed, ONNX Runtime for the prompt decoder (its small dynamic-shape runs are about
 15% faster there).
@@ -15,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from runtime.env_values import choice
+from runtime.env_values import choice, env_field
 from runtime.providers import Role
 
-EngineName = Literal["onnxruntime", "openvino"]
-CpuEngineSetting = Literal["auto", "onnxruntime", "openvino"]
+BackendName = Literal["onnxruntime", "openvino"]
+CpuBackendSetting = Literal["auto", "onnxruntime", "openvino"]
 
-ENGINES: tuple[EngineName, ...] = ("onnxruntime", "openvino")
+BACKENDS: tuple[BackendName, ...] = ("onnxruntime", "openvino")
 #: ``auto``'s choice per graph when OpenVINO is installed (see the module docstring).
-AUTO_CPU_ENGINES: dict[Role, EngineName] = {"encoder": "openvino", "decoder": "onnxruntime"}
+AUTO_CPU_BACKENDS: dict[Role, BackendName] = {"encoder": "openvino", "decoder": "onnxruntime"}
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,12 @@ class OpenVinoOptions:
     (None: no cache). Threads come from ``CpuOptions.intra_op_threads`` (0: all cores).
     """
 
-    cache_dir: str | None = None
+    cache_dir: str | None = env_field(None, "SAM_OPENVINO_CACHE_DIR", str,
+                                      shown="none (`/tmp/sam-ov-cache` in the CPU image)",
+                                      doc="OpenVINO keeps compiled graphs here so a restart skips compilation")
 
 
-parse_cpu_engine: Callable[[str], CpuEngineSetting] = choice(*get_args(CpuEngineSetting))
+parse_cpu_backend: Callable[[str], CpuBackendSetting] = choice(*get_args(CpuBackendSetting))
 
 
 def openvino_available() -> bool:
@@ -46,8 +50,8 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def choose_cpu_engines(setting: CpuEngineSetting, openvino_installed: bool) -> dict[Role, EngineName]:
-    """The engine per graph for a CPU-only engine.
+def choose_cpu_backends(setting: CpuBackendSetting, openvino_installed: bool) -> dict[Role, BackendName]:
+    """The backend per graph for an engine on CPU only.
 
     ``openvino`` without the package raises ``ValueError`` naming the fix; ``auto`` falls
     back to ONNX Runtime for every graph when OpenVINO is not installed.
@@ -61,4 +65,4 @@ def choose_cpu_engines(setting: CpuEngineSetting, openvino_installed: bool) -> d
         return {"encoder": "openvino", "decoder": "openvino"}
     if not openvino_installed:
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
-    return dict(AUTO_CPU_ENGINES)
+    return dict(AUTO_CPU_BACKENDS)

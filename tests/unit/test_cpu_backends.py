@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cpu_engines import OpenVinoOptions, choose_cpu_engines
-from runtime.engine import choose_engines
+from runtime.cpu_backends import OpenVinoOptions, choose_cpu_backends
+from runtime.engine import choose_backends
 from runtime.errors import ModelLoadError
 from runtime.openvino_runner import compile_config
 from runtime.settings import RuntimeSettings
@@ -18,25 +18,25 @@ from runtime.settings import RuntimeSettings
     ("openvino", True, {"encoder": "openvino", "decoder": "openvino"}),
 ])
 def test_engine_per_graph(setting, installed, expected) -> None:  # type: ignore[no-untyped-def]
-    assert choose_cpu_engines(setting, installed) == expected
+    assert choose_cpu_backends(setting, installed) == expected
 
 
 @pytest.mark.parametrize("providers", [("cuda", "cpu"), ("tensorrt", "cuda", "cpu")])
 def test_gpu_providers_keep_both_graphs_on_onnxruntime(providers) -> None:  # type: ignore[no-untyped-def]
     settings = RuntimeSettings(cpu_engine="openvino")
-    assert choose_engines(settings, providers) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
+    assert choose_backends(settings, providers) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
 
 
 def test_openvino_required_but_missing_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("runtime.engine.openvino_available", lambda: False)
     with pytest.raises(ModelLoadError, match="pip install openvino"):
-        choose_engines(RuntimeSettings(cpu_engine="openvino"), ("cpu",))
-    assert choose_engines(RuntimeSettings(), ("cpu",)) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
+        choose_backends(RuntimeSettings(cpu_engine="openvino"), ("cpu",))
+    assert choose_backends(RuntimeSettings(), ("cpu",)) == {"encoder": "onnxruntime", "decoder": "onnxruntime"}
 
 
 def test_openvino_asked_but_missing_names_the_fix() -> None:
     with pytest.raises(ValueError, match="openvino package is not installed.*pip install openvino"):
-        choose_cpu_engines("openvino", False)
+        choose_cpu_backends("openvino", False)
 
 
 def test_settings_from_env() -> None:

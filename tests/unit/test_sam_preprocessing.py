@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from runtime.preprocess import Preprocessor, resized_size_hw, to_model_coords
+from runtime.sam_preprocessing import Preprocessor, resized_size_hw, to_model_coords
 from synthetic.test_images import synthetic_image
 
 MEAN = (123.675, 116.28, 103.53)

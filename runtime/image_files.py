@@ -12,7 +12,7 @@ chunks and canvas; an MPO's frames after the first are never read), so
 a file's cost follows its pixels, not how it is built. Then the header is checked against
 ``ImageLimits``: the pixel count (decompression bombs), and the file's size against what its
 pixels justify (padding, trailing data). ``probe_image`` hands the opened file to
-``decode_image``, so an upload is parsed once. Our own failures, such as running out of
+``read_image``, so an upload is parsed once. Our own failures, such as running out of
 memory, are not the client's fault and are not reported as a bad image.
 """
 
@@ -78,7 +78,7 @@ class OpenedFile:
 class ImageHeader:
     """An image file's header facts: Pillow format, stored (W, H) and upright (H, W) after EXIF.
 
-    ``opened``: the file as Pillow opened it, for ``decode_image`` not to parse it again.
+    ``opened``: the file as Pillow opened it, for ``read_image`` not to parse it again.
     """
 
     format: str
@@ -99,7 +99,7 @@ def probe_image(data: bytes, limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> Imag
     return _header(image)
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+def read_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                  limits: ImageLimits | None = None, probed: ImageHeader | None = None) -> Image.Image:
     """Image file bytes -> upright RGB PIL image (mode ``RGB``, W x H as stored after EXIF).
 

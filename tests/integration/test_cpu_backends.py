@@ -11,7 +11,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from runtime.cpu_engines import OpenVinoOptions
+from runtime.cpu_backends import OpenVinoOptions
 from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
 from runtime.settings import RuntimeSettings
@@ -49,7 +49,7 @@ def test_embedding_and_logits_match_pytorch(tiny_model_dir: Path, reference, cpu
 def test_auto_uses_openvino_for_the_encoder_when_installed(tiny_model_dir: Path) -> None:
     pytest.importorskip("openvino", reason="the openvino package is not installed")
     engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings())
-    assert engine.engines == {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
+    assert engine.backends == {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
                               "postprocess": "numpy"} and engine.provider == "cpu"
 
 

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from runtime.image_io import ImageHeader, ImageLimits, decode_image
-from runtime.preprocess import PreparedImage, Preprocessor
+from runtime.image_files import ImageHeader, ImageLimits, read_image
 from runtime.providers import ProviderName
+from runtime.sam_preprocessing import PreparedImage, Preprocessor
 
 
 @dataclass
@@ -51,7 +51,7 @@ class LoadedImage:
 class ImagePreprocessor(Protocol):
     """Decodes uploads and prepares the encoder's input (float32 1x3xSxS, host or device)."""
 
-    engine: str
+    backend: str
     provider: ProviderName
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
@@ -67,16 +67,16 @@ class ImagePreprocessor(Protocol):
 
 
 class PillowPreprocessor:
-    """Pillow decoding and ``runtime.preprocess.Preprocessor`` (host memory)."""
+    """Pillow decoding and ``runtime.sam_preprocessing.Preprocessor`` (host memory)."""
 
-    engine = "pillow"
+    backend = "pillow"
     provider: ProviderName = "cpu"
 
     def __init__(self, preprocessor: Preprocessor) -> None:
         self.preprocessor = preprocessor
 
     def load(self, data: bytes, limits: ImageLimits, probed: ImageHeader | None = None) -> LoadedImage:
-        return LoadedImage.from_pil(decode_image(data, limits=limits, probed=probed))
+        return LoadedImage.from_pil(read_image(data, limits=limits, probed=probed))
 
     def prepare(self, image: LoadedImage) -> PreparedImage:
         return self.preprocessor.prepare(image.rgb())
