@@ -42,7 +42,7 @@ from tests.integration.browser import assert_same_origin_only, canvas_rgba, chro
 from tests.integration.server import REPO, LocalEndpoint, log_records, start_server
 
 ARTIFACTS = REPO / "out" / "test-artifacts"
-PHOTO = wall_photo(width=600, height=800, holds=12, seed=1234)  # stored rotated, EXIF orientation 6
+PHOTO = wall_photo(width=600, height=800, holds=12, seed=2024)  # stored rotated, EXIF orientation 6
 HOLDS = PHOTO.clicks(3)
 #: Two hold taps, one "not hold" tap (label 0) near the first hold, a third hold tap.
 TAPS = [(*HOLDS[0], 1), (*HOLDS[1], 1), (HOLDS[0][0] + 25.0, HOLDS[0][1], 0), (*HOLDS[2], 1)]
