@@ -15,6 +15,8 @@ Clicks are (x, y) in the photo's upright pixels.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 
 from serving.local_endpoint import LocalEndpoint, start_local_endpoint
 
@@ -126,7 +131,30 @@ def resent_once(cached: TierServer, uncached: TierServer, jpeg: bytes, clicks: S
             "resent_on_prompts_reused": on["timings_ms"]["prompts_reused"],
             "resent_off_ms": off_ms, "resent_off_decoder_ms": _decoder_ms(off),
             "resent_off_prompts_decoded": off["timings_ms"]["prompts_decoded"],
-            "resent_identical": all(on.get(name) == off.get(name) for name in ANSWER_FIELDS)}
+            "resent_identical": all(on.get(name) == off.get(name) for name in ANSWER_FIELDS),
+            **answer_difference(on, off)}
+
+
+def _mask(answer: dict[str, Any]) -> NDArray[np.bool_]:
+    """The hold mask of a JSON answer (``mask_image_base64``, a 1-bit PNG): bool HxW, output pixels."""
+    with Image.open(io.BytesIO(base64.b64decode(answer["mask_image_base64"]))) as image:
+        return np.asarray(image.convert("L")) > 0
+
+
+def answer_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """How far two answers to the same request are apart: the hold masks' IoU (1.0 when both are
+    empty) and pixels that differ, the largest differences of a click's score and area (click by
+    click), and the names of the fields that differ (``clicks.<field>`` for a click's)."""
+    mask_a, mask_b = _mask(a), _mask(b)
+    union = int(np.count_nonzero(mask_a | mask_b))
+    pairs = list(zip(a["clicks"], b["clicks"], strict=True))
+    fields = {name for name in ANSWER_FIELDS if a.get(name) != b.get(name) and name != "clicks"}
+    fields |= {f"clicks.{key}" for x, y in pairs for key in x if x[key] != y.get(key)}
+    return {"resent_mask_iou": np.count_nonzero(mask_a & mask_b) / union if union else 1.0,
+            "resent_mask_pixels_differing": float(np.count_nonzero(mask_a ^ mask_b)),
+            "resent_score_max_abs_diff": float(max((abs(x["score"] - y["score"]) for x, y in pairs), default=0.0)),
+            "resent_area_max_abs_diff": float(max((abs(x["area"] - y["area"]) for x, y in pairs), default=0)),
+            "resent_fields_differing": sorted(fields)}
 
 
 def pinned_bytes_growth(server: TierServer, jpeg: bytes, clicks: Sequence[Click], counts: Sequence[int]

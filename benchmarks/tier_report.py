@@ -9,7 +9,7 @@ bench_latency.py rewrites that file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,17 @@ STAGES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
 #: (report stage, ratio name prefix) of the ``<prefix>_vs_f32`` ratios
 VS_F32 = (("encoder_ms", "encoder"), ("decoder_1_prompt_ms", "decoder_1"), ("decoder_n_prompts_ms", "decoder_n"),
           ("first_tap_ms", "first_tap"), ("follow_up_tap_ms", "follow_up_tap"))
+AMX_NOTE = (
+    "**AMX (ml.c7i, Sapphire Rapids): unmeasured here.** These CPUs add AMX tiles (AMX-BF16, AMX-INT8) to "
+    "AVX512-BF16/VNNI. OpenVINO's CPU plugin then compiles bf16 and int8 matmuls to its AMX brgemm kernels "
+    "(the `kernel that ran` column would name them), and MLAS dispatches ONNX Runtime's u8s8 GEMM to AMX "
+    "(`platform.cpp`: AMX-TILE + AMX-INT8), so the bf16 and int8 floors should rise several-fold further "
+    "above the f32 sgemm floor than the AVX-512 rates of the floors table do here. The GEMMs' share of the "
+    "encoder shrinks with it: softmax, layer norms, GELU, reorders and memory traffic, which AMX does not "
+    "speed up, then bound the bf16/int8 tiers, so their ratio to f32 should fall below this machine's but "
+    "by less than the floors' ratio. The decoder runs on ONNX Runtime: its f32 graph (f32 and bf16 tiers) "
+    "gains nothing from AMX; the int8 graph's MatMulInteger/QLinear GEMMs would. A c7i vCPU is one "
+    "hyper-thread: 2 vCPUs share one core's AMX unit. Run this script there to measure it.")
 #: The issue's encoder target per model type (best tier / f32); other types use vit_t's.
 ENCODER_LIMIT = {"vit_b": 0.45}
 
@@ -112,72 +123,81 @@ def _header(report: dict[str, Any]) -> list[str]:
          f"{report['photo_size_wh'][1]} JPEG, a new one each repeat; {report['repeats']} interleaved repeats; "
          f"median [min-max] in ms  "),
         f"Versions: {versions}; skipped tiers: "
-        + ("; ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none"), "",
+        + ("; ".join(f"{k} ({v})" for k, v in report["skipped"].items()) or "none"),
+        *([f"Note: {report['note']}"] if report.get("note") else []),
     ]
 
 
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table under a ``###`` title: the first column left-aligned, the rest right-aligned."""
+    return ["", f"### {title}", "", "| " + " | ".join(columns) + " |",
+            "| --- |" + " ---: |" * (len(columns) - 1), *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def _floor_lines(report: dict[str, Any]) -> list[str]:
-    lines = [(f"### GEMM floors ({report['gemm_size']}x{report['gemm_size']} @ {report['gemm_size']}x{report['gemm_size']}, "
-             "best of the repeats, at the start and at the end of the run)"), "",
-             "| floor | precision | GFLOP/s start | GFLOP/s end | kernel that ran |", "| --- | --- | ---: | ---: | --- |"]
-    for name, rate in report["floors"].items():
-        lines.append(f"| {name} | {rate['precision']} | {rate['gflops']:.3g} | {rate['gflops_after']:.3g} | {rate['kernel']} |")
-    return lines
+    size = report["gemm_size"]
+    rows = [[name, rate["precision"], f"{rate['gflops']:.3g}", f"{rate['gflops_after']:.3g}", rate["kernel"]]
+            for name, rate in report["floors"].items()]
+    return _table(f"GEMM floors ({size}x{size} @ {size}x{size}, best of the repeats, at the start and at the end of the run)",
+                  ["floor", "precision", "GFLOP/s start", "GFLOP/s end", "kernel that ran"], rows)
+
+
+def _tier_row(tier: str, row: dict[str, Any], r: dict[str, float]) -> list[str]:
+    cells = [tier, f"{row['engines']['encoder']} + {row['engines']['decoder']}"]
+    for stage, name in (("encoder_ms", "encoder"), ("decoder_1_prompt_ms", "decoder_1"), ("decoder_n_prompts_ms", "decoder_n")):
+        cells += [_cell(row[stage]), f"{r[name + '_vs_f32']:.2f}", f"{r[name + '_vs_floor']:.2f}"]
+    for stage, name in (("first_tap_ms", "first_tap"), ("follow_up_tap_ms", "follow_up_tap")):
+        cells += [_cell(row[stage]), f"{r[name + '_vs_f32']:.2f}"]
+    return cells
 
 
 def _tier_lines(report: dict[str, Any]) -> list[str]:
-    lines = ["", "### Tiers (x f32 / x the tier's GEMM floor)", "",
-             (f"| tier | engines | encoder | x f32 | x floor | decoder 1 prompt | x f32 | x floor | decoder {report['prompts']} prompts "
-             "| x f32 | x floor | first tap (HTTP) | x f32 | follow-up tap (HTTP) | x f32 |"),
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for tier, row in report["tiers"].items():
-        r = report["ratios"][tier]
-        engines = f"{row['engines']['encoder']} + {row['engines']['decoder']}"
-        lines.append(
-            f"| {tier} | {engines} | {_cell(row['encoder_ms'])} | {r['encoder_vs_f32']:.2f} | {r['encoder_vs_floor']:.2f} "
-            f"| {_cell(row['decoder_1_prompt_ms'])} | {r['decoder_1_vs_f32']:.2f} | {r['decoder_1_vs_floor']:.2f} "
-            f"| {_cell(row['decoder_n_prompts_ms'])} | {r['decoder_n_vs_f32']:.2f} | {r['decoder_n_vs_floor']:.2f} "
-            f"| {_cell(row['first_tap_ms'])} | {r['first_tap_vs_f32']:.2f} | {_cell(row['follow_up_tap_ms'])} "
-            f"| {r['follow_up_tap_vs_f32']:.2f} |")
-    return lines
+    columns = ["tier", "engines", "encoder", "x f32", "x floor", "decoder 1 prompt", "x f32", "x floor",
+               f"decoder {report['prompts']} prompts", "x f32", "x floor", "first tap (HTTP)", "x f32",
+               "follow-up tap (HTTP)", "x f32"]
+    rows = [_tier_row(tier, row, report["ratios"][tier]) for tier, row in report["tiers"].items()]
+    return _table("Tiers (x f32 / x the tier's GEMM floor)", columns, rows)
+
+
+def _counts(values: Sequence[int]) -> str:
+    return "/".join(map(str, values))
 
 
 def _resent_lines(report: dict[str, Any]) -> list[str]:
-    lines = ["", f"### {report['prompts']} earlier taps resent + 1 new (HTTP, by image_id), prompt cache on vs off", "",
-             ("| tier | on: decoder | on: decoded / reused | on: round trip | off: decoder | off: decoded | off: round trip "
-             "| decoder on / off | on decoder / first tap's | answers identical |"),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
-    for tier, row in report["tiers"].items():
-        r = report["ratios"][tier]
-        counts = f"{'/'.join(map(str, row['resent_on_prompts_decoded']))} / {'/'.join(map(str, row['resent_on_prompts_reused']))}"
-        lines.append(
-            f"| {tier} | {_cell(row['resent_on_decoder_ms'])} | {counts} | {_cell(row['resent_on_ms'])} "
-            f"| {_cell(row['resent_off_decoder_ms'])} | {'/'.join(map(str, row['resent_off_prompts_decoded']))} "
-            f"| {_cell(row['resent_off_ms'])} | {r['resent_decoder_on_vs_off']:.3f} "
-            f"| {r['resent_decoder_vs_first_tap_decoder']:.2f} | {'yes' if row['resent_identical'] else '**no**'} |")
-    return lines
+    columns = ["tier", "on: decoder", "on: decoded / reused", "on: round trip", "off: decoder", "off: decoded",
+               "off: round trip", "decoder on / off", "on decoder / first tap's", "answers identical",
+               "mask IoU on vs off (worst)", "mask pixels differing (most)", "score difference (most)",
+               "click area difference (most)", "fields differing"]
+    rows = [[tier, _cell(row["resent_on_decoder_ms"]),
+             f"{_counts(row['resent_on_prompts_decoded'])} / {_counts(row['resent_on_prompts_reused'])}",
+             _cell(row["resent_on_ms"]), _cell(row["resent_off_decoder_ms"]), _counts(row["resent_off_prompts_decoded"]),
+             _cell(row["resent_off_ms"]), f"{report['ratios'][tier]['resent_decoder_on_vs_off']:.3f}",
+             f"{report['ratios'][tier]['resent_decoder_vs_first_tap_decoder']:.2f}",
+             "yes" if row["resent_identical"] else "**no**", f"{row['resent_mask_iou']:.6f}",
+             f"{row['resent_mask_pixels_differing']:,.0f}", f"{row['resent_score_max_abs_diff']:.2g}",
+             f"{row.get('resent_area_max_abs_diff', float('nan')):,.0f}",
+             ", ".join(row.get("resent_fields_differing", ["(not recorded)"])) or "none"]
+            for tier, row in report["tiers"].items()]
+    return _table(f"{report['prompts']} earlier taps resent + 1 new (HTTP, by image_id), prompt cache on vs off",
+                  columns, rows)
 
 
 def _pinned_lines(report: dict[str, Any]) -> list[str]:
     pinned = report["pinned_bytes_by_prompts"]
     counts = sorted(pinned, key=int)
     per_prompt = (pinned[counts[-1]] - pinned[counts[0]]) / max(1, int(counts[-1]) - int(counts[0]))
-    lines = ["", (f"### A session's pinned bytes by prompts decoded on its image (/stats cache.pinned_bytes, "
-                  f"{next(iter(report['tiers']))} server): {per_prompt:,.0f} bytes more per prompt"), "",
-             "| prompts decoded | pinned bytes |", "| ---: | ---: |"]
-    return lines + [f"| {count} | {pinned[count]:,} |" for count in counts]
+    title = (f"A session's pinned bytes by prompts decoded on its image (/stats cache.pinned_bytes, "
+             f"{next(iter(report['tiers']))} server): {per_prompt:,.0f} bytes more per prompt")
+    return _table(title, ["prompts decoded", "pinned bytes"], [[count, f"{pinned[count]:,}"] for count in counts])
 
 
 def _target_lines(report: dict[str, Any]) -> list[str]:
-    lines = ["", "### Targets (issue 26)", "", "| target | limit | measured | tier | met |", "| --- | ---: | ---: | --- | :---: |"]
-    for row in report["targets"]:
-        lines.append(f"| {row['target']} | {row['limit']:g} | {row['measured']:.3g} | {row['tier']} "
-                     f"| {'yes' if row['met'] else '**no**'} |")
-    parity = report["model"]["parity"]
-    lines += ["", "Parity recorded by the export (per-click mask IoU vs PyTorch's SamPredictor): "
-              + "; ".join(f"{tier} mean {p.get('mask_iou_mean', float('nan')):.4f}, worst {p.get('mask_iou_worst', float('nan')):.4f}"
-                          for tier, p in parity.items()), ""]
-    return lines
+    rows = [[row["target"], f"{row['limit']:g}", f"{row['measured']:.3g}", row["tier"], "yes" if row["met"] else "**no**"]
+            for row in report["targets"]]
+    parity = "; ".join(f"{tier} mean {p.get('mask_iou_mean', float('nan')):.4f}, worst "
+                       f"{p.get('mask_iou_worst', float('nan')):.4f}" for tier, p in report["model"]["parity"].items())
+    return [*_table("Targets (issue 26)", ["target", "limit", "measured", "tier", "met"], rows), "",
+            f"Parity recorded by the export (per-click mask IoU vs PyTorch's SamPredictor): {parity}", "", AMX_NOTE, ""]
 
 
 def write_markdown(report: dict[str, Any]) -> str:
