@@ -24,6 +24,7 @@ import argparse
 import gc
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -187,7 +188,7 @@ def engine_part(model_dir: Path, repeats: int, prompts: int) -> tuple[list[str],
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every part of the module docstring, in one run; the report as a JSON-able dict."""
     manifest = load_manifest(args.model_dir)
-    report: dict[str, Any] = {"command": "python benchmarks/bench_cpu_tiers.py " + " ".join(args.argv),
+    report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/bench_cpu_tiers.py", *args.argv]),
                               "machine": machine(), "repeats": args.repeats,
                               "model": {"type": manifest.model_type, "weights": manifest.weights.get("origin", "unknown"),
                                         "parity": manifest.parity.get("cpu_tiers", {})},

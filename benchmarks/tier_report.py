@@ -37,6 +37,12 @@ AMX_NOTE = (
     "by less than the floors' ratio. The decoder runs on ONNX Runtime: its f32 graph (f32 and bf16 tiers) "
     "gains nothing from AMX; the int8 graph's MatMulInteger/QLinear GEMMs would. A c7i vCPU is one "
     "hyper-thread: 2 vCPUs share one core's AMX unit. Run this script there to measure it.")
+NOT_IDENTICAL_NOTE = (
+    "Answers not identical: the cache-on server decoded the earlier taps in other runs (the first tap alone, "
+    "the rest in slices of `SAM_CPU_DECODER_PROMPTS_PER_RUN`) than the cache-off server's one request of N + 1; "
+    "ONNX Runtime's decoder output for a prompt differs in its last bits with the prompts that share its run, "
+    "which moves pixels lying on the mask threshold (the pixel and area columns). Decoding without the cache "
+    "has the same dependence: a click's answer depends in those bits on the other clicks of its request.")
 #: The issue's encoder target per model type (best tier / f32); other types use vit_t's.
 ENCODER_LIMIT = {"vit_b": 0.45}
 
@@ -178,8 +184,11 @@ def _resent_lines(report: dict[str, Any]) -> list[str]:
              f"{row.get('resent_area_max_abs_diff', float('nan')):,.0f}",
              ", ".join(row.get("resent_fields_differing", ["(not recorded)"])) or "none"]
             for tier, row in report["tiers"].items()]
-    return _table(f"{report['prompts']} earlier taps resent + 1 new (HTTP, by image_id), prompt cache on vs off",
-                  columns, rows)
+    lines = _table(f"{report['prompts']} earlier taps resent + 1 new (HTTP, by image_id), prompt cache on vs off",
+                   columns, rows)
+    if not all(row["resent_identical"] for row in report["tiers"].values()):
+        lines += ["", NOT_IDENTICAL_NOTE]
+    return lines
 
 
 def _pinned_lines(report: dict[str, Any]) -> list[str]:
