@@ -25,7 +25,6 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from benchmarks.arguments import size_wh
 from benchmarks.baseline import baseline_worker
+from benchmarks.floors import ENCODER_TFLOP, cpu_name, package_version, sgemm_gflops
 from benchmarks.report import evaluate_targets, summarize_samples, write_all
 from export.export_sam import export_model, load_model
 from runtime import postprocess
@@ -52,20 +52,8 @@ from serving.local_endpoint import start_local_endpoint
 from serving.responses import JSON, LEGACY_TIMING_NAMES, Prediction, serialise_prediction
 from synthetic.wall_photo import WallPhoto, wall_photo
 
-#: Encoder FLOPs at 1024x1024 (vit_t and tiny counted with torch.utils.flop_counter).
-ENCODER_TFLOP = {"vit_b": 0.97, "vit_l": 3.0, "vit_h": 6.0, "vit_t": 0.0775, "tiny": 0.004}
 COLD_CLICKS = 5
 COMPACT = OutputOptions(result_format="none", mask_format="png1")
-
-
-def sgemm_gflops(size: int, repeats: int = 3) -> float:
-    """This machine's float32 matrix-multiply rate (best of ``repeats``)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
 
 
 def _timed(call: Any) -> float:
@@ -394,10 +382,10 @@ def build_report(args: argparse.Namespace, samples: list[dict[str, Any]], gflops
         "cold_vs_baseline": cold / baseline if cold and baseline else None,
         "ping_p50_ms": overhead.get("ping_p50_ms"),
     }
-    versions = {name: _version(name) for name in ("onnxruntime", "openvino", "torch", "numpy", "pillow")}
+    versions = {name: package_version(name) for name in ("onnxruntime", "openvino", "torch", "numpy", "pillow")}
     return {
         "command": "python benchmarks/bench_latency.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": versions, "model": {"type": args.model_type, "weights": weights},
         "image": {"width": size_wh[0], "height": size_wh[1], "bytes": len(jpeg),
                   "sizes": [f"{w}x{h}" for w, h in args.image_sizes]}, "repeats": args.repeats,
@@ -425,24 +413,6 @@ def stages_vs_floor(summary: dict[str, Any], providers: list[str], torch_label: 
     old = summary.get(f"{torch_label}/baseline PyTorch, 5 clicks, PNG{at}", {}).get("stages_ms", {})
     return [{"stage": stage, "provider": gpu, "ours_ms": ours.get(stage), "baseline_ms": old.get(stage),
              "baseline": torch_label, "floor_ms": floor} for stage, floor in GPU_FLOOR_MS.items()]
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

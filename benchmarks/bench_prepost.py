@@ -33,7 +33,8 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.arguments import size_wh
-from benchmarks.bench_latency import _cpu_name, _version, hold_shaped_logits
+from benchmarks.bench_latency import hold_shaped_logits
+from benchmarks.floors import cpu_name, package_version
 from runtime import postprocess
 from runtime.graph_runners import OrtMaskRenderer, OrtPreprocessor
 from runtime.image_files import read_image
@@ -171,9 +172,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _time_encoding(rendered.union, record)
     return {
         "command": "python benchmarks/bench_prepost.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "gpu": "CUDA EP present" if "cuda" in found.providers else "none"},
-        "versions": {name: _version(name) for name in ("onnxruntime", "numpy", "pillow", "pycocotools")},
+        "versions": {name: package_version(name) for name in ("onnxruntime", "numpy", "pillow", "pycocotools")},
         "image": {"width": width, "height": height}, "repeats": args.repeats,
         "summary": _summary(record.samples), "worst_union_iou_vs_today": record.worst_iou, "samples": record.samples,
     }

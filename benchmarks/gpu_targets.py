@@ -30,7 +30,8 @@ import numpy as np
 
 from benchmarks import gpu_placement
 from benchmarks.arguments import size_wh
-from benchmarks.bench_latency import HttpBench, _cpu_name, _version, prepare_model
+from benchmarks.bench_latency import HttpBench, prepare_model
+from benchmarks.floors import cpu_name, package_version
 from runtime.masks import mask_iou
 from synthetic.wall_photo import wall_photo
 
@@ -130,8 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnxruntime as ort
 
     return {"command": "python benchmarks/gpu_targets.py " + " ".join(sys.argv[1:]),
-            "machine": {"cpu": _cpu_name(), "gpu": _gpu_name(), "providers": args.providers,
-                        "onnxruntime": ort.__version__, "nvimgcodec": _version("nvidia-nvimgcodec-cu12")},
+            "machine": {"cpu": cpu_name(), "gpu": _gpu_name(), "providers": args.providers,
+                        "onnxruntime": ort.__version__, "nvimgcodec": package_version("nvidia-nvimgcodec-cu12")},
             "model": {"type": args.model_type, "weights": weights}, "image": {"width": width, "height": height},
             "repeats": args.repeats, "p50_ms": p50, "per_click_iou": ious, "targets": rows, "placement": placement}
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.tier_report import kept_section
+
 #: (ratio name, limit, description) for every model type
 TARGETS = (
     ("encoder_vs_pytorch", 0.6, "cold encoder (service default engine) <= 0.6x the PyTorch encoder"),
@@ -19,10 +21,10 @@ TARGETS = (
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    """Median, p95, min and count of a list of milliseconds."""
+    """Median, p95, min, max and count of a list of milliseconds."""
     array = np.asarray(values, dtype=np.float64)
     return {"median": float(np.median(array)), "p95": float(np.percentile(array, 95)), "min": float(array.min()),
-            "n": int(array.size)}
+            "max": float(array.max()), "n": int(array.size)}
 
 
 def summarize_samples(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -102,7 +104,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
         lines.append(f"| {row['description']} | {row['limit']:.3g} | {measured} | {met} |")
     lines += ["", "Other ratios: " + ", ".join(f"{k} {v:.3g}" for k, v in report["ratios"].items() if v is not None), ""]
-    path.write_text("\n".join(lines))
+    kept = kept_section(path)  # the CPU-tier tables bench_cpu_tiers.py put there
+    path.write_text("\n".join(lines + ([kept, ""] if kept else [])))
 
 
 def _ms(value: float | None) -> str:

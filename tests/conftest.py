@@ -17,7 +17,7 @@ EXPORT_CLI = REPO / "export" / "export_sam.py"
 #: one, directly or through another fixture, is marked ``costly`` and left out of ``make unit``.
 COSTLY_FIXTURES = frozenset({
     "tiny_model_dir", "tiny_model_dir_b", "tiny_sam", "vit_b_checkpoint", "vit_b_model_dir", "tiny_server",
-    "vit_t_model_dir", "cone_model_dir",
+    "vit_t_model_dir", "cone_model_dir", "tiny_int8_model_dir",
 })
 
 
@@ -59,6 +59,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str) ->
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SAM (seeded random weights) exported with fp16 variants and verified parity."""
     return exported(tmp_path_factory, "tiny_model", "--model-type", "tiny", "--random-weights", "--seed", "3", "--fp16")
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model (seed 3, the ``tiny_sam`` twin) exported with --int8: every CPU tier's graphs and parity."""
+    return exported(tmp_path_factory, "tiny_int8", "--model-type", "tiny", "--random-weights", "--seed", "3", "--int8")
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,15 @@ from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
-from tests.conftest import exported, run_export
+from tests.conftest import run_export
 from tests.integration.server import start_server
 from tests.reference import encode
 
 
 @pytest.fixture(scope="module")
-def int8_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model (seed 3, the ``tiny_sam`` twin) exported with --int8."""
-    return exported(tmp_path_factory, "tiny_int8", "--model-type", "tiny", "--random-weights", "--seed", "3", "--int8")
+def int8_model_dir(tiny_int8_model_dir: Path) -> Path:
+    """The tiny model (seed 3, the ``tiny_sam`` twin) exported with --int8 (shared with the tier benchmark's smoke run)."""
+    return tiny_int8_model_dir
 
 
 def _manifest(model_dir: Path) -> dict[str, Any]:

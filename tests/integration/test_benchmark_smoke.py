@@ -81,3 +81,54 @@ def test_shared_cache_benchmark_runs_every_scenario(tiny_model_dir: Path, tmp_pa
                            "local_hit_without_tier_ms", "miss_overhead_ms"}
     assert all(value > 0 for value in sample.values())
     assert "other_instance_shared_ms" in (tmp_path / "SHARED_CACHE.md").read_text()
+
+
+def test_cpu_tier_benchmark_reports_every_tier_scenario_and_floor(tiny_int8_model_dir: Path, tmp_path: Path) -> None:
+    from benchmarks.floors import cpu_flags
+    from runtime.cpu_precision import openvino_has_bf16
+    from runtime.manifest import load_manifest
+
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Latency benchmark\n\nkept\n")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_cpu_tiers.py"), "--model-dir",
+                             str(tiny_int8_model_dir), "--quick", "--out", str(tmp_path), "--results-md", str(results_md)],
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "cpu_tiers.json").read_text())
+    tiers = {"f32", "int8", "bf16"} if openvino_has_bf16() else {"f32", "int8"}
+    assert set(report["tiers"]) == tiers and set(report["skipped"]) == {"f32", "int8", "bf16"} - tiers
+    prompts = report["prompts"]
+    for tier, row in report["tiers"].items():
+        timings = {key: value for key, value in row.items() if key.endswith("_ms")}
+        assert set(timings) == {"encoder_ms", "decoder_1_prompt_ms", "decoder_n_prompts_ms", "first_tap_ms",
+                                "first_tap_decoder_ms", "first_tap_encoder_ms", "follow_up_tap_ms", "follow_up_decoder_ms",
+                                "resent_on_ms", "resent_on_decoder_ms", "resent_off_ms", "resent_off_decoder_ms"}
+        assert all(0 < t["min"] <= t["median"] <= t["max"] for t in timings.values()), tier
+        assert row["engines"] == {"encoder": "openvino", "decoder": "onnxruntime"}
+        assert row["resent_on_prompts_decoded"] == [1] and row["resent_on_prompts_reused"] == [prompts]
+        assert row["resent_off_prompts_decoded"] == [prompts + 1] and isinstance(row["resent_identical"], bool)
+        # Cache on vs off: the same masks and scores up to float rounding (batch composition; see RESULTS.md).
+        assert row["resent_mask_iou"] >= 0.99 and row["resent_score_max_abs_diff"] <= 1e-4, tier
+        assert all(0 < value < 1e4 for value in report["ratios"][tier].values()), tier
+    assert set(report["ratios"]["f32"]) >= {"encoder_vs_floor", "decoder_1_vs_floor", "decoder_n_vs_floor",
+                                            "resent_decoder_on_vs_off", "resent_decoder_vs_first_tap_decoder"}
+    assert all(value == 1.0 for key, value in report["ratios"]["f32"].items() if key.endswith("_vs_f32"))
+    floors = report["floors"]
+    assert set(floors) == {"sgemm", "openvino_f32", "openvino_bf16", "openvino_int8", "onnxruntime_u8s8"}
+    assert all(rate["gflops"] > 0 and rate["gflops_after"] > 0 for rate in floors.values())
+    assert ("bf16" in floors["openvino_bf16"]["kernel"]) == openvino_has_bf16()
+    assert "I8" in floors["openvino_int8"]["kernel"].upper()
+    assert ("Vnni" in floors["onnxruntime_u8s8"]["kernel"]) == ("avx512_vnni" in cpu_flags())
+    # Known answer: each prompt pins its logits (T x L x L float32), its T scores and its key (shape, coords, labels).
+    manifest = load_manifest(tiny_int8_model_dir)
+    per_prompt = manifest.num_mask_tokens * (manifest.low_res_size ** 2 * 4 + 4) + 2 * 8 + 2 * 2 * 4 + 2 * 4
+    pinned = report["pinned_bytes_by_prompts"]
+    counts = sorted(pinned, key=int)
+    assert counts[0] == "1" and len(counts) >= 2
+    assert pinned[counts[-1]] - pinned[counts[0]] == (int(counts[-1]) - 1) * per_prompt
+    assert len(report["targets"]) == 6 and all(isinstance(row["met"], bool) for row in report["targets"])
+    markdown = (tmp_path / "CPU_TIERS.md").read_text()
+    for heading in ("### GEMM floors", "### Tiers", f"### {prompts} earlier taps resent", "pinned bytes", "### Targets"):
+        assert heading in markdown
+    kept = results_md.read_text()
+    assert kept.startswith("# Latency benchmark\n\nkept\n") and markdown.strip() in kept
