@@ -177,7 +177,7 @@ def engine_part(model_dir: Path, repeats: int, prompts: int) -> tuple[list[str],
     """The in-process measurements: tiers run, per tier engines and timing lists, tiers skipped."""
     engines, skipped = tier_engines(model_dir)
     times = measure_engines(engines, repeats, prompts)
-    rows: dict[str, Any] = {tier: {"engines": {"encoder": engine.engines["encoder"], "decoder": engine.engines["decoder"]},
+    rows: dict[str, Any] = {tier: {"engines": {"encoder": engine.backends["encoder"], "decoder": engine.backends["decoder"]},
                    **times[tier]} for tier, engine in engines.items()}
     tiers: list[str] = list(engines)
     del engines

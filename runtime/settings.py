@@ -85,9 +85,11 @@ class RuntimeSettings:
                                         "a decode pass)")
     max_clicks: int = env_field(64, "SAM_MAX_CLICKS", positive(int), doc="points per request")
     cpu_decoder_prompts_per_run: int = env_field(
-        4, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int),
+        1, "SAM_CPU_DECODER_PROMPTS_PER_RUN", positive(int),
         doc="on CPU the decoder runs a request's prompts in slices of this many (its working memory grows with a "
-            "run's prompts)")
+            "run's prompts). At 1 each prompt runs alone, so its answer never depends on the other prompts of its "
+            "request (ONNX Runtime's sums differ in the last bits with a run's size) and an answer built from "
+            "reused prompts is byte-equal to a fresh one; more batches prompts, at that cost")
     prompt_cache_bytes_per_image: int = env_field(
         32 << 20, "SAM_PROMPT_CACHE_BYTES_PER_IMAGE", parse_bytes,
         doc="CPU tier: bytes of decoded prompts (1 MiB each) kept with each cached image, charged to the embedding "
