@@ -132,3 +132,14 @@ def cone_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     from tests.cone_model import make_cone_model_dir
 
     return make_cone_model_dir(tiny_model_dir, tmp_path_factory.mktemp("cone_model"))
+
+
+@pytest.fixture(scope="module")
+def cone_server(cone_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real server on the cone model for one test module (its own cache and log, so a module's
+    counts start at zero)."""
+    from tests.integration.server import start_server
+
+    server = start_server(cone_model_dir, tmp_path_factory.mktemp("cone_server") / "server.log")
+    yield server
+    server.stop()

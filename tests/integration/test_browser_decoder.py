@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +56,6 @@ def require_web_runtime() -> None:
             pytest.fail(message)
         pytest.skip(message)
 
-
-@pytest.fixture(scope="module")
-def cone_server(cone_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
-    server = start_server(cone_model_dir, tmp_path_factory.mktemp("cone_browser") / "server.log")
-    yield server
-    server.stop()
 
 
 def _page_requests(server: LocalEndpoint) -> int:

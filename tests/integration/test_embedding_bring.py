@@ -11,17 +11,14 @@ import base64
 import io
 import json
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
 
 from synthetic.test_images import synthetic_image
-from tests.integration.server import LocalEndpoint, start_server
+from tests.integration.server import LocalEndpoint
 from tests.reference import encode
 
 JPEG = encode(synthetic_image((600, 800), seed=47), "JPEG", quality=90)
@@ -142,12 +139,6 @@ def test_bad_embeddings_are_400s_naming_the_problem(tiny_server: LocalEndpoint) 
         assert response.status_code == 400, (code, response.text)
         assert response.json()["error"] == code and text in response.json()["message"], response.text
 
-
-@pytest.fixture(scope="module")
-def cone_server(cone_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
-    server = start_server(cone_model_dir, tmp_path_factory.mktemp("cone_bring") / "server.log")
-    yield server
-    server.stop()
 
 
 def test_cone_masks_follow_the_brought_sizes(cone_server: LocalEndpoint) -> None:
