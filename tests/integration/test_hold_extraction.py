@@ -236,9 +236,9 @@ def test_bad_points_are_refused(extractor: HoldExtractor, clicks, box, match) ->
 
 
 def test_image_and_image_id_are_exclusive(extractor: HoldExtractor) -> None:
-    with pytest.raises(BadRequest, match="either"):
+    with pytest.raises(BadRequest, match="exactly one of an image, an image_id and an embedding"):
         extractor.extract(ExtractRequest((Click(1, 1),)))
-    with pytest.raises(BadRequest, match="either"):
+    with pytest.raises(BadRequest, match="exactly one of an image, an image_id and an embedding"):
         extractor.extract(ExtractRequest((Click(1, 1),), image_bytes=b"x", image_id="y"))
 
 
