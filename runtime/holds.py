@@ -28,7 +28,7 @@ from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, probe_image, read_image
 from runtime.masks import BitMask, BoxXYXY
-from runtime.pixel_store import pack_rgb, unpack_rgb
+from runtime.pixel_store import kept_pixels, unpack_rgb
 from runtime.preprocessors import LoadedImage
 from runtime.prompt_reuse import PromptReuse
 from runtime.sam_preprocessing import check_resizable, to_model_coords
@@ -290,7 +290,7 @@ class HoldExtractor:
             timings["image_decode_ms"] = _ms(start)
             start = time.perf_counter()
             prepared = self.engine.prepare(image)
-            pixels = pack_rgb(image.rgb())
+            pixels = kept_pixels(image)
             if decoded is not None:
                 decoded.append(image)
             del image

@@ -26,7 +26,7 @@ from runtime.file_structure import (
     MAX_WEBP_CHUNKS,
 )
 from runtime.outputs import MAX_PER_CLICK_MASK_BYTES, WEBP_MAX_PIXELS, WEBP_MAX_SIDE
-from runtime.pixel_store import kept_pixel_bytes
+from runtime.pixel_store import MAX_KEPT_PIXELS, kept_pixel_bytes
 from runtime.settings import RuntimeSettings
 from runtime.shared_entry import EMBEDDING_BYTES
 from serving.config import ServerSettings
@@ -169,7 +169,9 @@ def _cached_photos_row(runtime: RuntimeSettings) -> Limit:
     held = (f"{cpu // entry_bytes_for(photo)} on CPU ({format_bytes(cpu)}; {cpu // entry_bytes_for(photo, prompts)} with "
             f"full prompt stores), {gpu // entry_bytes_for(photo)} on GPU ({format_bytes(gpu)})")
     return Limit(f"cached 12 MP photos (each: a {format_bytes(EMBEDDING_BYTES)} embedding, {kept_pixel_bytes(photo) / 1e6:g} MB "
-                 f"of upright pixels, on CPU up to {format_bytes(prompts)} of decoded prompts)", held, _var("cache_bytes"),
+                 f"of upright pixels, on CPU up to {format_bytes(prompts)} of decoded prompts; a photo over "
+                 f"{MAX_KEPT_PIXELS / 1e6:.1f} MP or a JPEG decoded on the GPU keeps its file instead of pixels, and its "
+                 "follow-up cut-outs decode it again)", held, _var("cache_bytes"),
                  "the least recently used is evicted; its image_id then answers 404 unknown_image_id")
 
 

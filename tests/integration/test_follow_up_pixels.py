@@ -96,3 +96,17 @@ def test_the_shared_tier_gets_the_file_the_local_entry_drops(engine: SamEngine) 
     entry = second.cache.get(str(opened.image_id))
     assert entry.image_bytes == data and entry.upright_pixels is None
     assert (first.image_decodes, second.image_decodes) == (1, 1)
+
+
+def test_only_a_photo_up_to_12_mp_keeps_its_pixels() -> None:
+    """Pixels cost H*W*3: a 64 MP upload would take 192 MB of the cache, so above a 12 MP phone
+    photo (4032x3024) an entry keeps its file and charges nothing for pixels."""
+    from runtime.pixel_store import MAX_KEPT_PIXELS, kept_pixel_bytes, kept_pixels
+    from runtime.preprocessors import LoadedImage
+
+    assert kept_pixel_bytes((3024, 4032)) == 3024 * 4032 * 3 and MAX_KEPT_PIXELS == 3024 * 4032
+    assert kept_pixel_bytes((3024, 4033)) == 0 and kept_pixel_bytes((8000, 8000)) == 0
+    small = LoadedImage.from_pil(Image.new("RGB", (40, 30), (1, 2, 3)))
+    assert kept_pixels(small) == bytes([1, 2, 3]) * 1200
+    on_device = LoadedImage((30, 40), device=object(), _to_host=lambda _: pytest.fail("copied back to the host"))
+    assert kept_pixels(on_device) is None  # a GPU-decoded photo is never copied back for the cache
