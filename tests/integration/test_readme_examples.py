@@ -91,10 +91,12 @@ def run_steps(root: Path, steps: list[tuple[str, str]], timeout_s: float = 900) 
         pytest.fail("these tests need `unshare --net --map-root-user` (util-linux) to give the examples their ports")
     results = root / ".steps"
     results.mkdir()
-    script = ["set -u", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", "ip link set lo up", f"cd {shlex.quote(str(root))}"]
+    # -e: a command that fails in the middle of a block fails its step, not only the block's last command;
+    # the EXIT trap records the exit code of the step that was running when the shell stopped.
+    script = ["set -eu", "step=", "trap 'rc=$?; [ -z \"$step\" ] || [ -e .steps/$step.rc ] || echo $rc > .steps/$step.rc; "
+              "kill $(jobs -p) 2>/dev/null; wait' EXIT", "ip link set lo up", f"cd {shlex.quote(str(root))}"]
     for name, text in steps:
-        script += [f"{{\n{text}\n}} > .steps/{name}.out 2> .steps/{name}.err", f"echo $? > .steps/{name}.rc",
-                   f"[ \"$(cat .steps/{name}.rc)\" = 0 ] || exit 1"]
+        script += [f"step={name}", f"{{\n{text}\n}} > .steps/{name}.out 2> .steps/{name}.err", f"echo 0 > .steps/{name}.rc"]
     home = root.parent / "home"
     home.mkdir(exist_ok=True)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV", "PYTHON"))},
