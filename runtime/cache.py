@@ -16,9 +16,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from cachetools import LRUCache
+from PIL import Image
 
 from runtime.errors import CapacityExhausted, UnknownImageId
-from runtime.pixel_store import kept_pixel_bytes
+from runtime.pixel_store import kept_pixel_bytes, rgb_bytes
 from runtime.prompt_cache import PromptStore
 from runtime.shared_entry import EMBEDDING_BYTES
 from runtime.tensors import EmbeddingValue
@@ -46,8 +47,8 @@ class CachedImage:
     ``image_bytes``: the uploaded file, held only while something reads it: an entry made here
     holds it until the shared tier's write is queued (``local_copy`` then drops it: ``b""``);
     an entry read from the shared tier keeps it, as its follow-ups' cut-outs decode it.
-    ``upright_pixels``: ``runtime.pixel_store.pack_rgb`` of the upright decoded image
-    (``orig_size_hw``, H*W*3 bytes), so a follow-up's cut-out needs no re-decode; ``None`` when
+    ``upright_pixels``: the upright decoded RGB image (``orig_size_hw``, H*W*3 bytes; never
+    altered, ``runtime.pixel_store``), so a follow-up's cut-out needs no re-decode; ``None`` when
     not kept (an entry from the shared tier: its file is decoded, bounded by the upload rules).
     ``prompts``: this image's decoded prompts (``runtime.prompt_cache``), charged to ``nbytes``.
     """
@@ -58,13 +59,13 @@ class CachedImage:
     orig_size_hw: tuple[int, int]
     input_size_hw: tuple[int, int]
     image_bytes: bytes
-    upright_pixels: bytes | None = None
+    upright_pixels: Image.Image | None = None
     prompts: PromptStore = field(default_factory=PromptStore, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         """What the entry holds: embedding, file, kept pixels and decoded prompts, in bytes."""
-        pixels = 0 if self.upright_pixels is None else len(self.upright_pixels)
+        pixels = 0 if self.upright_pixels is None else rgb_bytes(self.orig_size_hw)
         return self.embedding_bytes + len(self.image_bytes) + pixels + self.prompts.nbytes
 
 

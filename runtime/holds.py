@@ -28,7 +28,7 @@ from runtime.engine import SamEngine
 from runtime.errors import BadRequest, DeviceMemoryExhausted, InvalidPoints
 from runtime.image_files import DEFAULT_IMAGE_LIMITS, ImageHeader, ImageLimits, probe_image, read_image
 from runtime.masks import BitMask, BoxXYXY
-from runtime.pixel_store import kept_pixels, unpack_rgb
+from runtime.pixel_store import kept_pixels
 from runtime.preprocessors import LoadedImage
 from runtime.prompt_reuse import PromptReuse
 from runtime.sam_preprocessing import check_resizable, to_model_coords
@@ -397,7 +397,7 @@ class HoldExtractor:
     def _follow_up_pixels(self, entry: CachedImage) -> Image.Image:
         """The upright RGB image (``entry.orig_size_hw``) of a cached entry: its kept pixels, else its file decoded."""
         if entry.upright_pixels is not None:
-            return unpack_rgb(entry.upright_pixels, entry.orig_size_hw)
+            return entry.upright_pixels
         self._count_decode()
         return read_image(entry.image_bytes, limits=self.image_limits)
 

@@ -1,9 +1,11 @@
-"""The upright decoded pixels a cache entry keeps for follow-ups: raw RGB bytes.
+"""The upright decoded pixels a cache entry keeps for follow-ups: the decoded RGB image itself.
 
-A follow-up by ``image_id`` that needs pixels (a cut-out) unpacks them instead of decoding
-the client's file again: the bytes are ours (never client-built structure) and their size is
-fixed by the entry's (H, W), so unpacking is one copy of H x W x 3 bytes. Raw, not LZ4: on a
-12 MP synthetic wall LZ4 saved nothing (36.1 MB of 36.0) and cost 280 ms to pack.
+A follow-up by ``image_id`` that needs pixels (a cut-out) uses them instead of decoding the
+client's file again. The entry keeps the decoded image as it is, not a copy: copying 12 MP
+took 26 ms of every first tap (page faults on a fresh 36 MB buffer) and doubled the peak.
+Nothing alters a kept image (the cut-out copies before adding alpha, a resize makes a new
+image), so concurrent follow-ups may read it. Not LZ4: on a 12 MP synthetic wall LZ4 saved
+nothing (36.1 MB of 36.0) and cost 280 ms to pack.
 """
 
 from __future__ import annotations
@@ -35,26 +37,12 @@ def kept_pixel_bytes(size_hw: tuple[int, int]) -> int:
     return rgb_bytes(size_hw) if keeps_pixels(size_hw) else 0
 
 
-def kept_pixels(image: LoadedImage) -> bytes | None:
-    """The pixels an entry keeps of a decoded photo (``pack_rgb``), or None: a photo decoded on the
-    device is never copied back to the host for this (the cut-out resizes it there), and one over
-    ``MAX_KEPT_PIXELS`` is not kept."""
+def kept_pixels(image: LoadedImage) -> Image.Image | None:
+    """The pixels an entry keeps of a decoded photo (its RGB host image, not copied), or None: a
+    photo decoded on the device is never copied back to the host for this (the cut-out resizes it
+    there), and one over ``MAX_KEPT_PIXELS`` is not kept."""
     if image.host is None or not keeps_pixels(image.size_hw):
         return None
-    return pack_rgb(image.host)
-
-
-def pack_rgb(image: Image.Image) -> bytes:
-    """An RGB image as H x W x 3 uint8 bytes, row-major (the entry knows H, W)."""
-    if image.mode != "RGB":
-        raise ValueError(f"expected an RGB image, got mode {image.mode}")
-    return image.tobytes()
-
-
-def unpack_rgb(packed: bytes, size_hw: tuple[int, int]) -> Image.Image:
-    """The RGB image ``pack_rgb`` made, of (H, W) = ``size_hw`` pixels; ``ValueError`` if it is not whole."""
-    height, width = size_hw
-    expected = rgb_bytes(size_hw)
-    if len(packed) != expected:
-        raise ValueError(f"kept pixels are {len(packed)} bytes, expected {expected}")
-    return Image.frombytes("RGB", (width, height), packed)
+    if image.host.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {image.host.mode}")
+    return image.host

@@ -71,7 +71,7 @@ def test_entry_holds_and_is_charged_for_embedding_and_pixels_not_the_file(extrac
     data = _padded_png()
     result = extractor.extract(ExtractRequest(CLICK, image_bytes=data))
     entry = extractor.cache.get(str(result.image_id))
-    assert entry.upright_pixels is not None and len(entry.upright_pixels) == 200 * 300 * 3
+    assert entry.upright_pixels is not None and entry.upright_pixels.size == (300, 200)
     assert entry.image_bytes == b""
     assert entry.nbytes == entry_bytes_for((200, 300), entry.prompts.nbytes) == (
         (4 << 20) + 200 * 300 * 3 + entry.prompts.nbytes)
@@ -107,6 +107,6 @@ def test_only_a_photo_up_to_12_mp_keeps_its_pixels() -> None:
     assert kept_pixel_bytes((3024, 4032)) == 3024 * 4032 * 3 and MAX_KEPT_PIXELS == 3024 * 4032
     assert kept_pixel_bytes((3024, 4033)) == 0 and kept_pixel_bytes((8000, 8000)) == 0
     small = LoadedImage.from_pil(Image.new("RGB", (40, 30), (1, 2, 3)))
-    assert kept_pixels(small) == bytes([1, 2, 3]) * 1200
+    assert kept_pixels(small) is small.host  # kept as decoded: no 12 MP copy per first tap
     on_device = LoadedImage((30, 40), device=object(), _to_host=lambda _: pytest.fail("copied back to the host"))
     assert kept_pixels(on_device) is None  # a GPU-decoded photo is never copied back for the cache
