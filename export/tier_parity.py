@@ -1,8 +1,8 @@
 """Parity of each CPU precision tier (``runtime.cpu_precision``) against PyTorch, for the manifest.
 
-Every tier runs through the serving engine as ``SAM_CPU_ENGINE=auto`` runs it: the encoder
-on OpenVINO (ONNX Runtime when openvino is not installed) with the tier's file and inference
-precision, the decoder on ONNX Runtime with the tier's file; the parity cases are
+Every tier runs through the serving engine as ``SAM_CPU_ENGINE=auto`` runs it
+(``runtime.cpu_backends.AUTO_CPU_BACKENDS``: the backend per tier and graph, each with the
+tier's file and inference precision; ONNX Runtime when openvino is not installed); the parity cases are
 ``export.parity``'s (per-click masks on the synthetic wall). The record per tier is the
 parity report plus ``passes_gate`` (``runtime.cpu_precision.PARITY_GATE``) and
 ``enforced``: False for random weights, whose numbers are recorded but never enable a tier.
@@ -19,8 +19,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
 from export.parity import check_parity
-from runtime import openvino_runner, ort_runner
-from runtime.cpu_backends import openvino_available
+from runtime.cpu_backends import choose_cpu_backends, openvino_available
 from runtime.cpu_precision import (
     AUTO_ORDER,
     CpuPrecision,
@@ -29,7 +28,8 @@ from runtime.cpu_precision import (
     passes_gate,
     unsupported_reason,
 )
-from runtime.engine import EncoderRunner, SamEngine
+from runtime.engine import SamEngine
+from runtime.graph_loading import GraphOpener
 from runtime.manifest import Manifest
 from runtime.settings import RuntimeSettings
 
@@ -37,15 +37,14 @@ log = logging.getLogger(__name__)
 
 
 def open_tier_engine(manifest: Manifest, model_dir: Path, tier: CpuPrecision) -> SamEngine:
-    """The CPU serving engine of ``tier`` over ``model_dir`` (``manifest`` need not be written yet)."""
+    """The CPU serving engine of ``tier`` over ``model_dir`` as ``SAM_CPU_ENGINE=auto`` opens it
+    (``manifest`` need not be written yet)."""
     settings = RuntimeSettings()
-    encoder: EncoderRunner
-    if openvino_available():
-        encoder = openvino_runner.OpenVinoEncoder(openvino_runner.compile_graph(model_dir, manifest, "encoder", settings, tier))
-    else:
-        encoder = ort_runner.OrtEncoder(*ort_runner.open_session(model_dir, manifest, "encoder", ("cpu",), settings, tier))
-    decoder = ort_runner.OrtDecoder(*ort_runner.open_session(model_dir, manifest, "decoder", ("cpu",), settings, tier))
-    return SamEngine(manifest, encoder, decoder, prompts_per_run=settings.cpu_decoder_prompts_per_run, precision=tier)
+    backends = choose_cpu_backends("auto", openvino_available(), tier)
+    graphs = GraphOpener(model_dir, manifest, settings, tier)
+    return SamEngine(manifest, graphs.encoder(backends["encoder"], ("cpu",)),
+                     graphs.decoder(backends["decoder"], ("cpu",), None),
+                     prompts_per_run=settings.cpu_decoder_prompts_per_run, precision=tier)
 
 
 def tier_parity(sam: Sam, manifest: Manifest, model_dir: Path, predictor: SamPredictor,

@@ -4,10 +4,13 @@
 
 On a GPU provider both graphs stay on ONNX Runtime (TensorRT or CUDA). On CPU,
 ``SAM_CPU_ENGINE`` chooses: ``onnxruntime`` or ``openvino`` for both graphs, or ``auto``,
-which takes the faster backend per graph as measured by ``benchmarks/bench_latency.py`` on
-our machines (``benchmarks/RESULTS.md``): OpenVINO for the image encoder when it is
-installed, ONNX Runtime for the prompt decoder (its small dynamic-shape runs are about
-15% faster there).
+which takes the faster backend per graph and CPU precision tier (``runtime.cpu_precision``)
+as measured on our machines (``benchmarks/RESULTS.md``) when OpenVINO is installed:
+OpenVINO for the image encoder in every tier; for the prompt decoder ONNX Runtime in the
+f32 tier (the graphs that parity with PyTorch was first proven on; ``bench_latency.py``),
+OpenVINO in the bf16 and int8 tiers, where one prompt takes 29-31 ms against 52-57 ms on
+ONNX Runtime (vit_t, 2-core Zen 4, quiet machine; ONNX Runtime's int8 decoder is no faster
+than its fp32 one).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from runtime.cpu_precision import CpuPrecision
 from runtime.env_values import choice, env_field
 from runtime.providers import Role
 
@@ -24,8 +28,12 @@ BackendName = Literal["onnxruntime", "openvino"]
 CpuBackendSetting = Literal["auto", "onnxruntime", "openvino"]
 
 BACKENDS: tuple[BackendName, ...] = ("onnxruntime", "openvino")
-#: ``auto``'s choice per graph when OpenVINO is installed (see the module docstring).
-AUTO_CPU_BACKENDS: dict[Role, BackendName] = {"encoder": "openvino", "decoder": "onnxruntime"}
+#: ``auto``'s choice per CPU tier and graph when OpenVINO is installed (see the module docstring).
+AUTO_CPU_BACKENDS: dict[CpuPrecision, dict[Role, BackendName]] = {
+    "f32": {"encoder": "openvino", "decoder": "onnxruntime"},
+    "bf16": {"encoder": "openvino", "decoder": "openvino"},
+    "int8": {"encoder": "openvino", "decoder": "openvino"},
+}
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,13 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def choose_cpu_backends(setting: CpuBackendSetting, openvino_installed: bool) -> dict[Role, BackendName]:
-    """The backend per graph for an engine on CPU only.
+def choose_cpu_backends(setting: CpuBackendSetting, openvino_installed: bool,
+                        tier: CpuPrecision = "f32") -> dict[Role, BackendName]:
+    """The backend per graph for an engine on CPU only, in CPU tier ``tier``.
 
     ``openvino`` without the package raises ``ValueError`` naming the fix; ``auto`` falls
-    back to ONNX Runtime for every graph when OpenVINO is not installed.
+    back to ONNX Runtime for every graph when OpenVINO is not installed. The encoder's
+    backend is the same in every tier (the tier is chosen knowing it).
     """
     if setting == "onnxruntime":
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
@@ -65,4 +75,4 @@ def choose_cpu_backends(setting: CpuBackendSetting, openvino_installed: bool) ->
         return {"encoder": "openvino", "decoder": "openvino"}
     if not openvino_installed:
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
-    return dict(AUTO_CPU_BACKENDS)
+    return dict(AUTO_CPU_BACKENDS[tier])

@@ -5,16 +5,22 @@ Tiers (each a choice of graph files and of OpenVINO's inference precision):
 - ``f32``: the fp32 graphs (``encoder.onnx``, ``decoder.onnx``); parity with PyTorch.
 - ``bf16``: the same files, compiled by OpenVINO with bfloat16 inference precision. Needs a
   CPU with AVX512-BF16 or AMX (OpenVINO reports the ``BF16`` capability) and the encoder on
-  OpenVINO; a decoder on ONNX Runtime stays fp32.
+  OpenVINO; a decoder on ONNX Runtime (``SAM_CPU_ENGINE=onnxruntime`` cannot run bf16;
+  ``auto`` puts it on OpenVINO) would stay fp32.
 - ``int8``: the graphs ``export_sam.py --int8`` quantised with NNCF post-training
-  quantisation (``encoder_int8.onnx``, ``decoder_int8.onnx``), the rest of each graph fp32.
-  Runs on either engine (VNNI on AVX512-VNNI CPUs).
+  quantisation (``encoder_int8.onnx``, ``decoder_int8.onnx``). Runs on either engine (VNNI on
+  AVX512-VNNI CPUs); on OpenVINO the layers NNCF left in float run in bf16 where the CPU has
+  it (``runtime.openvino_runner.inference_precision``), elsewhere in f32.
 
 ``auto`` takes the fastest tier this CPU can run whose parity, recorded in the manifest by
-the export, passes ``PARITY_GATE``; ``f32`` otherwise. Speed order (``AUTO_ORDER``) is from
-issue 26's measurements on a 2-core Zen 4 (vit_t encoder: bf16 382 ms, int8 415 ms, f32
-759 ms). A random-weight export records numbers but never enables a tier. A tier asked for
-by name that cannot run here is a ``ValueError`` naming the reason (a start-up error).
+the export, passes ``PARITY_GATE``; ``f32`` otherwise. Speed order (``AUTO_ORDER``) is
+measured on a 2-core Zen 4 (vit_t on OpenVINO, quiet machine, interleaved medians): encoder
+int8 267 ms (301 ms with its float layers in f32, as on a CPU without bf16), bf16 347 ms, f32
+640 ms; decoder (one prompt) int8 20-24 ms, bf16 22-24 ms, f32 on ONNX Runtime 52-57 ms.
+On ONNX Runtime alone (no openvino) the int8 encoder is slower than the f32 one (788-1264 ms
+against 654-695 ms), so ``auto`` considers int8 only with the encoder on OpenVINO. A
+random-weight export records numbers but never enables a tier. A tier asked for by name that
+cannot run here is a ``ValueError`` naming the reason (a start-up error).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ CpuPrecision = Literal["f32", "bf16", "int8"]
 parse_cpu_precision: Callable[[str], CpuPrecisionSetting] = choice("auto", "f32", "bf16", "int8")
 
 #: ``auto``'s preference, fastest first (see the module docstring).
-AUTO_ORDER: tuple[CpuPrecision, ...] = ("bf16", "int8", "f32")
+AUTO_ORDER: tuple[CpuPrecision, ...] = ("int8", "bf16", "f32")
 #: The gate a lower-precision tier's recorded parity must pass for ``auto`` to run it: per-click
 #: mask IoU against PyTorch's SamPredictor, mean over every parity mask and worst single one.
 PARITY_GATE = {"mask_iou_mean": 0.98, "mask_iou_worst": 0.95}
@@ -91,7 +97,8 @@ def choose_cpu_precision(setting: CpuPrecisionSetting, support: CpuSupport, tier
     if random_weights:
         return "f32"
     for tier in AUTO_ORDER[:-1]:
-        if unsupported_reason(tier, support) is None and passes_gate(tiers.get(tier)):
+        faster = tier != "int8" or support.openvino_encoder  # see the module docstring
+        if faster and unsupported_reason(tier, support) is None and passes_gate(tiers.get(tier)):
             return tier
     return "f32"
 

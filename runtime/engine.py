@@ -90,12 +90,14 @@ class Decoded:
     iou_predictions: NDArray[np.float32]
 
 
-def choose_backends(settings: RuntimeSettings, providers: tuple[ProviderName, ...]) -> dict[Role, BackendName]:
-    """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice."""
+def choose_backends(settings: RuntimeSettings, providers: tuple[ProviderName, ...],
+                    tier: CpuPrecision = "f32") -> dict[Role, BackendName]:
+    """ONNX Runtime for both graphs on a GPU provider; otherwise ``SAM_CPU_ENGINE``'s choice for
+    CPU tier ``tier`` (the encoder's backend does not depend on the tier)."""
     if providers[0] in GPU_PROVIDERS:
         return {"encoder": "onnxruntime", "decoder": "onnxruntime"}
     try:
-        return choose_cpu_backends(settings.cpu_engine, openvino_available())
+        return choose_cpu_backends(settings.cpu_engine, openvino_available(), tier)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
 
@@ -172,6 +174,7 @@ class SamEngine:
         providers = usable_providers(settings)
         backends = choose_backends(settings, providers)
         tier = choose_precision(settings, manifest, backends, providers[0] in GPU_PROVIDERS)
+        backends = choose_backends(settings, providers, tier)
         if "tensorrt" in providers and settings.providers.tensorrt.engine_cache:
             gpu_setup.seed_tensorrt_engines(model_dir, Path(settings.providers.tensorrt.cache_dir))
         graphs = GraphOpener(model_dir, manifest, settings, tier)

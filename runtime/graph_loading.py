@@ -102,7 +102,8 @@ class GraphOpener:
         """The prompt decoder's runner; its logits stay on the device when ``renderer`` runs there."""
         if backend == "openvino":
             return openvino_runner.OpenVinoDecoder(
-                openvino_runner.compile_graph(self.model_dir, self.manifest, "decoder", self.settings, self.tier))
+                openvino_runner.compile_graph(self.model_dir, self.manifest, "decoder", self.settings, self.tier,
+                                              openvino_runner.STATIC_DECODER_SHAPES))
         session, active = ort_runner.open_session(self.model_dir, self.manifest, "decoder", providers, self.settings,
                                                   self.tier)
         logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS

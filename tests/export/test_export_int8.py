@@ -16,9 +16,11 @@ from PIL import Image
 
 from export.parity import check_parity
 from export.quantize import CalibrationError, calibration_images, grid_clicks
+from runtime.cpu_backends import AUTO_CPU_BACKENDS
 from runtime.cpu_precision import openvino_has_bf16, passes_gate
 from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
+from runtime.openvino_runner import inference_precision
 from runtime.settings import RuntimeSettings
 from synthetic.test_images import synthetic_image
 from tests.conftest import run_export
@@ -63,6 +65,7 @@ def test_each_tier_serves_what_the_export_measured(int8_model_dir: Path, tiny_sa
         pytest.skip("this CPU has no bf16")
     engine = SamEngine.from_model_dir(int8_model_dir, RuntimeSettings(cpu_precision=tier))  # type: ignore[arg-type]
     assert engine.precision == tier
+    assert {role: engine.backends[role] for role in ("encoder", "decoder")} == AUTO_CPU_BACKENDS[tier]  # type: ignore[index]
     recorded = _manifest(int8_model_dir)["parity"]["cpu_tiers"][tier]
     served = check_parity(tiny_sam, engine, tier, enforce=False).to_json()
     assert served["mask_iou_mean"] == pytest.approx(recorded["mask_iou_mean"], abs=1e-6)
@@ -144,3 +147,27 @@ def test_grid_clicks_cover_the_image() -> None:
     clicks = grid_clicks((300, 600), 3)
     assert [(c.x, c.y) for c in clicks[:4]] == [(100.0, 50.0), (300.0, 50.0), (500.0, 50.0), (100.0, 150.0)]
     assert all(c.label == 1 for c in clicks) and len(clicks) == 9
+
+
+def test_openvino_compiles_each_graph_at_its_tiers_inference_precision(int8_model_dir: Path) -> None:
+    """bf16: both graphs in bf16; int8: the layers left in float in bf16 where the CPU has it; the
+    decoder's static-shape variant (one prompt of 2 points) alike, and it answers as the dynamic one."""
+    tiers = ("f32", "bf16", "int8") if openvino_has_bf16() else ("f32", "int8")
+    for tier in tiers:
+        engine = SamEngine.from_model_dir(int8_model_dir, RuntimeSettings(cpu_precision=tier, cpu_engine="openvino"))  # type: ignore[arg-type]
+        decoder = engine.decoder
+        graphs = [engine.encoder._compiled, decoder._compiled, decoder.compiled_for(1, 2)]  # type: ignore[attr-defined]
+        assert graphs[2] is not graphs[1] and decoder.compiled_for(1, 3) is graphs[1]  # type: ignore[attr-defined]
+        for graph in graphs:
+            assert graph.get_property("INFERENCE_PRECISION_HINT").to_string() == inference_precision(tier, openvino_has_bf16())  # type: ignore[arg-type]
+        embedding = _embedding(engine)
+        feeds = {"point_coords": np.array([[[40.0, 60.0], [0.0, 0.0]]], np.float32),
+                 "point_labels": np.array([[1.0, -1.0]], np.float32),
+                 "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
+        static = graphs[2].create_infer_request().infer({"image_embeddings": embedding, **feeds})
+        dynamic = graphs[1].create_infer_request().infer({"image_embeddings": embedding, **feeds})
+        static_logits, dynamic_logits = (np.asarray(out[g.output("low_res_masks")]) for out, g in
+                                         ((static, graphs[2]), (dynamic, graphs[1])))
+        scale = float(np.max(np.abs(dynamic_logits)))
+        assert scale > 0 and float(np.max(np.abs(static_logits - dynamic_logits))) <= 0.05 * scale, tier
+    assert inference_precision("int8", True) == "bf16" and inference_precision("int8", False) == "f32"

@@ -49,7 +49,7 @@ def test_embedding_and_logits_match_pytorch(tiny_model_dir: Path, reference, cpu
 def test_auto_uses_openvino_for_the_encoder_when_installed(tiny_model_dir: Path) -> None:
     pytest.importorskip("openvino", reason="the openvino package is not installed")
     engine = SamEngine.from_model_dir(tiny_model_dir, RuntimeSettings())
-    assert engine.backends == {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",
+    assert engine.backends == {"encoder": "openvino", "decoder": "onnxruntime", "preprocess": "pillow",  # f32 tier
                               "postprocess": "numpy"} and engine.provider == "cpu"
 
 

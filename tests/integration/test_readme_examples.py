@@ -93,8 +93,9 @@ def run_steps(root: Path, steps: list[tuple[str, str]], timeout_s: float = 900) 
     results.mkdir()
     # -e: a command that fails in the middle of a block fails its step, not only the block's last command;
     # the EXIT trap records the exit code of the step that was running when the shell stopped.
-    script = ["set -eu", "step=", "trap 'rc=$?; [ -z \"$step\" ] || [ -e .steps/$step.rc ] || echo $rc > .steps/$step.rc; "
-              "kill $(jobs -p) 2>/dev/null; wait' EXIT", "ip link set lo up", f"cd {shlex.quote(str(root))}"]
+    on_exit = ("trap 'rc=$?; [ -z \"$step\" ] || [ -e .steps/$step.rc ] || echo $rc > .steps/$step.rc; "
+               "kill $(jobs -p) 2>/dev/null; wait' EXIT")
+    script = ["set -eu", "step=", on_exit, "ip link set lo up", f"cd {shlex.quote(str(root))}"]
     for name, text in steps:
         script += [f"step={name}", f"{{\n{text}\n}} > .steps/{name}.out 2> .steps/{name}.err", f"echo 0 > .steps/{name}.rc"]
     home = root.parent / "home"

@@ -7,18 +7,30 @@ import pytest
 from runtime.cpu_backends import OpenVinoOptions, choose_cpu_backends
 from runtime.engine import choose_backends
 from runtime.errors import ModelLoadError
-from runtime.openvino_runner import compile_config
+from runtime.openvino_runner import compile_config, inference_precision
 from runtime.settings import RuntimeSettings
 
 
-@pytest.mark.parametrize("setting,installed,expected", [
-    ("auto", True, {"encoder": "openvino", "decoder": "onnxruntime"}),  # the faster engine per graph, measured
-    ("auto", False, {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
-    ("onnxruntime", True, {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
-    ("openvino", True, {"encoder": "openvino", "decoder": "openvino"}),
+@pytest.mark.parametrize("setting,installed,tier,expected", [
+    ("auto", True, "f32", {"encoder": "openvino", "decoder": "onnxruntime"}),  # the faster engine per graph, measured
+    ("auto", True, "bf16", {"encoder": "openvino", "decoder": "openvino"}),
+    ("auto", True, "int8", {"encoder": "openvino", "decoder": "openvino"}),
+    ("auto", False, "f32", {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
+    ("auto", False, "int8", {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
+    ("onnxruntime", True, "int8", {"encoder": "onnxruntime", "decoder": "onnxruntime"}),
+    ("openvino", True, "f32", {"encoder": "openvino", "decoder": "openvino"}),
 ])
-def test_engine_per_graph(setting, installed, expected) -> None:  # type: ignore[no-untyped-def]
-    assert choose_cpu_backends(setting, installed) == expected
+def test_engine_per_graph(setting, installed, tier, expected) -> None:  # type: ignore[no-untyped-def]
+    assert choose_cpu_backends(setting, installed, tier) == expected
+
+
+@pytest.mark.parametrize("tier,bf16_cpu,expected", [
+    ("f32", True, "f32"), ("bf16", True, "bf16"),
+    ("int8", True, "bf16"),  # the layers left in float: faster in bf16 where the CPU has it
+    ("int8", False, "f32"),
+])
+def test_inference_precision_per_tier(tier, bf16_cpu, expected) -> None:  # type: ignore[no-untyped-def]
+    assert inference_precision(tier, bf16_cpu) == expected
 
 
 @pytest.mark.parametrize("providers", [("cuda", "cpu"), ("tensorrt", "cuda", "cpu")])
@@ -57,8 +69,6 @@ def test_compile_config() -> None:
     assert compile_config(OpenVinoOptions(), 0) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     assert compile_config(OpenVinoOptions("/c"), 3, "bf16") == {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 3, "CACHE_DIR": "/c"}
-    # int8 graphs keep their float layers in f32
-    assert compile_config(OpenVinoOptions(), 0, "int8")["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 @pytest.mark.parametrize("spinning", [True, False])
