@@ -103,7 +103,7 @@ class GraphOpener:
         if backend == "openvino":
             return openvino_runner.OpenVinoDecoder(
                 openvino_runner.compile_graph(self.model_dir, self.manifest, "decoder", self.settings, self.tier,
-                                              openvino_runner.STATIC_DECODER_SHAPES))
+                                              openvino_runner.static_decoder_shapes(self.tier)))
         session, active = ort_runner.open_session(self.model_dir, self.manifest, "decoder", providers, self.settings,
                                                   self.tier)
         logits_on_device = renderer is not None and renderer.provider in GPU_PROVIDERS

@@ -157,7 +157,8 @@ def test_openvino_compiles_each_graph_at_its_tiers_inference_precision(int8_mode
         engine = SamEngine.from_model_dir(int8_model_dir, RuntimeSettings(cpu_precision=tier, cpu_engine="openvino"))  # type: ignore[arg-type]
         decoder = engine.decoder
         graphs = [engine.encoder._compiled, decoder._compiled, decoder.compiled_for(1, 2)]  # type: ignore[attr-defined]
-        assert graphs[2] is not graphs[1] and decoder.compiled_for(1, 3) is graphs[1]  # type: ignore[attr-defined]
+        assert decoder.compiled_for(1, 3) is graphs[1]  # type: ignore[attr-defined]
+        assert (graphs[2] is graphs[1]) == (tier == "f32"), tier  # f32 keeps the graph its parity was proven on
         for graph in graphs:
             assert graph.get_property("INFERENCE_PRECISION_HINT").to_string() == inference_precision(tier, openvino_has_bf16())  # type: ignore[arg-type]
         embedding = _embedding(engine)
