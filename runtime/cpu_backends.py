@@ -8,7 +8,8 @@ which takes the faster backend per graph and CPU precision tier (``runtime.cpu_p
 as measured on our machines (``benchmarks/RESULTS.md``) when OpenVINO is installed:
 OpenVINO for the image encoder in every tier; for the prompt decoder ONNX Runtime in the
 f32 tier (the graphs that parity with PyTorch was first proven on; ``bench_latency.py``),
-OpenVINO in the bf16 and int8 tiers, where one prompt takes 29-31 ms against 52-57 ms on
+OpenVINO in the bf16 and int8 tiers, where one prompt takes 20-24 ms (29-31 ms without the
+static-shape graph, ``runtime.openvino_runner.STATIC_DECODER_SHAPES``) against 52-57 ms on
 ONNX Runtime (vit_t, 2-core Zen 4, quiet machine; ONNX Runtime's int8 decoder is no faster
 than its fp32 one).
 """

@@ -55,7 +55,8 @@ def compile_config(options: OpenVinoOptions, threads: int, precision: str = "f32
 #: one prompt of one click (or of one box) with SAM's padding point, what every per-click tap
 #: decodes when prompts run one at a time (``SAM_CPU_DECODER_PROMPTS_PER_RUN=1``). Measured on
 #: vit_t (2-core Zen 4, 15 interleaved runs, medians): 18-22 ms against 23-29 ms for the same
-#: graph with dynamic shapes, whichever the tier. Any other shape runs the dynamic graph.
+#: graph with dynamic shapes, in the bf16 and int8 tiers (f32: ``static_decoder_shapes``). Any
+#: other shape runs the dynamic graph.
 STATIC_DECODER_SHAPES: tuple[tuple[int, int], ...] = ((1, 2),)
 
 
