@@ -5,13 +5,15 @@
     python benchmarks/bench_cpu_tiers.py --model-dir models/tiny --quick --out out/tiers    # smoke run, seconds
 
 For every tier this CPU and export can run (``SAM_CPU_PRECISION`` f32, bf16, int8; the model
-exported with ``--int8``; ``SAM_CPU_ENGINE=auto``: encoder on OpenVINO, decoder on ONNX Runtime),
-interleaved per repeat so the machine's load falls on every tier alike:
+exported with ``--int8``; ``SAM_CPU_ENGINE=auto``: the engines ``runtime.cpu_backends.AUTO_CPU_BACKENDS``
+names per tier), interleaved per repeat so the machine's load falls on every tier alike:
 1. in process (``SamEngine``): the encoder on one prepared wall (float32 1x3x1024x1024 ->
    1x256x64x64), the decoder on 1 and on N prompts (``--prompts``, 20; one click each, 1024 frame);
 2. through HTTP, a real server process per tier (``benchmarks.tier_http``): first tap on a new
    photo, follow-up tap, N earlier taps resent + 1 new with the prompt cache on and off, and
-   the pinned bytes of a session as its image gathers prompts;
+   the pinned bytes of a session as its image gathers prompts; then the first and follow-up taps
+   again with hold-shaped masks (``measure_hold_taps``): random weights give noise masks, the
+   worst case of mask post-processing and PNG encoding, where a hold is a compact blob;
 3. the floors, measured in the same run (``benchmarks.floors``): sgemm, OpenVINO f32/bf16/int8
    and ONNX Runtime's u8s8 GEMM, each with the kernel that ran.
 Writes cpu_tiers.json and CPU_TIERS.md to --out; ``--results-md`` also puts the tables into that
@@ -46,6 +48,7 @@ from runtime.engine import SamEngine
 from runtime.errors import ModelLoadError
 from runtime.manifest import load_manifest
 from runtime.settings import RuntimeSettings
+from synthetic.cone_decoder import make_hold_shaped_model_dir
 from synthetic.wall_photo import render_wall, wall_photo
 
 #: Prompts in the batched decoder run and taps resent (+1 new) in the resent scenario: the issue's 20.
@@ -134,6 +137,28 @@ def measure_http(servers: dict[tuple[str, bool], TierServer], tiers: Sequence[st
     return samples, pinned
 
 
+def measure_hold_taps(model_dir: Path, tiers: Sequence[str], repeats: int, size_wh: tuple[int, int], out: Path
+                      ) -> dict[str, dict[str, list[Any]]]:
+    """Per tier and repeat, on a new photo each repeat: the first and follow-up taps (``hold_*``)
+    against a server per tier on ``model_dir``'s export with hold-shaped masks
+    (``synthetic.cone_decoder``: the real decoder runs, its masks are disks around the clicks)."""
+    hold_dir = make_hold_shaped_model_dir(model_dir, out / "hold_model")
+    servers = start_tier_servers(hold_dir, tiers, out / "logs" / "hold", prompt_caches=(True,))
+    samples: dict[str, dict[str, list[Any]]] = {tier: {} for tier in tiers}
+    try:
+        for repeat in range(repeats + 1):  # repeat 0 warms every server's request path, not counted
+            photo = wall_photo(*size_wh, seed=500 + repeat)
+            clicks = photo_clicks(*photo.upright_size_wh, photo.holds, 2)
+            for tier in tiers:
+                for key, value in taps_once(servers[tier, True], photo.jpeg, clicks, prefix="hold_").items():
+                    if repeat:
+                        samples[tier].setdefault(key, []).append(value)
+    finally:
+        for server in servers.values():
+            server.close()
+    return samples
+
+
 #: Per-repeat values reported by their worst repeat: cache on vs off, how far the answers were apart.
 WORST_OF: dict[str, Callable[[list[Any]], Any]] = {
     "resent_mask_iou": min, "resent_mask_pixels_differing": max, "resent_score_max_abs_diff": max,
@@ -208,12 +233,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.close()
+    progress(started, f"HTTP taps with hold-shaped masks, {len(tiers)} servers")
+    hold = measure_hold_taps(args.model_dir, tiers, args.repeats, args.photo_size, args.out)
     progress(started, "GEMM floors again")
     floors_after = gemm_floors(args.gemm_size, args.repeats, threads=os.cpu_count() or 1)
     report["floors"] = {name: {**rate.to_json(), "gflops_after": floors_after[name].gflops}
                         for name, rate in floors.items()}
     report["tiers"] = {tier: {**summarize_tier({**{k: v for k, v in rows[tier].items() if k != "engines"},
-                                                **http[tier]}), "engines": rows[tier]["engines"]}
+                                                **http[tier], **hold[tier]}), "engines": rows[tier]["engines"]}
                        for tier in tiers}
     report["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 1)
     report["ratios"] = derive_ratios(report, _floor_rates(floors), floor_key)

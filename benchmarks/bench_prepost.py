@@ -70,7 +70,7 @@ def _today_numpy(logits: list[np.ndarray], input_hw: tuple[int, int], out_hw: tu
     cells = [postprocess.cell_mask(low, plan) for low in logits]
     for cell in cells:
         cell.area(plan)
-    return postprocess.render_union(cells, plan)
+    return postprocess.render_union(cells, plan).dense()
 
 
 @dataclass

@@ -80,13 +80,15 @@ class TierServer:
         self.endpoint.stop()
 
 
-def start_tier_servers(model_dir: Path, tiers: Sequence[str], log_dir: Path) -> dict[tuple[str, bool], TierServer]:
-    """A server per (tier, prompt cache on/off), all started before any is waited for."""
+def start_tier_servers(model_dir: Path, tiers: Sequence[str], log_dir: Path,
+                       prompt_caches: Sequence[bool] = (True, False)) -> dict[tuple[str, bool], TierServer]:
+    """A server per (tier, prompt cache on/off in ``prompt_caches``), all started before any is
+    waited for; logs ``server-<tier>-cache-<on|off>.log`` in ``log_dir``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started: dict[tuple[str, bool], LocalEndpoint] = {}
     try:
         for tier in tiers:
-            for cache in (True, False):
+            for cache in prompt_caches:
                 env = {"SAM_PROVIDERS": "cpu", "SAM_LOG_FORMAT": "json", "SAM_CPU_SPINNING": "false",
                        "SAM_CPU_PRECISION": tier, **({} if cache else {"SAM_PROMPT_CACHE_BYTES_PER_IMAGE": "0"})}
                 log = log_dir / f"server-{tier}-cache-{'on' if cache else 'off'}.log"
@@ -105,13 +107,16 @@ def _decoder_ms(answer: dict[str, Any]) -> float:
     return float(answer["timings_ms"]["decoder_ms"])
 
 
-def taps_once(server: TierServer, jpeg: bytes, clicks: Sequence[Click]) -> dict[str, float]:
-    """First tap on a new photo, then a follow-up tap: round trips and decoder milliseconds."""
+def taps_once(server: TierServer, jpeg: bytes, clicks: Sequence[Click], prefix: str = "") -> dict[str, float]:
+    """First tap on a new photo, then a follow-up tap: round trips, decoder milliseconds and the
+    follow-up's mask area (pixels), under names starting with ``prefix``."""
     first_ms, first, _ = server.first_tap(jpeg, clicks[0])
     follow_ms, follow = server.tap(first["image_id"], [clicks[1]])
-    return {"first_tap_ms": first_ms, "first_tap_decoder_ms": _decoder_ms(first),
-            "first_tap_encoder_ms": float(first["timings_ms"].get("encoder_ms", 0.0)),
-            "follow_up_tap_ms": follow_ms, "follow_up_decoder_ms": _decoder_ms(follow)}
+    measured = {"first_tap_ms": first_ms, "first_tap_decoder_ms": _decoder_ms(first),
+                "first_tap_encoder_ms": float(first["timings_ms"].get("encoder_ms", 0.0)),
+                "follow_up_tap_ms": follow_ms, "follow_up_decoder_ms": _decoder_ms(follow),
+                "follow_up_mask_area_px": float(follow["clicks"][0]["area"])}
+    return {prefix + key: value for key, value in measured.items()}
 
 
 def resent_once(cached: TierServer, uncached: TierServer, jpeg: bytes, clicks: Sequence[Click]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.floors import DECODER_GFLOP_PER_PROMPT, ENCODER_TFLOP, package_version
+from synthetic.cone_decoder import REAL_LOGITS_WEIGHT
 
 SECTION_START = "<!-- cpu-tiers: written by benchmarks/bench_cpu_tiers.py --results-md; kept by bench_latency.py -->"
 SECTION_END = "<!-- /cpu-tiers -->"
@@ -25,7 +26,10 @@ STAGES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
 )
 #: (report stage, ratio name prefix) of the ``<prefix>_vs_f32`` ratios
 VS_F32 = (("encoder_ms", "encoder"), ("decoder_1_prompt_ms", "decoder_1"), ("decoder_n_prompts_ms", "decoder_n"),
-          ("first_tap_ms", "first_tap"), ("follow_up_tap_ms", "follow_up_tap"))
+          ("first_tap_ms", "first_tap"), ("follow_up_tap_ms", "follow_up_tap"),
+          ("hold_first_tap_ms", "hold_first_tap"), ("hold_follow_up_tap_ms", "hold_follow_up_tap"))
+#: (report key prefix, what its masks are): the taps measured on noise masks and on hold-shaped ones
+TAP_MASKS = (("hold_", "hold-shaped masks"), ("", "random weights' noise masks, the worst case"))
 AMX_NOTE = (
     "**AMX (ml.c7i, Sapphire Rapids): unmeasured here.** These CPUs add AMX tiles (AMX-BF16, AMX-INT8) to "
     "AVX512-BF16/VNNI. OpenVINO's CPU plugin then compiles bf16 and int8 matmuls to its AMX brgemm kernels "
@@ -34,9 +38,15 @@ AMX_NOTE = (
     "above the f32 sgemm floor than the AVX-512 rates of the floors table do here. The GEMMs' share of the "
     "encoder shrinks with it: softmax, layer norms, GELU, reorders and memory traffic, which AMX does not "
     "speed up, then bound the bf16/int8 tiers, so their ratio to f32 should fall below this machine's but "
-    "by less than the floors' ratio. The decoder runs on ONNX Runtime: its f32 graph (f32 and bf16 tiers) "
-    "gains nothing from AMX; the int8 graph's MatMulInteger/QLinear GEMMs would. A c7i vCPU is one "
+    "by less than the floors' ratio. The decoder runs on OpenVINO in the bf16 and int8 tiers, whose matmuls "
+    "would use the same AMX kernels, and on ONNX Runtime in f32, which AMX does not change. A c7i vCPU is one "
     "hyper-thread: 2 vCPUs share one core's AMX unit. Run this script there to measure it.")
+HOLD_NOTE = (
+    "Random weights make every mask noise (hundreds of thousands of pixels, scattered), the worst case of "
+    "mask post-processing (every bilinear tile upsampled) and of PNG encoding; a trained checkpoint's mask of "
+    "a hold is a compact blob. These servers run the same export with each decoder's low-res logits replaced "
+    f"by a cone around the click (its real logits still computed, added times {REAL_LOGITS_WEIGHT:g}), so the taps cost what "
+    "a trained model's cost: the issue's tap targets are for these.")
 NOT_IDENTICAL_NOTE = (
     "Answers not identical: the cache-on server decoded the earlier taps in other runs (the first tap alone, "
     "the rest in slices of `SAM_CPU_DECODER_PROMPTS_PER_RUN`) than the cache-off server's one request of N + 1; "
@@ -61,6 +71,8 @@ def derive_ratios(report: dict[str, Any], rates_gflops: dict[str, float],
     for tier, row in report["tiers"].items():
         out: dict[str, float] = {}
         for key, name in VS_F32:
+            if key not in row:  # a report from before the stage was measured (--render)
+                continue
             out[f"{name}_vs_f32"] = round(_median(report, tier, key) / _median(report, "f32", key), 3)
         for key, name, gflop, role in STAGES:
             floor_ms = gflop(model) * (report["prompts"] if name == "decoder_n" else 1) / rates_gflops[floor_key(tier, row["engines"][role])] * 1000.0
@@ -93,10 +105,14 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"{model} encoder in the best tier <= {limit}x f32", limit, tier, value, value <= limit)
     tier, value = _best(report, {t: r["decoder_1_vs_f32"] for t, r in ratios.items()})
     add("decoder, 1 prompt, in the best tier <= 0.5x f32", 0.5, tier, value, value <= 0.5)
-    tier, value = _best(report, {t: r["first_tap_ms"]["median"] for t, r in tiers.items()})
-    add("first tap (new photo, 1 click, compact mask, HTTP) <= 600 ms (set for vit_t)", 600.0, tier, value, value <= 600)
-    tier, value = _best(report, {t: r["follow_up_tap_ms"]["median"] for t, r in tiers.items()})
-    add("follow-up tap (image_id, 1 click, compact, HTTP) <= 60 ms (set for vit_t)", 60.0, tier, value, value <= 60)
+    for prefix, masks in TAP_MASKS:
+        if all(f"{prefix}first_tap_ms" in r for r in tiers.values()):
+            tier, value = _best(report, {t: r[f"{prefix}first_tap_ms"]["median"] for t, r in tiers.items()})
+            add(f"first tap (new photo, 1 click, compact outputs, HTTP), {masks}, <= 600 ms (set for vit_t)",
+                600.0, tier, value, value <= 600)
+            tier, value = _best(report, {t: r[f"{prefix}follow_up_tap_ms"]["median"] for t, r in tiers.items()})
+            add(f"follow-up tap (image_id, 1 click, compact outputs, HTTP), {masks}, <= 60 ms (set for vit_t)",
+                60.0, tier, value, value <= 60)
     worst = max(ratios, key=lambda t: ratios[t]["resent_decoder_vs_first_tap_decoder"])
     value = ratios[worst]["resent_decoder_vs_first_tap_decoder"]
     identical = all(r["resent_identical"] for r in tiers.values())
@@ -159,10 +175,25 @@ def _tier_row(tier: str, row: dict[str, Any], r: dict[str, float]) -> list[str]:
 
 def _tier_lines(report: dict[str, Any]) -> list[str]:
     columns = ["tier", "engines", "encoder", "x f32", "x floor", "decoder 1 prompt", "x f32", "x floor",
-               f"decoder {report['prompts']} prompts", "x f32", "x floor", "first tap (HTTP)", "x f32",
-               "follow-up tap (HTTP)", "x f32"]
+               f"decoder {report['prompts']} prompts", "x f32", "x floor", "first tap (HTTP, noise masks)", "x f32",
+               "follow-up tap (HTTP, noise masks)", "x f32"]
     rows = [_tier_row(tier, row, report["ratios"][tier]) for tier, row in report["tiers"].items()]
     return _table("Tiers (x f32 / x the tier's GEMM floor)", columns, rows)
+
+
+def _hold_tap_lines(report: dict[str, Any]) -> list[str]:
+    """The taps on hold-shaped masks, beside the same taps on noise masks (absent from older reports)."""
+    if not all("hold_first_tap_ms" in row for row in report["tiers"].values()):
+        return []
+    columns = ["tier", "first tap", "x f32", "its decoder", "follow-up tap", "x f32", "its decoder",
+               "follow-up mask area (px)", "follow-up tap, noise masks"]
+    rows = [[tier, _cell(row["hold_first_tap_ms"]), f"{report['ratios'][tier]['hold_first_tap_vs_f32']:.2f}",
+             _cell(row["hold_first_tap_decoder_ms"]), _cell(row["hold_follow_up_tap_ms"]),
+             f"{report['ratios'][tier]['hold_follow_up_tap_vs_f32']:.2f}", _cell(row["hold_follow_up_decoder_ms"]),
+             _counts(row["hold_follow_up_mask_area_px"]), _cell(row["follow_up_tap_ms"])]
+            for tier, row in report["tiers"].items()]
+    return [*_table("Taps with hold-shaped masks (HTTP; the export's decoders run, their masks replaced by a "
+                    "disk around the click: synthetic/cone_decoder.py)", columns, rows), "", HOLD_NOTE]
 
 
 def _counts(values: Sequence[int]) -> str:
@@ -211,7 +242,8 @@ def _target_lines(report: dict[str, Any]) -> list[str]:
 
 def write_markdown(report: dict[str, Any]) -> str:
     """Every table of the report, as one Markdown section (``## ...``)."""
-    return "\n".join(_header(report) + _floor_lines(report) + _tier_lines(report) + _resent_lines(report)
+    return "\n".join(_header(report) + _floor_lines(report) + _tier_lines(report) + _hold_tap_lines(report)
+                     + _resent_lines(report)
                      + _pinned_lines(report) + _target_lines(report))
 
 

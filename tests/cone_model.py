@@ -1,15 +1,10 @@
 """A SAM model whose masks are known analytically: a disk around each prompt's first point.
 
-The decoder is replaced by an ONNX graph of the decoder's signature whose low-res logits are
-a cone: token ``t`` of prompt ``b`` at low-res pixel (i, j) is
-
-    TOKEN_RADII_1024[t] - dist(((j + 0.5) * S / L, (i + 0.5) * S / L), point_coords[b, 0])
-
-in pixels of the S x S model frame (S = 1024, L = 256). The model frame scales the photo by
-about ``S / max(H, W)``, so after SAM's two bilinear stages the mask of token ``t`` is, up to
-a fraction of a pixel, the disk of radius ``TOKEN_RADII_1024[t] * max(H, W) / S`` output pixels
-(times ``max_side / max(H, W)`` when the output is scaled) around the click. The exact answer
-is SAM's own ``Sam.postprocess_masks`` (PyTorch) of the same logits: ``reference_masks``.
+The decoder is replaced by ``synthetic.cone_decoder``'s cone (its docstring gives the logits):
+after SAM's two bilinear stages the mask of token ``t`` is, up to a fraction of a pixel, the
+disk of radius ``TOKEN_RADII_1024[t] * max(H, W) / S`` output pixels (times ``max_side / max(H, W)``
+when the output is scaled) around the click. The exact answer is SAM's own ``Sam.postprocess_masks``
+(PyTorch) of the same logits: ``reference_masks``.
 
 Mask token 0 (``multimask_output=False``) has radius 40; of the multimask tokens 1-3 the best
 scored (``TOKEN_SCORES``) is token 2, radius 60. Every other input is ignored.
@@ -25,90 +20,18 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import TensorProto, helper, numpy_helper
 
-from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, sha256_of_file
+from runtime.manifest import sha256_of_file
 from runtime.sam_preprocessing import resized_size_hw, to_model_coords
-
-#: Radius of each mask token's disk, model-frame pixels.
-TOKEN_RADII_1024 = (40.0, 20.0, 60.0, 30.0)
-#: iou_predictions of each token: multimask picks token 2 (the best of tokens 1-3).
-TOKEN_SCORES = (0.9, 0.3, 0.8, 0.5)
-IMAGE_SIZE = 1024
-LOW_RES = 256
-
-
-def _grid_centres_1024() -> NDArray[np.float32]:
-    """Centres of the low-res pixels in model-frame pixels: float32 (L,)."""
-    return ((np.arange(LOW_RES, dtype=np.float32) + np.float32(0.5)) * np.float32(IMAGE_SIZE / LOW_RES))
-
-
-def cone_logits(point_coords_1024: NDArray[np.float32]) -> NDArray[np.float32]:
-    """The graph's answer in numpy: BxNx2 (x, y) model-frame points -> float32 Bx4xLxL logits."""
-    grid = _grid_centres_1024()
-    first = np.asarray(point_coords_1024, np.float32)[:, 0, :]
-    dx2 = np.square(grid[None, :] - first[:, 0:1])  # (B, L) along x
-    dy2 = np.square(grid[None, :] - first[:, 1:2])  # (B, L) along y
-    dist = np.sqrt(dy2[:, :, None] + dx2[:, None, :])  # (B, L, L)
-    radii = np.asarray(TOKEN_RADII_1024, np.float32)[None, :, None, None]
-    return (radii - dist[:, None]).astype(np.float32)
-
-
-def _cone_nodes() -> list[onnx.NodeProto]:
-    coords, logits, scores = DECODER_INPUTS[1], DECODER_OUTPUTS[0], DECODER_OUTPUTS[1]
-    node = helper.make_node
-    return [
-        node("Gather", [coords, "zero"], ["first"], axis=1),  # (B, 2)
-        node("Gather", ["first", "zero"], ["px"], axis=1),  # (B,)
-        node("Gather", ["first", "one"], ["py"], axis=1),
-        node("Unsqueeze", ["px", "axis_1"], ["px_col"]),  # (B, 1)
-        node("Unsqueeze", ["py", "axis_1"], ["py_col"]),
-        node("Sub", ["grid", "px_col"], ["dx"]),  # (B, L)
-        node("Sub", ["grid", "py_col"], ["dy"]),
-        node("Mul", ["dx", "dx"], ["dx2"]),
-        node("Mul", ["dy", "dy"], ["dy2"]),
-        node("Unsqueeze", ["dx2", "axis_1"], ["dx2_rows"]),  # (B, 1, L)
-        node("Unsqueeze", ["dy2", "axis_2"], ["dy2_cols"]),  # (B, L, 1)
-        node("Add", ["dy2_cols", "dx2_rows"], ["dist2"]),  # (B, L, L)
-        node("Sqrt", ["dist2"], ["dist"]),
-        node("Unsqueeze", ["dist", "axis_1"], ["dist_4d"]),  # (B, 1, L, L)
-        node("Sub", ["radii", "dist_4d"], [logits]),  # (B, 4, L, L)
-        node("Shape", [coords], ["coords_shape"], start=0, end=1),
-        node("Concat", ["coords_shape", "four"], ["scores_shape"], axis=0),
-        node("Expand", ["token_scores", "scores_shape"], [scores]),  # (B, 4)
-    ]
-
-
-def build_cone_decoder(embedding_shape: tuple[int, ...] = (1, 256, 64, 64)) -> onnx.ModelProto:
-    """The cone decoder: SAM's decoder signature (``runtime.manifest.DECODER_INPUTS``/``OUTPUTS``)."""
-    embeddings, coords, labels, mask_input, has_mask = DECODER_INPUTS
-    floats = TensorProto.FLOAT
-    inputs = [
-        helper.make_tensor_value_info(embeddings, floats, list(embedding_shape)),
-        helper.make_tensor_value_info(coords, floats, ["num_prompts", "num_points", 2]),
-        helper.make_tensor_value_info(labels, floats, ["num_prompts", "num_points"]),
-        helper.make_tensor_value_info(mask_input, floats, ["num_prompts", 1, LOW_RES, LOW_RES]),
-        helper.make_tensor_value_info(has_mask, floats, ["num_prompts"]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info(DECODER_OUTPUTS[0], floats, ["num_prompts", 4, LOW_RES, LOW_RES]),
-        helper.make_tensor_value_info(DECODER_OUTPUTS[1], floats, ["num_prompts", 4]),
-    ]
-    constants = [
-        numpy_helper.from_array(np.array(0, np.int64), "zero"),
-        numpy_helper.from_array(np.array(1, np.int64), "one"),
-        numpy_helper.from_array(np.array([1], np.int64), "axis_1"),
-        numpy_helper.from_array(np.array([2], np.int64), "axis_2"),
-        numpy_helper.from_array(np.array([4], np.int64), "four"),
-        numpy_helper.from_array(_grid_centres_1024()[None, :], "grid"),
-        numpy_helper.from_array(np.asarray(TOKEN_RADII_1024, np.float32).reshape(1, 4, 1, 1), "radii"),
-        numpy_helper.from_array(np.asarray(TOKEN_SCORES, np.float32)[None, :], "token_scores"),
-    ]
-    graph = helper.make_graph(_cone_nodes(), "cone_decoder", inputs, outputs, initializer=constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+from synthetic.cone_decoder import (
+    IMAGE_SIZE,
+    LOW_RES,
+    TOKEN_RADII_1024,
+    TOKEN_SCORES,
+    build_cone_decoder,
+    cone_logits,
+    grid_centres_1024,
+)
 
 
 def make_cone_model_dir(source_dir: Path, target_dir: Path) -> Path:
@@ -211,7 +134,7 @@ def _torch_cone_decoder():  # type: ignore[no-untyped-def]
         (kept, so that the traced graph has all of ``WEB_DECODER_INPUTS``)."""
 
         def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):  # type: ignore[no-untyped-def]
-            grid = torch.from_numpy(_grid_centres_1024())
+            grid = torch.from_numpy(grid_centres_1024())
             first = point_coords[:, 0, :]
             dx2 = torch.square(grid[None, :] - first[:, 0:1])  # (B, L) along x
             dy2 = torch.square(grid[None, :] - first[:, 1:2])  # (B, L) along y

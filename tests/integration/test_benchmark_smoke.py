@@ -7,6 +7,7 @@ together on 2 cores) for structure-only checks, so ``make test-fast`` leaves the
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cpu_backends import AUTO_CPU_BACKENDS
+from synthetic.cone_decoder import IMAGE_SIZE, TOKEN_RADII_1024
 from tests.integration.server import REPO
 
 pytestmark = pytest.mark.slow
@@ -103,7 +105,9 @@ def test_cpu_tier_benchmark_reports_every_tier_scenario_and_floor(tiny_int8_mode
         timings = {key: value for key, value in row.items() if key.endswith("_ms")}
         assert set(timings) == {"encoder_ms", "decoder_1_prompt_ms", "decoder_n_prompts_ms", "first_tap_ms",
                                 "first_tap_decoder_ms", "first_tap_encoder_ms", "follow_up_tap_ms", "follow_up_decoder_ms",
-                                "resent_on_ms", "resent_on_decoder_ms", "resent_off_ms", "resent_off_decoder_ms"}
+                                "resent_on_ms", "resent_on_decoder_ms", "resent_off_ms", "resent_off_decoder_ms",
+                                "hold_first_tap_ms", "hold_first_tap_decoder_ms", "hold_first_tap_encoder_ms",
+                                "hold_follow_up_tap_ms", "hold_follow_up_decoder_ms"}
         assert all(0 < t["min"] <= t["median"] <= t["max"] for t in timings.values()), tier
         assert row["engines"] == AUTO_CPU_BACKENDS[tier]  # type: ignore[index]
         assert row["resent_on_prompts_decoded"] == [1] and row["resent_on_prompts_reused"] == [prompts]
@@ -111,6 +115,10 @@ def test_cpu_tier_benchmark_reports_every_tier_scenario_and_floor(tiny_int8_mode
         # Cache on vs off: the same masks and scores up to float rounding (batch composition; see RESULTS.md).
         assert row["resent_mask_iou"] >= 0.99 and row["resent_score_max_abs_diff"] <= 1e-4, tier
         assert all(0 < value < 1e4 for value in report["ratios"][tier].values()), tier
+        # Known answer: a hold-shaped follow-up mask is token 0's disk around the click (clipped by no more
+        # than half at a photo's edge); random weights' noise would cover a large part of the photo.
+        disk_px = math.pi * (TOKEN_RADII_1024[0] * max(report["photo_size_wh"]) / IMAGE_SIZE) ** 2
+        assert all(0.45 * disk_px <= area <= 1.1 * disk_px for area in row["hold_follow_up_mask_area_px"]), tier
     assert set(report["ratios"]["f32"]) >= {"encoder_vs_floor", "decoder_1_vs_floor", "decoder_n_vs_floor",
                                             "resent_decoder_on_vs_off", "resent_decoder_vs_first_tap_decoder"}
     assert all(value == 1.0 for key, value in report["ratios"]["f32"].items() if key.endswith("_vs_f32"))
@@ -127,9 +135,9 @@ def test_cpu_tier_benchmark_reports_every_tier_scenario_and_floor(tiny_int8_mode
     counts = sorted(pinned, key=int)
     assert counts[0] == "1" and len(counts) >= 2
     assert pinned[counts[-1]] - pinned[counts[0]] == (int(counts[-1]) - 1) * per_prompt
-    assert len(report["targets"]) == 6 and all(isinstance(row["met"], bool) for row in report["targets"])
+    assert len(report["targets"]) == 8 and all(isinstance(row["met"], bool) for row in report["targets"])
     markdown = (tmp_path / "CPU_TIERS.md").read_text()
-    for heading in ("### GEMM floors", "### Tiers", f"### {prompts} earlier taps resent", "pinned bytes", "### Targets"):
+    for heading in ("### GEMM floors", "### Tiers", "### Taps with hold-shaped masks", f"### {prompts} earlier taps resent", "pinned bytes", "### Targets"):
         assert heading in markdown
     kept = results_md.read_text()
     assert kept.startswith("# Latency benchmark\n\nkept\n") and markdown.strip() in kept
