@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = write_markdown(report)
     (args.out / "CPU_TIERS.md").write_text(markdown, encoding="utf-8")
     if args.results_md:
-        replace_results_section(args.results_md, markdown)
+        replace_results_section(args.results_md, markdown, report["model"]["type"])
     print(markdown)
     return 0
 

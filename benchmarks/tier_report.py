@@ -9,6 +9,7 @@ bench_latency.py rewrites that file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def _header(report: dict[str, Any]) -> list[str]:
     machine, model = report["machine"], report["model"]
     versions = ", ".join(f"{name} {package_version(name)}" for name in ("onnxruntime", "openvino", "numpy"))
     return [
-        "## CPU precision tiers, side by side in one run", "",
+        f"## CPU precision tiers of {model['type']}, side by side in one run", "",
         f"Command: `{report['command']}`  ",
         (f"Machine: {machine['cpu']} ({machine['cores']} cores), flags {', '.join(machine['flags'])}; "
          f"load average {machine['load_average_1m']} at the start, {machine['load_average_1m_end']} at the end  "),
@@ -254,10 +255,29 @@ def kept_section(path: Path) -> str:
     return text[start:end + len(SECTION_END)] if 0 <= start < end else ""
 
 
-def replace_results_section(path: Path, markdown: str) -> None:
-    """Put ``markdown`` into ``path``'s marked CPU-tier section (appended when there is none yet)."""
+def model_markers(model: str) -> tuple[str, str]:
+    """The markers around one model type's tables inside the CPU-tier section."""
+    return f"<!-- cpu-tiers model {model} -->", f"<!-- /cpu-tiers model {model} -->"
+
+
+def model_blocks(section: str) -> dict[str, str]:
+    """The marked tables of each model type in a CPU-tier section, markers included, in their order."""
+    blocks: dict[str, str] = {}
+    for found in re.finditer(r"<!-- cpu-tiers model (\S+) -->", section):
+        end = section.find(model_markers(found.group(1))[1], found.end())
+        if end >= 0:
+            blocks[found.group(1)] = section[found.start():end + len(model_markers(found.group(1))[1])]
+    return blocks
+
+
+def replace_results_section(path: Path, markdown: str, model: str) -> None:
+    """Put ``markdown`` (the tables of one ``model`` type) into ``path``'s marked CPU-tier section,
+    replacing that model's earlier tables and keeping the other models' (text outside the model
+    markers is dropped; the section is appended when there is none yet)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     old = kept_section(path)
-    section = f"{SECTION_START}\n{markdown.rstrip()}\n{SECTION_END}"
+    start, end = model_markers(model)
+    blocks = {**model_blocks(old), model: f"{start}\n{markdown.rstrip()}\n{end}"}
+    section = "\n".join([SECTION_START, *blocks.values(), SECTION_END])
     text = text.replace(old, section) if old else text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text, encoding="utf-8")

@@ -17,6 +17,7 @@ from benchmarks.tier_report import (
     derive_ratios,
     evaluate_targets,
     kept_section,
+    model_markers,
     replace_results_section,
 )
 
@@ -105,16 +106,20 @@ def test_photo_clicks_are_distinct_hold_centres_then_a_grid() -> None:
     assert all(0 < x < 700 and 0 < y < 300 for x, y in clicks)
 
 
-def test_the_results_section_is_replaced_in_place_and_survives_the_latency_report(tmp_path: Path) -> None:
+def test_the_results_section_is_replaced_in_place_per_model_and_survives_the_latency_report(tmp_path: Path) -> None:
     path = tmp_path / "RESULTS.md"
-    path.write_text("# Latency benchmark\n\nbefore\n")
-    replace_results_section(path, "## CPU tiers\n\nfirst run\n")
-    replace_results_section(path, "## CPU tiers\n\nsecond run\n")
+    path.write_text(f"# Latency benchmark\n\nbefore\n\n{SECTION_START}\nunmarked, from before the model markers\n{SECTION_END}\n")
+    replace_results_section(path, "## CPU tiers of vit_t\n\nfirst run\n", "vit_t")
+    replace_results_section(path, "## CPU tiers of vit_b\n\nvit_b run\n", "vit_b")
+    replace_results_section(path, "## CPU tiers of vit_t\n\nsecond run\n", "vit_t")
     text = path.read_text()
     assert text.count(SECTION_START) == 1 and text.count(SECTION_END) == 1
-    assert "second run" in text and "first run" not in text and text.startswith("# Latency benchmark\n\nbefore\n")
+    assert "second run" in text and "first run" not in text and "unmarked" not in text
+    assert text.startswith("# Latency benchmark\n\nbefore\n") and text.index("second run") < text.index("vit_b run")
     latency = json.loads((REPO / "benchmarks" / "results.json").read_text())
     write_latency_markdown(latency, path)  # what bench_latency.py does: the rest is rewritten, the section kept
     rewritten = path.read_text()
     assert "before" not in rewritten and "| target | limit | measured | met |" in rewritten
-    assert kept_section(path) == f"{SECTION_START}\n## CPU tiers\n\nsecond run\n{SECTION_END}"
+    (t_start, t_end), (b_start, b_end) = model_markers("vit_t"), model_markers("vit_b")
+    assert kept_section(path) == (f"{SECTION_START}\n{t_start}\n## CPU tiers of vit_t\n\nsecond run\n{t_end}\n"
+                                  f"{b_start}\n## CPU tiers of vit_b\n\nvit_b run\n{b_end}\n{SECTION_END}")
