@@ -22,6 +22,7 @@ Two graphs of SAM's decoder signature (``runtime.manifest.DECODER_INPUTS``/``OUT
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ IMAGE_SIZE = 1024
 LOW_RES = 256
 #: The weight of the real decoder's logits in ``with_cone_masks``: they are computed, and change no mask.
 REAL_LOGITS_WEIGHT = 1e-20
+#: The oldest opset of the nodes ``cone_nodes`` writes (Unsqueeze takes its axes as an input from 13).
+MIN_OPSET = 13
 #: Prefix of every tensor name ``with_cone_masks`` adds to an exported graph.
 PREFIX = "cone/"
 
@@ -134,6 +137,10 @@ def build_cone_decoder(embedding_shape: tuple[int, ...] = (1, 256, 64, 64)) -> o
 def with_cone_masks(decoder: onnx.ModelProto) -> onnx.ModelProto:
     """An exported decoder (float or quantised) whose ``low_res_masks`` are the cone's plus
     ``REAL_LOGITS_WEIGHT`` times its own; its ``iou_predictions`` are its own. A copy; the input is kept."""
+    opset = next((entry.version for entry in decoder.opset_import if entry.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise ValueError(f"the cone's nodes need opset {MIN_OPSET} or newer (Unsqueeze with axes as an input); "
+                         f"this decoder is opset {opset}")
     model = onnx.ModelProto()
     model.CopyFrom(decoder)
     graph, logits = model.graph, DECODER_OUTPUTS[0]
@@ -150,9 +157,19 @@ def with_cone_masks(decoder: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no second copy of a large encoder), else a copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def make_hold_shaped_model_dir(source_dir: Path, target_dir: Path) -> Path:
     """A copy of the export ``source_dir`` whose CPU decoders (``decoder``, ``decoder_int8``) go
-    through ``with_cone_masks``; the fp16 graphs (GPU only) are left out; the manifest records it
+    through ``with_cone_masks`` (saved with their weights inline); the other graphs and their
+    external data files are linked, the fp16 graphs (GPU only) left out; the manifest records it
     under ``weights.decoder_masks`` and keeps the rest (a random-weights export still says so)."""
     manifest = json.loads((source_dir / "manifest.json").read_text())
     manifest["models"] = {role: entry for role, entry in manifest["models"].items() if not role.endswith("_fp16")}
@@ -160,10 +177,15 @@ def make_hold_shaped_model_dir(source_dir: Path, target_dir: Path) -> Path:
     for role, entry in manifest["models"].items():
         source, target = source_dir / entry["file"], target_dir / entry["file"]
         if role in ("decoder", "decoder_int8"):
+            target.unlink(missing_ok=True)
             onnx.save(with_cone_masks(onnx.load(str(source))), str(target))
+            entry.pop("external_data", None)
+            entry.pop("external_data_size_bytes", None)
             entry.update(size_bytes=target.stat().st_size, sha256=sha256_of_file(target))
-        else:
-            shutil.copyfile(source, target)
+            continue
+        for name in (entry["file"], entry.get("external_data")):
+            if name:
+                _link_or_copy(source_dir / name, target_dir / name)
     manifest["weights"]["decoder_masks"] = "cone: a disk around each prompt's first point (synthetic/cone_decoder.py)"
     (target_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return target_dir

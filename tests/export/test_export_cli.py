@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
 from export.checkpoints import CheckpointDownloadError, fetch_checkpoint
 from export.export_sam import main as export_main
 from export.sam_models import build_random
+from runtime.engine import SamEngine
 from runtime.manifest import DECODER_INPUTS, DECODER_OUTPUTS, load_manifest, sha256_of_file
+from runtime.settings import RuntimeSettings
 from serving.local_endpoint import free_port
+from synthetic.cone_decoder import cone_logits, make_hold_shaped_model_dir
 from tests.conftest import run_export
 
 
@@ -90,6 +95,16 @@ def test_external_data_layout_loads(tmp_path: Path) -> None:
     out = session.run(None, {"image": np.zeros((1, 3, 1024, 1024), np.float32)})[0]
     assert out.shape == (1, 256, 64, 64) and np.isfinite(out).all()
     assert manifest.parity == {"skipped": True}
+    # The benchmarks' hold-shaped copy keeps the layout: external data linked, rewritten decoders inline.
+    hold = make_hold_shaped_model_dir(tmp_path, tmp_path / "hold")
+    held = load_manifest(hold)
+    assert held.models["encoder"].external_data == "encoder.onnx.data" and held.models["decoder"].external_data is None
+    assert os.path.samefile(tmp_path / "encoder.onnx.data", hold / "encoder.onnx.data")
+    engine = SamEngine.from_model_dir(hold, RuntimeSettings())
+    coords = np.asarray([[[300.0, 200.0], [0.0, 0.0]]], np.float32)
+    decoded = engine.decode(engine.encode(engine.prepare(Image.new("RGB", (64, 48)))).value, coords,
+                            np.asarray([[1.0, -1.0]], np.float32))
+    assert np.array_equal(np.asarray(decoded.low_res_masks) > 0, cone_logits(coords) > 0)
 
 
 def _export_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
